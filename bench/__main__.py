@@ -1,0 +1,46 @@
+"""``python -m bench NAME [--quick]`` or ``python -m bench all --quick``.
+
+Each benchmark is a module ``bench/<name>.py`` (dashes become underscores) with
+``run(quick: bool) -> Iterable[dict]`` yielding result rows. This runner prints
+one JSON object per row on stdout and nothing else; progress goes to stderr.
+"""
+
+import argparse
+import importlib
+import json
+import sys
+import time
+
+#: Benchmark names in the order ``all`` runs them.
+BENCHES = ["hash", "import"]
+
+FIELDS = ("bench", "metric", "value", "unit", "peer", "peer_value", "ratio")
+
+
+def emit(row: dict) -> None:
+    missing = [f for f in FIELDS if f not in row]
+    if missing:
+        raise ValueError(f"benchmark row lacks {missing}: {row}")
+    print(json.dumps(row), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", help=f"one of {', '.join(BENCHES)}, or 'all'")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    names = BENCHES if args.name == "all" else [args.name]
+    for name in names:
+        if name not in BENCHES:
+            parser.error(f"unknown benchmark {name!r}; known: {', '.join(BENCHES)}")
+    for name in names:
+        module = importlib.import_module(f"bench.{name.replace('-', '_')}")
+        start = time.perf_counter()
+        for row in module.run(quick=args.quick):
+            emit(row)
+        print(f"[bench] {name} took {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
