@@ -1,0 +1,112 @@
+"""The ``p2pd`` command.
+
+``p2pd [go-style flags]`` runs the daemon (flags as the go libp2p daemon takes
+them); ``p2pd SUBCOMMAND ...`` runs a client action (``add``, ...). Errors the
+user can act on are printed as one line, never as a traceback.
+"""
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import P2PDError
+from .goflags import FlagSet
+
+SUBCOMMANDS = ("add",)
+
+DESCRIPTION = """\
+p2pd - a libp2p peer-to-peer daemon (Kademlia DHT, gossipsub, Bitswap, daemon protocol)
+
+usage:
+  p2pd [flags]                 run the daemon (go libp2p daemon flags, below)
+  p2pd add [options] PATH      import a file or directory as UnixFS (--only-hash: print the CID only)
+  p2pd --version               print the version
+  p2pd SUBCOMMAND --help       help for a subcommand
+"""
+
+
+def daemon_flags() -> FlagSet:
+    """The go libp2p daemon's flags, same names and meanings."""
+    fs = FlagSet("p2pd")
+    fs.add("listen", str, None, "daemon control listen multiaddr (default /unix/$P2PD_HOME/p2pd.sock)")
+    fs.add("id", str, None, "file holding a protobuf-encoded libp2p private key")
+    fs.add("hostAddrs", str, None, "comma-separated swarm listen multiaddrs")
+    fs.add("announceAddrs", str, None, "comma-separated multiaddrs to announce instead of the listen ones")
+    fs.add("quiet", bool, False, "be quiet")
+    fs.add("bootstrap", bool, False, "connect to bootstrap peers")
+    fs.add("bootstrapPeers", str, None, "comma-separated bootstrap peer multiaddrs")
+    fs.add("dht", bool, False, "enable the DHT (server or client by reachability)")
+    fs.add("dhtServer", bool, False, "enable the DHT in server mode")
+    fs.add("dhtClient", bool, False, "enable the DHT in client mode")
+    fs.add("connManager", bool, False, "enable the connection manager")
+    fs.add("connLo", int, 256, "connection manager low water mark")
+    fs.add("connHi", int, 512, "connection manager high water mark")
+    fs.add("connGrace", str, "120s", "connection manager grace period")
+    fs.add("pubsub", bool, False, "enable pubsub")
+    fs.add("pubsubRouter", str, "gossipsub", "pubsub router: gossipsub or floodsub")
+    fs.add("pubsubSign", bool, True, "sign pubsub messages")
+    fs.add("pubsubSignStrict", bool, True, "require signed pubsub messages")
+    fs.add("help", bool, False, "show this help")
+    fs.add("h", bool, False, "show this help")
+    fs.add("version", bool, False, "print the version")
+    return fs
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _run_subcommand(argv)
+        return _run_daemon(argv)
+    except P2PDError as exc:
+        print(f"p2pd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_daemon(argv: list[str]) -> int:
+    fs = daemon_flags()
+    values, rest = fs.parse(argv)
+    if values.get("help") or values.get("h"):
+        print(DESCRIPTION + "\ndaemon flags:\n" + fs.usage())
+        return 0
+    if values.get("version"):
+        print(f"p2pd {__version__}")
+        return 0
+    if rest:
+        print(f"p2pd: unknown subcommand {rest[0]!r} (see p2pd --help)", file=sys.stderr)
+        return 2
+    from .daemon_stub import run
+
+    return run({**fs.defaults(), **values})
+
+
+def _run_subcommand(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="p2pd")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add", help="import a file or directory as UnixFS")
+    add.add_argument("path", help="file or directory to import")
+    add.add_argument("-n", "--only-hash", action="store_true",
+                     help="only compute the root CID; store nothing (works without a daemon)")
+    add.add_argument("--cid-version", type=int, choices=(0, 1), default=0,
+                     help="CID version of the result (1 implies --raw-leaves, as in kubo)")
+    add.add_argument("--raw-leaves", action=argparse.BooleanOptionalAction, default=None,
+                     help="store file data in raw leaves (default: on with --cid-version 1)")
+    add.add_argument("--chunker", default="size-262144", help="chunker: size-N (default size-262144)")
+    add.add_argument("-r", "--recursive", action="store_true", help="accepted for kubo compatibility")
+    add.add_argument("-q", "--quiet", action="store_true", help="print only the root CID")
+    args = parser.parse_args(argv)
+    if args.command == "add":
+        return _cmd_add(args)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    raise NotImplementedError
+
+
+if __name__ == "__main__":
+    sys.exit(main())
