@@ -1,0 +1,388 @@
+"""UnixFS importer: files and directories -> dag-pb/raw blocks, kubo-compatible CIDs.
+
+Layout (what ``ipfs add`` and ipfs-unixfs-importer build with the balanced
+layout; docs/unixfs.md has the details):
+
+* fixed-size chunks (default 256 KiB); a file that fits in one chunk is that
+  single leaf (the root *is* the leaf); an empty file is one empty leaf;
+* leaves are grouped, in order, into parents of up to ``max_links`` (174)
+  links; those parents are grouped the same way, level by level, until one
+  node is left. Every full group of ``max_links`` becomes a parent as soon as
+  it fills, so the builder streams with O(depth x max_links) state;
+* a parent is a UnixFS File node: ``blocksizes`` lists each child's content
+  bytes, links have an empty Name and Tsize = the child's cumulative size;
+* a directory is a UnixFS Directory node with one named link per entry, links
+  sorted by the names' UTF-8 bytes.
+
+Options follow kubo's CLI: ``cid_version`` 0 or 1, ``raw_leaves`` defaulting
+to true exactly when ``cid_version`` is 1. Raw leaves are always CIDv1 (there is
+no CIDv0 for the raw codec), so ``cid_version=0, raw_leaves=True`` gives v0
+parents over v1 leaves, as kubo does.
+
+Hot path: the file is read in large buffers (:data:`READ_BUFFER`), all chunks of
+a buffer are hashed with one :func:`p2pd.native.sha256_chunks` call (the native
+core releases the GIL) in a worker thread while the caller's thread writes the
+previous buffer's blocks with one ``sink.put_many`` call. Raw leaves are
+memoryview slices of the read buffer, never copied here.
+"""
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from .. import native
+from ..errors import InvalidUnixFS
+from . import dagpb, unixfs
+from .cid import CID
+from .multicodec import Codec
+
+DEFAULT_CHUNK_SIZE = 262_144
+DEFAULT_MAX_LINKS = 174
+#: Largest chunk we make: kubo refuses chunkers above 1 MiB (blocks must cross Bitswap).
+MAX_CHUNK_SIZE = 1 << 20
+#: Bytes read (and hashed) per step; a multiple of the chunk size is used.
+READ_BUFFER = 32 << 20
+#: Estimated directory node size above which kubo and js switch to a HAMT shard.
+SHARD_THRESHOLD = 262_144
+
+Block = tuple[CID, bytes | memoryview]
+
+
+class BlockSink(Protocol):
+    """Where imported blocks go: the blockstore, or anything with ``put_many``."""
+
+    def put_many(self, blocks: Iterable[Block], /) -> object: ...
+
+
+@dataclass(slots=True)
+class ImportOptions:
+    """How to chunk and link; defaults are ``ipfs add``'s."""
+
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    cid_version: int = 0
+    raw_leaves: bool | None = None
+    max_links: int = DEFAULT_MAX_LINKS
+    read_buffer: int = READ_BUFFER
+
+    def __post_init__(self) -> None:
+        if self.cid_version not in (0, 1):
+            raise ValueError(f"cid_version must be 0 or 1, not {self.cid_version}")
+        if not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk size must be 1..{MAX_CHUNK_SIZE} bytes, not {self.chunk_size}")
+        if not 2 <= self.max_links <= dagpb.MAX_LINKS:
+            raise ValueError(f"max_links must be 2..{dagpb.MAX_LINKS}, not {self.max_links}")
+        if self.raw_leaves is None:
+            self.raw_leaves = self.cid_version == 1
+
+    @property
+    def buffer_bytes(self) -> int:
+        return max(1, self.read_buffer // self.chunk_size) * self.chunk_size
+
+    def node_cid(self, block: bytes) -> CID:
+        """CID of a dag-pb node we built."""
+        return _dagpb_cid(native.sha256(block), self.cid_version)
+
+
+def parse_chunker(spec: str) -> int:
+    """Chunk size from kubo's ``--chunker`` syntax; only ``size-N`` is supported."""
+    if not spec.startswith("size-"):
+        raise ValueError(f"unsupported chunker {spec!r}: only 'size-N' (fixed size) is implemented")
+    try:
+        size = int(spec[5:])
+    except ValueError:
+        raise ValueError(f"chunker {spec!r}: N in 'size-N' must be a number of bytes") from None
+    if not 1 <= size <= MAX_CHUNK_SIZE:
+        raise ValueError(f"chunker {spec!r}: size must be 1..{MAX_CHUNK_SIZE} bytes")
+    return size
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """Root of one imported file or directory."""
+
+    cid: CID
+    #: Content bytes (the file's length; a directory's files added up).
+    size: int
+    #: Cumulative DAG size: every block under the root, as a parent's link Tsize counts it.
+    tsize: int
+    #: Blocks produced (written to the sink unless only hashing).
+    blocks: int
+    path: str = ""
+
+
+@dataclass(slots=True)
+class _Child:
+    cid: CID
+    tsize: int
+    content: int
+
+
+_SHA256_MH = b"\x12\x20"
+
+
+def _dagpb_cid(digest: bytes, version: int) -> CID:
+    mh = _SHA256_MH + digest
+    return CID(0, Codec.DAG_PB, mh) if version == 0 else CID(1, Codec.DAG_PB, mh)
+
+
+@dataclass(slots=True)
+class BalancedLayout:
+    """Sans-IO balanced DAG builder: fed leaves in order, returns parent blocks to store.
+
+    ``push`` takes one leaf and returns any parent blocks that became complete;
+    ``finish`` closes the partial groups bottom-up and returns the root. The
+    shape equals the reference: leaves grouped by ``max_links``, then the
+    parents, and so on, until one node remains (a lone leaf is its own root).
+    """
+
+    options: ImportOptions
+    levels: list[list[_Child]] = field(default_factory=lambda: [[]])
+    counts: list[int] = field(default_factory=lambda: [0])
+    blocks: int = 0
+
+    def push(self, cid: CID, tsize: int, content: int, out: list[Block]) -> None:
+        self._push(0, _Child(cid, tsize, content), out)
+
+    def _push(self, level: int, child: _Child, out: list[Block]) -> None:
+        if level == len(self.levels):
+            self.levels.append([])
+            self.counts.append(0)
+        group = self.levels[level]
+        group.append(child)
+        self.counts[level] += 1
+        self.blocks += 1
+        if len(group) == self.options.max_links:
+            self.levels[level] = []
+            self._push(level + 1, self._parent(group, out), out)
+
+    def _parent(self, children: list[_Child], out: list[Block]) -> _Child:
+        data = unixfs.encode(
+            unixfs.UnixFSData(unixfs.DataType.FILE, blocksizes=tuple(c.content for c in children))
+        )
+        links = [dagpb.PBLink(c.cid, "", c.tsize) for c in children]
+        block = dagpb.encode(links, data)
+        cid = self.options.node_cid(block)
+        out.append((cid, block))
+        return _Child(
+            cid, len(block) + sum(c.tsize for c in children), sum(c.content for c in children)
+        )
+
+    def finish(self, out: list[Block]) -> _Child:
+        if self.counts[0] == 0:
+            raise ValueError("a file has at least one leaf (an empty file has one empty leaf)")
+        level = 0
+        while self.counts[level] != 1:
+            group = self.levels[level]
+            if group:
+                self.levels[level] = []
+                self._push(level + 1, self._parent(group, out), out)
+            level += 1
+        (root,) = self.levels[level]
+        return root
+
+
+def _read_full(fh: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, short only at end of file (pipes and sockets return less)."""
+    data = fh.read(n)
+    if data is None:
+        raise OSError("non-blocking file returned no data; pass a blocking file")
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = fh.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class _Reader:
+    """Reads buffers and hashes their leaves, one buffer ahead, in a worker thread."""
+
+    def __init__(self, fh: BinaryIO, options: ImportOptions, pool: ThreadPoolExecutor) -> None:
+        self.fh = fh
+        self.options = options
+        self.pool = pool
+
+    def _step(self) -> tuple[bytes, list[bytes], list[bytes] | None]:
+        opts = self.options
+        buf = _read_full(self.fh, opts.buffer_bytes)
+        if opts.raw_leaves:
+            return buf, native.sha256_chunks(buf, opts.chunk_size), None
+        leaves = _dagpb_leaves(buf, opts.chunk_size)
+        return buf, native.sha256_many(leaves), leaves
+
+    def __iter__(self) -> Iterator[tuple[bytes, list[bytes], list[bytes] | None]]:
+        pending: Future = self.pool.submit(self._step)
+        while True:
+            buf, digests, leaves = pending.result()
+            if not buf:
+                return
+            pending = self.pool.submit(self._step)
+            yield buf, digests, leaves
+
+
+def _dagpb_leaves(buf: bytes, chunk_size: int) -> list[bytes]:
+    mv = memoryview(buf)
+    full = len(buf) // chunk_size
+    out: list[bytes] = []
+    if full:
+        prefix, suffix = unixfs.file_leaf_prefix(chunk_size)
+        for i in range(full):
+            out.append(b"".join((prefix, mv[i * chunk_size : (i + 1) * chunk_size], suffix)))
+    rest = len(buf) - full * chunk_size
+    if rest:
+        prefix, suffix = unixfs.file_leaf_prefix(rest)
+        out.append(b"".join((prefix, mv[full * chunk_size :], suffix)))
+    return out
+
+
+def _empty_leaf(options: ImportOptions) -> tuple[CID, bytes]:
+    if options.raw_leaves:
+        return CID(1, Codec.RAW, _SHA256_MH + native.sha256(b"")), b""
+    prefix, suffix = unixfs.file_leaf_prefix(0)
+    block = prefix + suffix
+    return _dagpb_cid(native.sha256(block), options.cid_version), block
+
+
+def import_file(
+    source: str | os.PathLike[str] | BinaryIO,
+    sink: BlockSink | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    cid_version: int = 0,
+    raw_leaves: bool | None = None,
+    max_links: int = DEFAULT_MAX_LINKS,
+    read_buffer: int = READ_BUFFER,
+) -> ImportResult:
+    """Import one file (a path or a binary file object) into ``sink``.
+
+    With ``sink=None`` nothing is stored (``ipfs add --only-hash``). Blocks go to
+    the sink with one ``put_many`` per read buffer; parents of a buffer follow
+    their leaves, and the root is always in the last call, so a reader that finds
+    the root finds everything under it.
+    """
+    options = ImportOptions(chunk_size, cid_version, raw_leaves, max_links, read_buffer)
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb", buffering=0) as fh:
+            return _import_stream(fh, sink, options, os.fspath(source))
+    return _import_stream(source, sink, options, "")
+
+
+def _import_stream(
+    fh: BinaryIO, sink: BlockSink | None, options: ImportOptions, path: str
+) -> ImportResult:
+    layout = BalancedLayout(options)
+    chunk = options.chunk_size
+    size = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="p2pd-import") as pool:
+        for buf, digests, leaves in _Reader(fh, options, pool):
+            out: list[Block] = []
+            n = len(buf)
+            if leaves is None:
+                mv = memoryview(buf)
+                for i, digest in enumerate(digests):
+                    start = i * chunk
+                    leaf = mv[start : start + chunk]
+                    # Skip CID.v1's multihash re-validation: we built it from a digest.
+                    cid = CID(1, Codec.RAW, _SHA256_MH + digest)
+                    out.append((cid, leaf))
+                    layout.push(cid, len(leaf), len(leaf), out)
+            else:
+                for i, (digest, block) in enumerate(zip(digests, leaves, strict=True)):
+                    cid = _dagpb_cid(digest, options.cid_version)
+                    out.append((cid, block))
+                    content = min(chunk, n - i * chunk)
+                    layout.push(cid, len(block), content, out)
+            size += n
+            if sink is not None:
+                sink.put_many(out)
+    out = []
+    if layout.counts[0] == 0:
+        cid, block = _empty_leaf(options)
+        out.append((cid, block))
+        layout.push(cid, len(block), 0, out)
+    root = layout.finish(out)
+    if sink is not None and out:
+        sink.put_many(out)
+    return ImportResult(root.cid, size, root.tsize, layout.blocks, path)
+
+
+def import_path(
+    path: str | os.PathLike[str],
+    sink: BlockSink | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    cid_version: int = 0,
+    raw_leaves: bool | None = None,
+    max_links: int = DEFAULT_MAX_LINKS,
+    read_buffer: int = READ_BUFFER,
+) -> ImportResult:
+    """Import a file or, recursively, a directory (``ipfs add -r``).
+
+    Symlinks and special files are refused rather than silently followed or
+    skipped: a CID must describe exactly what the user pointed at. Directories
+    large enough that kubo would shard them (HAMT) are refused too, since the
+    CID would differ from kubo's.
+    """
+    kwargs = dict(
+        chunk_size=chunk_size,
+        cid_version=cid_version,
+        raw_leaves=raw_leaves,
+        max_links=max_links,
+        read_buffer=read_buffer,
+    )
+    options = ImportOptions(chunk_size, cid_version, raw_leaves, max_links, read_buffer)
+    path = os.fspath(path)
+    if os.path.islink(path):
+        raise InvalidUnixFS(f"{path} is a symlink; symlinks are not imported yet")
+    if not os.path.isdir(path):
+        return import_file(path, sink, **kwargs)  # type: ignore[arg-type]
+    return _import_dir(path, sink, options, kwargs)
+
+
+def _import_dir(
+    path: str, sink: BlockSink | None, options: ImportOptions, kwargs: dict
+) -> ImportResult:
+    links: list[dagpb.PBLink] = []
+    size = 0
+    blocks = 0
+    estimate = 0
+    with os.scandir(path) as it:
+        entries = list(it)
+    for entry in entries:
+        try:
+            name_bytes = entry.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidUnixFS(
+                f"{entry.path!r}: file name is not valid UTF-8; UnixFS names are UTF-8"
+            ) from None
+        if entry.is_symlink():
+            raise InvalidUnixFS(f"{entry.path} is a symlink; symlinks are not imported yet")
+        if entry.is_dir():
+            child = _import_dir(entry.path, sink, options, kwargs)
+        elif entry.is_file():
+            child = import_file(entry.path, sink, **kwargs)
+        else:
+            raise InvalidUnixFS(f"{entry.path} is not a regular file or directory")
+        links.append(dagpb.PBLink(child.cid, entry.name, child.tsize))
+        size += child.size
+        blocks += child.blocks
+        estimate += len(name_bytes) + len(bytes(child.cid))
+    if estimate > SHARD_THRESHOLD:
+        raise InvalidUnixFS(
+            f"{path}: directory too large for one node ({len(links)} entries); kubo would "
+            "shard it (HAMT), which p2pd does not build yet"
+        )
+    data = unixfs.encode(unixfs.UnixFSData(unixfs.DataType.DIRECTORY))
+    block = dagpb.encode(dagpb.sort_links(links), data)
+    cid = options.node_cid(block)
+    if sink is not None:
+        sink.put_many([(cid, block)])
+    tsize = len(block) + sum(link.tsize or 0 for link in links)
+    return ImportResult(cid, size, tsize, blocks + 1, path)
