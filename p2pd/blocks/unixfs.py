@@ -80,8 +80,11 @@ def encode(msg: UnixFSData) -> bytes:
         put_varint(out, len(msg.data))
         out += msg.data
     if msg.is_file:
+        filesize = msg.content_size() if msg.filesize is None else msg.filesize
+        if filesize > MAX_FILESIZE:
+            raise InvalidUnixFS(f"file size {filesize} exceeds 2**53-1; readers could not hold it")
         out += b"\x18"
-        put_varint(out, msg.content_size() if msg.filesize is None else msg.filesize)
+        put_varint(out, filesize)
     for size in msg.blocksizes:
         out += b"\x20"
         put_varint(out, size)
