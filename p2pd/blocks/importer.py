@@ -44,8 +44,9 @@ DEFAULT_CHUNK_SIZE = 262_144
 DEFAULT_MAX_LINKS = 174
 #: Largest chunk we make: kubo refuses chunkers above 1 MiB (blocks must cross Bitswap).
 MAX_CHUNK_SIZE = 1 << 20
-#: Bytes read (and hashed) per step; a multiple of the chunk size is used.
-READ_BUFFER = 32 << 20
+#: Bytes read (and hashed) per step, rounded to whole chunks. Measured here: 8 MiB beats
+#: 4, 16 and 32 MiB both hashing-only and into RocksDB (stays in cache, smaller batches).
+READ_BUFFER = 8 << 20
 #: Estimated directory node size above which kubo and js switch to a HAMT shard.
 SHARD_THRESHOLD = 262_144
 
@@ -221,7 +222,7 @@ _SPLIT_MIN = 4 << 20
 class _Reader:
     """Reads buffers and hashes their leaves one buffer ahead, off the caller's thread.
 
-    Two buffers are reused in turn (a fresh 32 MiB allocation per step costs more in
+    Two buffers are reused in turn (a fresh multi-MiB allocation per step costs more in
     page faults than the read itself): while the caller writes the blocks of one,
     the worker fills and hashes the other. The order in :meth:`__iter__` (take
     result k, submit k+1, hand k to the caller) guarantees the worker never refills
@@ -235,7 +236,7 @@ class _Reader:
         self.split = (os.cpu_count() or 1) > 1
         size = options.buffer_bytes
         with contextlib.suppress(AttributeError, OSError, ValueError):
-            # A small file needs no 32 MiB buffers (faulting them in costs more than the file).
+            # A small file needs no full-size buffers (faulting them in costs more than the file).
             left = os.fstat(fh.fileno()).st_size - fh.tell()
             if stat.S_ISREG(os.fstat(fh.fileno()).st_mode) and left >= 0:
                 size = min(size, max(1, -(-(left + 1) // options.chunk_size)) * options.chunk_size)
