@@ -105,7 +105,52 @@ def _run_subcommand(argv: list[str]) -> int:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """``p2pd add``: UnixFS import with kubo's defaults and output (``added <cid> <name>``)."""
+    import os
+
+    from .blocks.importer import import_path, parse_chunker
+    from .errors import ConfigError, InvalidUnixFS
+
+    try:
+        chunk_size = parse_chunker(args.chunker)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    path = args.path
+    if not os.path.lexists(path):
+        raise InvalidUnixFS(f"{path}: no such file or directory")
+    if os.path.isdir(path) and not os.path.islink(path) and not args.recursive:
+        raise InvalidUnixFS(f"{path} is a directory; use -r to add it recursively")
+    options = dict(chunk_size=chunk_size, cid_version=args.cid_version, raw_leaves=args.raw_leaves)
+    try:
+        if args.only_hash:
+            result = import_path(path, None, **options)
+        else:
+            result = _add_to_local_repo(path, options)
+    except PermissionError as exc:
+        raise InvalidUnixFS(f"{exc.filename or path}: permission denied") from None
+    except IsADirectoryError as exc:
+        raise InvalidUnixFS(f"{exc.filename or path}: is a directory") from None
+    except OSError as exc:
+        raise InvalidUnixFS(f"{exc.filename or path}: {exc.strerror or exc}") from None
+    name = os.path.basename(os.path.normpath(path))
+    print(str(result.cid) if args.quiet else f"added {result.cid} {name}", flush=True)
+    return 0
+
+
+def _add_to_local_repo(path: str, options: dict):
+    """Import into $P2PD_HOME's blockstore, as ``ipfs add`` does when no daemon runs."""
+    from .blocks.blockstore import Blockstore
+    from .blocks.importer import import_path
+    from .home import datastore_path, ensure_home, resolve_home
+    from .store import Datastore
+
+    home = ensure_home(resolve_home())
+    datastore = Datastore.open(datastore_path(home))
+    try:
+        blockstore = Blockstore(datastore)
+        return import_path(path, blockstore, **options)
+    finally:
+        datastore.close()
 
 
 if __name__ == "__main__":
