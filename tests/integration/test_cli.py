@@ -1,0 +1,85 @@
+"""The ``p2pd`` command as a user runs it: a real subprocess, its output and exit code."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from p2pd import __version__
+
+
+def p2pd(*args: str, home=None, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if home is not None:
+        env["P2PD_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "p2pd", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_version_prints_the_package_version():
+    out = p2pd("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"p2pd {__version__}"
+
+
+def test_help_lists_go_daemon_flags_and_subcommands():
+    out = p2pd("--help")
+    assert out.returncode == 0
+    for word in ("-listen", "-hostAddrs", "-dhtClient", "-pubsubRouter", "add"):
+        assert word in out.stdout
+
+
+def test_add_only_hash_prints_kubo_cids(tmp_path):
+    f = tmp_path / "hello.txt"
+    f.write_bytes(b"hello world\n")
+    v0 = p2pd("add", "--only-hash", str(f), home=tmp_path / "home")
+    assert v0.returncode == 0, v0.stderr
+    # `ipfs add -n hello.txt` and `ipfs add -n --cid-version=1 hello.txt` on kubo.
+    assert v0.stdout == "added QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o hello.txt\n"
+    v1 = p2pd("add", "-n", "--cid-version", "1", "-q", str(f), home=tmp_path / "home")
+    assert v1.stdout == "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4\n"
+    assert not (tmp_path / "home").exists(), "--only-hash must not create or write a repo"
+
+
+def test_add_only_hash_of_a_directory_needs_recursive(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"a")
+    out = p2pd("add", "-n", str(tmp_path / "d"))
+    assert out.returncode == 1
+    assert "is a directory; use -r" in out.stderr
+    ok = p2pd("add", "-n", "-r", "-q", str(tmp_path / "d"))
+    assert ok.returncode == 0 and ok.stdout.startswith("Qm")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["add", "-n", "/nonexistent/file"], "/nonexistent/file: no such file or directory"),
+        (["add", "-n", "--chunker", "rabin", "FILE"], "unsupported chunker 'rabin'"),
+        (["add", "-n", "--chunker", "size-0", "FILE"], "size must be"),
+        (["-nosuchflag"], "flag provided but not defined: -nosuchflag"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_no_traceback(tmp_path, args, message):
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    out = p2pd(*[str(f) if a == "FILE" else a for a in args], home=tmp_path / "home")
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_add_of_an_unreadable_file_is_a_clear_error(tmp_path):
+    f = tmp_path / "secret"
+    f.write_bytes(b"x")
+    f.chmod(0)
+    out = p2pd("add", "-n", str(f))
+    assert out.returncode == 1 and "permission denied" in out.stderr
