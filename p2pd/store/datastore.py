@@ -1,0 +1,394 @@
+"""One RocksDB per node, split into typed key spaces by key prefix.
+
+Why one database and prefixes rather than one database (or column family) per
+concern: a single write batch can then change blocks, pins and metadata
+atomically, there is one WAL to replay after a crash, and one LOCK file that
+tells a second process the node is already running.
+
+Durability: the WAL is always on and every write (single put or batch) goes
+through it before it is acknowledged. By default we do *not* fsync per write
+(``sync=False``): RocksDB hands the WAL record to the kernel with ``write(2)``
+before returning, and the kernel keeps it when the process dies, so an
+acknowledged write survives ``kill -9`` or a crash of p2pd. It does not
+necessarily survive a power cut or kernel panic; pass ``sync=True`` to
+:meth:`Datastore.open` to fsync the WAL on every write (several milliseconds per
+write on ordinary disks) when that matters more than throughput. On reopen
+RocksDB replays the WAL in ``point_in_time`` recovery, so a torn last record is
+dropped instead of refusing to open.
+
+Keys and values are raw bytes (rocksdict raw mode): nothing is pickled, so the
+files are readable by any RocksDB tool and by later versions of p2pd.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from rocksdict import (
+    DBRecoveryMode,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteOptions,
+)
+
+from ..errors import StoreError
+
+Buffer = bytes | bytearray | memoryview
+
+#: Prefixes of the typed key spaces. A prefix never is a prefix of another one,
+#: so iterating one space never yields another space's keys.
+SPACES: dict[str, bytes] = {
+    "blocks": b"/blocks/",
+    "blockinfo": b"/blockinfo/",
+    "quarantine": b"/quarantine/",
+    "pins": b"/pins/",
+    "records": b"/records/",
+    "providers": b"/providers/",
+    "peers": b"/peers/",
+    "meta": b"/meta/",
+}
+
+#: On-disk layout version, written to ``/meta/format`` on first open.
+FORMAT_VERSION = b"1"
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix``.
+
+    Used as an exclusive iterator upper bound so RocksDB stops at the end of a
+    space instead of us comparing every key. ``None`` when no such key exists
+    (the prefix is all 0xff bytes), meaning "to the end of the database".
+    """
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _bytes(value: Buffer, what: str) -> bytes:
+    # rocksdict's raw mode takes exactly ``bytes``; copying a memoryview here is the
+    # one copy between the caller's buffer and RocksDB's memtable.
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes-like, not {type(value).__name__}")
+
+
+class KeySpace:
+    """One typed key space: the keys under one prefix, addressed without it.
+
+    Callers use short keys (a multihash, a peer id); the prefix is added here so
+    no caller can read or clobber another space's data by accident.
+    """
+
+    __slots__ = ("_store", "name", "prefix", "_end")
+
+    def __init__(self, store: Datastore, name: str, prefix: bytes) -> None:
+        self._store = store
+        self.name = name
+        self.prefix = prefix
+        self._end = prefix_end(prefix)
+
+    def __repr__(self) -> str:
+        return f"KeySpace({self.name!r}, {self.prefix!r})"
+
+    def key(self, key: Buffer) -> bytes:
+        """The full database key of ``key`` in this space."""
+        return self.prefix + _bytes(key, "key")
+
+    def get(self, key: Buffer) -> bytes | None:
+        """The value under ``key``, or ``None`` when absent (an empty value is ``b""``)."""
+        return self._store._get(self.key(key))
+
+    def has(self, key: Buffer) -> bool:
+        return self._store._get(self.key(key)) is not None
+
+    def put(self, key: Buffer, value: Buffer) -> None:
+        """Write one value; durable (see the module docstring) when this returns."""
+        self._store._put(self.key(key), _bytes(value, "value"))
+
+    def delete(self, key: Buffer) -> None:
+        """Remove ``key``; removing an absent key is not an error."""
+        self._store._delete(self.key(key))
+
+    def items(self, prefix: Buffer = b"") -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` pairs whose key starts with ``prefix``, in key order.
+
+        Keys are yielded without the space's prefix.
+        """
+        lo = self.key(prefix)
+        hi = prefix_end(lo) if prefix else self._end
+        cut = len(self.prefix)
+        for k, v in self._store._scan(lo, hi, values=True):
+            yield k[cut:], v
+
+    def keys(self, prefix: Buffer = b"") -> Iterator[bytes]:
+        """Keys (without the space's prefix) starting with ``prefix``, in key order."""
+        lo = self.key(prefix)
+        hi = prefix_end(lo) if prefix else self._end
+        cut = len(self.prefix)
+        for k, _v in self._store._scan(lo, hi, values=False):
+            yield k[cut:]
+
+    def count(self, prefix: Buffer = b"") -> int:
+        """Number of keys starting with ``prefix`` (a scan: O(keys))."""
+        return sum(1 for _ in self.keys(prefix))
+
+
+class Batch:
+    """Writes to any key spaces, applied all together or not at all.
+
+    Build one with :meth:`Datastore.batch`; as a context manager it is written
+    when the block exits normally and dropped when it raises, so a failure
+    half-way through preparing a change leaves the store untouched.
+    """
+
+    __slots__ = ("_store", "_wb", "_done")
+
+    def __init__(self, store: Datastore) -> None:
+        self._store = store
+        self._wb = WriteBatch(raw_mode=True)
+        self._done = False
+
+    def put(self, space: KeySpace, key: Buffer, value: Buffer) -> None:
+        self._check(space)
+        self._wb.put(space.key(key), _bytes(value, "value"))
+
+    def delete(self, space: KeySpace, key: Buffer) -> None:
+        self._check(space)
+        self._wb.delete(space.key(key))
+
+    def __len__(self) -> int:
+        return self._wb.len()
+
+    def write(self) -> None:
+        """Apply every write at once; durable when this returns. A batch is written once."""
+        if self._done:
+            raise StoreError("this write batch was already written or discarded; make a new one")
+        self._done = True
+        self._store._write(self._wb)
+
+    def discard(self) -> None:
+        self._done = True
+        self._wb.clear()
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            if not self._done:
+                self.write()
+        else:
+            self.discard()
+
+    def _check(self, space: KeySpace) -> None:
+        if self._done:
+            raise StoreError("this write batch was already written or discarded; make a new one")
+        if space._store is not self._store:
+            raise StoreError(f"{space!r} belongs to another datastore than this batch")
+
+
+class Datastore:
+    """A node's RocksDB, opened once per process; use :meth:`open`.
+
+    Spaces are attributes (``ds.blocks``, ``ds.pins``, ...) and also reachable
+    by name with :meth:`space`. Close it explicitly (or use ``with``); closing
+    twice is fine, using it after closing raises :class:`StoreError`.
+    """
+
+    def __init__(self, db: Rdict, path: Path, sync: bool) -> None:
+        self._db: Rdict | None = db
+        self.path = path
+        self.sync = sync
+        self._wopt = WriteOptions()
+        self._wopt.sync = sync
+        self._spaces = {name: KeySpace(self, name, p) for name, p in SPACES.items()}
+        self.blocks = self._spaces["blocks"]
+        self.blockinfo = self._spaces["blockinfo"]
+        self.quarantine = self._spaces["quarantine"]
+        self.pins = self._spaces["pins"]
+        self.records = self._spaces["records"]
+        self.providers = self._spaces["providers"]
+        self.peers = self._spaces["peers"]
+        self.meta = self._spaces["meta"]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, sync: bool = False) -> Datastore:
+        """Open (creating if missing) the datastore directory at ``path``.
+
+        A database another process holds open is refused with a
+        :class:`StoreError` naming the path, rather than RocksDB's bare I/O error.
+        """
+        path = Path(path)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.set_wal_recovery_mode(DBRecoveryMode.point_in_time())
+        # 2-core home machines: a couple of background jobs is plenty.
+        opts.set_max_background_jobs(2)
+        opts.set_keep_log_file_num(4)
+        try:
+            db = Rdict(str(path), opts)
+        except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status text
+            raise StoreError(_open_error(path, exc)) from None
+        store = cls(db, path, sync)
+        try:
+            fmt = store.meta.get(b"format")
+            if fmt is None:
+                store.meta.put(b"format", FORMAT_VERSION)
+            elif fmt != FORMAT_VERSION:
+                raise StoreError(
+                    f"datastore {path} has format {fmt!r}; this p2pd reads format "
+                    f"{FORMAT_VERSION!r}. Use a matching p2pd or another $P2PD_HOME"
+                )
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def space(self, name: str) -> KeySpace:
+        try:
+            return self._spaces[name]
+        except KeyError:
+            raise StoreError(f"no key space named {name!r}; known: {', '.join(SPACES)}") from None
+
+    def batch(self) -> Batch:
+        """A new atomic batch of writes across key spaces."""
+        self._live()
+        return Batch(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    def flush(self) -> None:
+        """Flush memtables to SST files (not needed for durability; useful before backups)."""
+        db = self._live()
+        try:
+            db.flush(True)
+        except Exception as exc:
+            raise StoreError(f"datastore {self.path}: flush failed: {exc}") from None
+
+    def close(self) -> None:
+        """Release the database and its LOCK; a second call does nothing."""
+        db, self._db = self._db, None
+        if db is not None:
+            try:
+                db.close()
+            except Exception as exc:
+                raise StoreError(f"datastore {self.path}: close failed: {exc}") from None
+
+    def __enter__(self) -> Datastore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Datastore({str(self.path)!r}{', closed' if self.closed else ''})"
+
+    # -- raw access for KeySpace / Batch ---------------------------------------------
+    def _live(self) -> Rdict:
+        db = self._db
+        if db is None:
+            raise StoreError(f"datastore {self.path} is closed")
+        return db
+
+    def _get(self, key: bytes) -> bytes | None:
+        db = self._live()
+        try:
+            return db.get(key)
+        except Exception as exc:
+            raise StoreError(f"datastore {self.path}: read failed: {exc}") from None
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        db = self._live()
+        try:
+            db.put(key, value, self._wopt)
+        except Exception as exc:
+            raise StoreError(f"datastore {self.path}: write failed: {exc}") from None
+
+    def _delete(self, key: bytes) -> None:
+        db = self._live()
+        try:
+            db.delete(key, self._wopt)
+        except Exception as exc:
+            raise StoreError(f"datastore {self.path}: delete failed: {exc}") from None
+
+    def _write(self, wb: WriteBatch) -> None:
+        db = self._live()
+        try:
+            db.write(wb, self._wopt)
+        except Exception as exc:
+            raise StoreError(f"datastore {self.path}: batch write failed: {exc}") from None
+
+    def _scan(self, lo: bytes, hi: bytes | None, values: bool) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` in ``[lo, hi)``, reading in short pages.
+
+        No RocksDB iterator stays alive while the caller holds the generator: a
+        live one would pin the database open past :meth:`close` (and keep its
+        LOCK). Each page opens a fresh iterator after the last key seen, so a
+        scan sees writes made meanwhile (it is not a snapshot) and stops with a
+        :class:`StoreError` if the store is closed under it.
+        """
+        start = lo
+        while True:
+            page: list[tuple[bytes, bytes]] = []
+            db = self._db
+            if db is None:
+                raise StoreError(f"datastore {self.path} was closed during iteration")
+            ropt = ReadOptions()
+            ropt.set_iterate_lower_bound(start)
+            if hi is not None:
+                ropt.set_iterate_upper_bound(hi)
+            try:
+                it = db.iter(ropt)
+                it.seek(start)
+                held = 0
+                while it.valid() and len(page) < _PAGE_KEYS and held < _PAGE_BYTES:
+                    key = it.key()
+                    value = it.value() if values else b""
+                    held += len(key) + len(value)
+                    page.append((key, value))
+                    it.next()
+                more = it.valid()
+                it.status()
+                del it
+            except Exception as exc:
+                raise StoreError(f"datastore {self.path}: iteration failed: {exc}") from None
+            yield from page
+            if not more:
+                return
+            start = page[-1][0] + b"\x00"
+
+
+#: Scan page bounds: enough keys to amortise opening an iterator, few enough bytes
+#: (block values are up to a few MiB) to keep a page's memory small.
+_PAGE_KEYS = 512
+_PAGE_BYTES = 4 << 20
+
+
+def _open_error(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    if "lock" in text.lower():
+        return (
+            f"datastore {path} is in use by another process (its RocksDB LOCK is held): "
+            "stop the other p2pd, or point $P2PD_HOME at another directory"
+        )
+    return f"cannot open datastore {path}: {text}"
