@@ -1,0 +1,340 @@
+"""The verifying blockstore: blocks in the datastore, a byte-bounded LRU in front.
+
+Layout in the datastore (see :mod:`p2pd.store`):
+
+* ``/blocks/<multihash>`` -> the block's bytes, nothing else;
+* ``/blockinfo/<multihash>`` -> ``varint(codec) varint(size)``, written in the
+  same batch as the block, so :meth:`Blockstore.size`, :meth:`~Blockstore.has`
+  and :meth:`~Blockstore.cids` read a few bytes instead of whole blocks.
+
+Blocks are keyed by **multihash**, not by CID (as kubo's blockstore does): a
+block's bytes do not depend on the CID version or codec naming it, so
+``Qm...`` (v0, dag-pb) and ``bafy...`` (v1, dag-pb) of the same node, or a raw
+and a dag-pb CID of the same bytes, share one stored block. The codec of the
+most recent ``put`` is kept in ``/blockinfo/`` and :meth:`~Blockstore.cids`
+yields CIDv1 with that codec.
+
+Verification: every block is hashed before it is written, and a block whose
+bytes do not match its CID raises :class:`InvalidBlock` with nothing written
+(for :meth:`~Blockstore.put_many`, nothing of the whole batch). Every block
+read from disk is hashed again before it is served: a mismatch (disk rot, a
+bad copy, tampering) raises :class:`CorruptBlock`, is logged, and the bad
+bytes are moved to ``/quarantine/<multihash>`` in one batch with the removal
+of the block and its info. The block then simply reads as missing, so
+:meth:`~Blockstore.has` is false and Bitswap fetches a good copy from peers,
+while the bad bytes stay for inspection until the next put of that block.
+Cache hits are not re-hashed: they were verified when they entered the cache.
+
+Identity-multihash CIDs carry their block inline; they are never stored, and
+reading one serves the inline bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+
+from .. import native
+from ..errors import (
+    BlockNotFound,
+    CorruptBlock,
+    InvalidBlock,
+    InvalidCID,
+    InvalidVarint,
+    StoreError,
+)
+from ..store import Datastore
+from ..varint import decode_uvarint, encode_uvarint
+from . import multihash
+from .cid import CID, CIDLike
+from .multicodec import Codec, HashCode
+
+log = logging.getLogger(__name__)
+
+Buffer = bytes | bytearray | memoryview
+
+#: Default bound of the in-memory cache, in block bytes.
+DEFAULT_CACHE_BYTES = 64 << 20
+#: Largest block accepted. Bitswap peers refuse blocks over 2 MiB and kubo's
+#: chunker stops at 1 MiB; 4 MiB leaves room without letting one put eat memory.
+MAX_BLOCK_SIZE = 4 << 20
+
+
+class ByteLRU:
+    """Least-recently-used map from multihash to block bytes, bounded by total bytes.
+
+    Thread-safe: the importer writes from worker threads and trio code may read
+    through ``trio.to_thread``. A block larger than the whole bound is not
+    cached (it would evict everything and then itself).
+    """
+
+    __slots__ = ("capacity", "used", "_items", "_lock")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"cache capacity must be >= 0 bytes, not {capacity}")
+        self.capacity = capacity
+        self.used = 0
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._items
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        size = len(value)
+        if size > self.capacity:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.used -= len(old)
+            self._items[key] = value
+            self.used += size
+            while self.used > self.capacity:
+                _k, evicted = self._items.popitem(last=False)
+                self.used -= len(evicted)
+
+    def discard(self, key: bytes) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.used -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.used = 0
+
+
+class Blockstore:
+    """Verified blocks by CID over a :class:`~p2pd.store.Datastore`.
+
+    The blockstore does not own the datastore: :meth:`close` drops the cache
+    and refuses further use, and whoever opened the datastore closes it.
+    Not truthy-by-size on purpose (no ``__len__``): counting is a scan, see
+    :meth:`count`.
+    """
+
+    def __init__(
+        self,
+        datastore: Datastore,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_block_size: int = MAX_BLOCK_SIZE,
+    ) -> None:
+        self._ds: Datastore | None = datastore
+        self._blocks = datastore.blocks
+        self._info = datastore.blockinfo
+        self._quarantine = datastore.quarantine
+        self.cache = ByteLRU(cache_bytes)
+        self.max_block_size = max_block_size
+
+    # -- writing ------------------------------------------------------------------------
+    def put(self, cid: CIDLike, data: Buffer) -> None:
+        """Verify ``data`` against ``cid`` and store it; durable when this returns."""
+        self.put_many([(cid, data)])
+
+    def put_many(self, blocks: Iterable[tuple[CIDLike, Buffer]]) -> int:
+        """Verify and store many blocks in one atomic write; return how many were given.
+
+        All blocks are hashed with one native call before anything is written;
+        if any block is invalid, :class:`InvalidBlock` names it and none of the
+        batch is stored. Buffers may be memoryviews the caller reuses after this
+        returns: the datastore copies them.
+        """
+        ds = self._live()
+        items = list(blocks)
+        cids: list[CID] = []
+        digests: list[bytes] = []
+        hashed: list[Buffer] = []
+        hashed_cids: list[CID] = []
+        for raw_cid, data in items:
+            cid = _cid(raw_cid)
+            cids.append(cid)
+            size = memoryview(data).nbytes
+            if size > self.max_block_size:
+                raise InvalidBlock(
+                    f"block {cid} has {size} bytes, more than the {self.max_block_size} "
+                    "bytes a block may have; nothing was stored"
+                )
+            code, digest = multihash.decode_exact(cid.multihash)
+            if code is HashCode.IDENTITY:
+                if bytes(data) != digest:
+                    raise InvalidBlock(
+                        f"block bytes do not match identity CID {cid}; nothing was stored"
+                    )
+                continue
+            digests.append(digest)
+            hashed.append(data)
+            hashed_cids.append(cid)
+        if hashed:
+            bad = native.sha256_mismatches(digests, hashed)
+            if bad:
+                first = hashed_cids[bad[0]]
+                more = f" (and {len(bad) - 1} more in the batch)" if len(bad) > 1 else ""
+                raise InvalidBlock(
+                    f"block bytes do not match CID {first}{more}; nothing was stored"
+                )
+        with ds.batch() as batch:
+            for cid, data in zip(hashed_cids, hashed, strict=True):
+                mh = cid.multihash
+                batch.put(self._blocks, mh, data)
+                batch.put(self._info, mh, _info(cid.codec, memoryview(data).nbytes))
+                batch.delete(self._quarantine, mh)
+        return len(items)
+
+    def delete(self, cid: CIDLike) -> None:
+        """Remove a block; removing an absent (or identity) block is not an error."""
+        ds = self._live()
+        cid = _cid(cid)
+        if _is_identity(cid):
+            return
+        mh = cid.multihash
+        self.cache.discard(mh)
+        with ds.batch() as batch:
+            batch.delete(self._blocks, mh)
+            batch.delete(self._info, mh)
+
+    # -- reading ------------------------------------------------------------------------
+    def get(self, cid: CIDLike) -> bytes:
+        """The verified bytes of ``cid``'s block.
+
+        Raises :class:`BlockNotFound` when absent and :class:`CorruptBlock` when
+        the stored bytes no longer match (the block is then quarantined).
+        """
+        self._live()
+        cid = _cid(cid)
+        code, digest = multihash.decode_exact(cid.multihash)
+        if code is HashCode.IDENTITY:
+            return digest
+        mh = cid.multihash
+        cached = self.cache.get(mh)
+        if cached is not None:
+            return cached
+        data = self._blocks.get(mh)
+        if data is None:
+            raise BlockNotFound(f"block {cid} is not in the blockstore")
+        if native.sha256(data) != digest:
+            self._quarantine_block(cid, data)
+            raise CorruptBlock(
+                f"block {cid} on disk does not match its CID; it was not served and was "
+                "moved to quarantine (fetch it again from the network)"
+            )
+        self.cache.put(mh, data)
+        return data
+
+    def has(self, cid: CIDLike) -> bool:
+        self._live()
+        cid = _cid(cid)
+        if _is_identity(cid):
+            return True
+        mh = cid.multihash
+        return mh in self.cache or self._info.has(mh)
+
+    def size(self, cid: CIDLike) -> int:
+        """The block's length in bytes, without reading or hashing the block."""
+        self._live()
+        cid = _cid(cid)
+        code, digest = multihash.decode_exact(cid.multihash)
+        if code is HashCode.IDENTITY:
+            return len(digest)
+        mh = cid.multihash
+        cached = self.cache.get(mh)
+        if cached is not None:
+            return len(cached)
+        info = self._info.get(mh)
+        if info is None:
+            raise BlockNotFound(f"block {cid} is not in the blockstore")
+        return _parse_info(info, mh)[1]
+
+    def cids(self) -> Iterator[CID]:
+        """Every stored block as a CIDv1 with the codec it was last put under.
+
+        Key order (by multihash), not insertion order. Index entries that do not
+        parse are logged and skipped.
+        """
+        self._live()
+        for mh, info in self._info.items():
+            try:
+                codec, _size = _parse_info(info, mh)
+                multihash.decode_exact(mh)
+            except (InvalidCID, CorruptBlock) as exc:
+                log.error("blockstore: skipping bad index entry %s: %s", mh.hex(), exc)
+                continue
+            yield CID(1, codec, mh)
+
+    def count(self) -> int:
+        """Number of stored blocks (a scan over the small index: O(blocks))."""
+        self._live()
+        return self._info.count()
+
+    def close(self) -> None:
+        """Drop the cache and refuse further use; idempotent. The datastore stays open."""
+        self._ds = None
+        self.cache.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._ds is None
+
+    # -- internals ----------------------------------------------------------------------
+    def _live(self) -> Datastore:
+        ds = self._ds
+        if ds is None:
+            raise StoreError("the blockstore is closed")
+        return ds
+
+    def _quarantine_block(self, cid: CID, data: bytes) -> None:
+        mh = cid.multihash
+        self.cache.discard(mh)
+        log.error(
+            "blockstore: block %s is corrupt on disk (%d bytes do not hash to its CID); "
+            "quarantined, not served",
+            cid,
+            len(data),
+        )
+        try:
+            with self._live().batch() as batch:
+                batch.put(self._quarantine, mh, data)
+                batch.delete(self._blocks, mh)
+                batch.delete(self._info, mh)
+        except Exception:  # the CorruptBlock being raised matters more than the cleanup
+            log.exception("blockstore: could not quarantine corrupt block %s", cid)
+
+
+def _cid(value: CIDLike) -> CID:
+    return CID.decode(value)
+
+
+def _is_identity(cid: CID) -> bool:
+    return cid.multihash[0] == HashCode.IDENTITY
+
+
+def _info(codec: int, size: int) -> bytes:
+    return encode_uvarint(codec) + encode_uvarint(size)
+
+
+def _parse_info(info: bytes, mh: bytes) -> tuple[Codec, int]:
+    try:
+        code, pos = decode_uvarint(info)
+        size, pos = decode_uvarint(info, pos)
+        if pos != len(info):
+            raise InvalidVarint("trailing bytes")
+        return Codec(code), size
+    except (InvalidVarint, ValueError) as exc:
+        raise CorruptBlock(
+            f"block index entry for multihash {mh.hex()} is corrupt: {exc}"
+        ) from None
