@@ -1,0 +1,242 @@
+"""Daemon configuration: defaults, ``config.toml`` and go-daemon flags, in that order of weight.
+
+:class:`Config` is a plain value. :func:`resolve` builds it from the TOML document of
+``$P2PD_HOME/config.toml`` (home mode only) and the flags that were set on the command
+line: a flag always wins over the file, the file over the defaults. Every value is
+validated here, so the node never sees a negative limit or an unparsable address.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+#: A home node listens on the well-known ports on every interface.
+HOME_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws")
+#: A harness-launched daemon (``-listen`` without config) takes any free port, like go's.
+EPHEMERAL_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/0",)
+
+DEFAULT_CONFIG_TOML = """\
+# p2pd configuration. Flags given on the command line override these values.
+# Durations are written as Go does: "500ms", "30s", "2m".
+
+[control]
+# Control endpoint multiaddr (/unix/PATH or /ip4/127.0.0.1/tcp/PORT).
+# Empty: the Unix socket $P2PD_HOME/p2pd.sock (mode 0600).
+listen = ""
+
+[swarm]
+# Swarm listen addresses (-hostAddrs) and addresses to announce instead (-announceAddrs).
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
+announce = []
+
+[connmgr]
+# Keep connections between low and high; new connections are safe for `grace`.
+enabled = true
+low = 256
+high = 512
+grace = "120s"
+
+[limits]
+# Largest control-socket message, in bytes.
+max_control_frame = 4194304
+# A control client that sends nothing for this long is disconnected.
+control_idle_timeout = "30s"
+# Connections per remote peer, and concurrent control-socket clients.
+max_conns_per_peer = 3
+max_control_clients = 256
+
+[dht]
+enabled = false
+mode = "auto"   # auto, server or client
+
+[pubsub]
+enabled = false
+router = "gossipsub"
+
+[bootstrap]
+enabled = false
+peers = []
+"""
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Parse a Go duration (``"1m30s"``, ``"250ms"``) into seconds; bare numbers are seconds."""
+    if isinstance(text, bool):
+        raise ConfigError(f"invalid duration {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ConfigError(f"duration must not be negative: {text}")
+        return float(text)
+    s = text.strip()
+    if s in ("0", ""):
+        return 0.0
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or pos == 0:
+        raise ConfigError(f"invalid duration {text!r} (examples: 500ms, 30s, 2m)")
+    return total
+
+
+@dataclass(slots=True)
+class Config:
+    """Everything a node and its control socket need; defaults are a harness daemon's."""
+
+    control_listen: str | None = None
+    host_addrs: list[str] = field(default_factory=lambda: list(EPHEMERAL_HOST_ADDRS))
+    announce_addrs: list[str] = field(default_factory=list)
+    identity_file: str | None = None
+    quiet: bool = False
+    conn_manager: bool = False
+    conn_low: int = 256
+    conn_high: int = 512
+    conn_grace: float = 120.0
+    max_control_frame: int = 4 << 20
+    control_idle_timeout: float = 30.0
+    max_conns_per_peer: int = 3
+    max_control_clients: int = 256
+    dht: bool = False
+    dht_mode: str = "auto"
+    pubsub: bool = False
+    pubsub_router: str = "gossipsub"
+    bootstrap: bool = False
+    bootstrap_peers: list[str] = field(default_factory=list)
+
+    def validate(self) -> Config:
+        """Refuse values the node cannot run with; return ``self``."""
+        if self.conn_low < 0 or self.conn_high < 1 or self.conn_low > self.conn_high:
+            raise ConfigError(
+                f"connection manager needs 0 <= connLo <= connHi and connHi >= 1 "
+                f"(got connLo={self.conn_low}, connHi={self.conn_high})"
+            )
+        if not 64 <= self.max_control_frame <= 1 << 30:
+            raise ConfigError("limits.max_control_frame must be between 64 and 2**30 bytes")
+        if self.control_idle_timeout <= 0:
+            raise ConfigError("limits.control_idle_timeout must be positive")
+        if self.max_conns_per_peer < 1 or self.max_control_clients < 1:
+            raise ConfigError("limits.max_conns_per_peer and max_control_clients must be >= 1")
+        if self.pubsub_router not in ("gossipsub", "floodsub"):
+            raise ConfigError(f"unknown pubsub router {self.pubsub_router!r}")
+        if self.dht_mode not in ("auto", "server", "client"):
+            raise ConfigError(f"unknown DHT mode {self.dht_mode!r}")
+        for addr in [*self.host_addrs, *self.announce_addrs, *self.bootstrap_peers]:
+            if not addr.startswith("/"):
+                raise ConfigError(f"{addr!r} is not a multiaddr (it must start with '/')")
+        return self
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read ``config.toml``; a syntax error names the file and line."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def write_default_config(path: Path) -> bool:
+    """Create ``config.toml`` with the documented defaults unless it exists."""
+    try:
+        with open(path, "x", encoding="utf-8") as f:
+            f.write(DEFAULT_CONFIG_TOML)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _get(doc: dict[str, Any], section: str, key: str, kind: type | tuple, default: Any) -> Any:
+    table = doc.get(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config: [{section}] must be a table")
+    if key not in table:
+        return default
+    value = table[key]
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config: {section}.{key} must be a list of strings")
+        return list(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"config: {section}.{key} has the wrong type ({value!r})")
+    return value
+
+
+def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
+    """Build the config from the TOML document (home mode) and the flags that were set.
+
+    ``doc is None`` is harness mode: the go daemon's defaults (no connection manager,
+    ephemeral swarm port). With a document, its values replace the defaults; any flag
+    present in ``flags`` wins over both.
+    """
+    c = Config()
+    if doc is not None:
+        c.control_listen = _get(doc, "control", "listen", str, "") or None
+        c.host_addrs = _get(doc, "swarm", "listen", list, list(HOME_HOST_ADDRS))
+        c.announce_addrs = _get(doc, "swarm", "announce", list, [])
+        c.conn_manager = _get(doc, "connmgr", "enabled", bool, True)
+        c.conn_low = _get(doc, "connmgr", "low", int, c.conn_low)
+        c.conn_high = _get(doc, "connmgr", "high", int, c.conn_high)
+        c.conn_grace = parse_duration(_get(doc, "connmgr", "grace", (str, int, float), "120s"))
+        c.max_control_frame = _get(doc, "limits", "max_control_frame", int, c.max_control_frame)
+        c.control_idle_timeout = parse_duration(
+            _get(doc, "limits", "control_idle_timeout", (str, int, float), "30s")
+        )
+        c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 3)
+        c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
+        c.dht = _get(doc, "dht", "enabled", bool, False)
+        c.dht_mode = _get(doc, "dht", "mode", str, "auto")
+        c.pubsub = _get(doc, "pubsub", "enabled", bool, False)
+        c.pubsub_router = _get(doc, "pubsub", "router", str, "gossipsub")
+        c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
+        c.bootstrap_peers = _get(doc, "bootstrap", "peers", list, [])
+    if "listen" in flags:
+        c.control_listen = flags["listen"]
+    if "id" in flags:
+        c.identity_file = flags["id"]
+    if "hostAddrs" in flags:
+        c.host_addrs = _split(flags["hostAddrs"])
+    if "announceAddrs" in flags:
+        c.announce_addrs = _split(flags["announceAddrs"])
+    if "quiet" in flags:
+        c.quiet = flags["quiet"]
+    if "connManager" in flags:
+        c.conn_manager = flags["connManager"]
+    if "connLo" in flags:
+        c.conn_low = flags["connLo"]
+    if "connHi" in flags:
+        c.conn_high = flags["connHi"]
+    if "connGrace" in flags:
+        c.conn_grace = parse_duration(flags["connGrace"])
+    if flags.get("dht") or flags.get("dhtServer") or flags.get("dhtClient"):
+        c.dht = True
+        c.dht_mode = (
+            "server" if flags.get("dhtServer") else "client" if flags.get("dhtClient") else "auto"
+        )
+    if "pubsub" in flags:
+        c.pubsub = flags["pubsub"]
+    if "pubsubRouter" in flags:
+        c.pubsub_router = flags["pubsubRouter"]
+    if "bootstrap" in flags:
+        c.bootstrap = flags["bootstrap"]
+    if "bootstrapPeers" in flags:
+        c.bootstrap_peers = _split(flags["bootstrapPeers"])
+    return c.validate()

@@ -1,0 +1,84 @@
+"""Config: defaults, config.toml and flags combine with flags winning; bad values are refused."""
+
+import tomllib
+
+import pytest
+
+from p2pd.config import (
+    DEFAULT_CONFIG_TOML,
+    EPHEMERAL_HOST_ADDRS,
+    HOME_HOST_ADDRS,
+    load_toml,
+    parse_duration,
+    resolve,
+    write_default_config,
+)
+from p2pd.errors import ConfigError
+
+
+def test_harness_mode_defaults_are_the_go_daemons():
+    c = resolve({})
+    assert c.host_addrs == list(EPHEMERAL_HOST_ADDRS)
+    assert not c.conn_manager and not c.dht and not c.pubsub
+    assert c.control_listen is None
+
+
+def test_default_config_file_gives_a_home_node():
+    c = resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    assert c.host_addrs == list(HOME_HOST_ADDRS)
+    assert c.conn_manager and (c.conn_low, c.conn_high, c.conn_grace) == (256, 512, 120.0)
+    assert c.control_idle_timeout == 30.0
+
+
+def test_flags_win_over_the_file():
+    doc = tomllib.loads(DEFAULT_CONFIG_TOML)
+    c = resolve(
+        {
+            "hostAddrs": "/ip4/127.0.0.1/tcp/0, /ip4/127.0.0.1/tcp/0/ws",
+            "connLo": 1,
+            "connHi": 2,
+            "connGrace": "1m30s",
+            "listen": "/unix/tmp/x.sock",
+            "dhtClient": True,
+        },
+        doc,
+    )
+    assert c.host_addrs == ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
+    assert (c.conn_low, c.conn_high, c.conn_grace) == (1, 2, 90.0)
+    assert c.control_listen == "/unix/tmp/x.sock"
+    assert c.dht and c.dht_mode == "client"
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("250ms", 0.25), ("2m", 120.0), ("1h1s", 3601.0), ("0", 0.0), (5, 5.0)]
+)
+def test_go_durations_parse(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["10", "s", "1x", "-1s", "1s2"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ConfigError):
+        parse_duration(text)
+
+
+def test_inverted_watermarks_are_refused():
+    with pytest.raises(ConfigError, match="connLo"):
+        resolve({"connLo": 10, "connHi": 5})
+
+
+def test_wrong_types_in_the_file_are_refused():
+    with pytest.raises(ConfigError, match="connmgr.low"):
+        resolve({}, {"connmgr": {"low": "many"}})
+    with pytest.raises(ConfigError, match="swarm.listen"):
+        resolve({}, {"swarm": {"listen": "/ip4/0.0.0.0/tcp/1"}})
+
+
+def test_config_file_is_written_once_and_syntax_errors_name_it(tmp_path):
+    path = tmp_path / "config.toml"
+    assert write_default_config(path)
+    assert not write_default_config(path)
+    assert load_toml(path)["connmgr"]["high"] == 512
+    path.write_text("[connmgr\n")
+    with pytest.raises(ConfigError, match="config.toml"):
+        load_toml(path)
