@@ -79,9 +79,9 @@ def _run_daemon(argv: list[str]) -> int:
     if rest:
         print(f"p2pd: unknown subcommand {rest[0]!r} (see p2pd --help)", file=sys.stderr)
         return 2
-    from .daemon_stub import run
+    from .daemon import run
 
-    return run({**fs.defaults(), **values})
+    return run(values)  # only the flags that were set: config.toml fills the rest
 
 
 def _run_subcommand(argv: list[str]) -> int:

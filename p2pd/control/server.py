@@ -1,0 +1,410 @@
+"""The control socket server: the libp2p daemon protocol over Unix or TCP sockets, on trio.
+
+Each client connection carries requests until it closes; a STREAM_OPEN turns it into a
+pipe to the opened libp2p stream, as the spec says. Every byte is untrusted: frames are
+bounded (:class:`~p2pd.control.codec.FrameDecoder`), a client that stays silent longer
+than the idle timeout is disconnected, a malformed request gets an ERROR response and
+the connection is closed, and none of that touches any other client.
+
+Tasks: the accept loop and one task per client live in the nursery :meth:`serve` runs
+in (the node's). Inbound streams for registered handlers are piped inside the task
+py-libp2p runs the protocol handler in.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket as pysocket
+from collections.abc import Callable
+
+import trio
+
+from ..node import Node, NodeError
+from ..proto import p2pd_pb2 as pb
+from .codec import (
+    ControlProtocolError,
+    FrameDecoder,
+    decode_request,
+    encode_message,
+    error_response,
+    ok_response,
+)
+from .endpoint import Endpoint, parse_endpoint
+
+log = logging.getLogger(__name__)
+
+PIPE_CHUNK = 64 << 10
+HANDLER_DIAL_TIMEOUT = 10.0
+
+
+async def open_listener(endpoint: Endpoint) -> trio.SocketListener:
+    """Bind the control endpoint. A Unix socket is created with mode 0600.
+
+    A stale socket file left by a crashed daemon is replaced; a live one (something
+    accepts connections on it) is an error, so two daemons never share a socket.
+    """
+    if endpoint.kind == "unix":
+        path = endpoint.path
+        if os.path.exists(path):
+            if await _unix_socket_is_live(path):
+                raise OSError(errno.EADDRINUSE, f"a daemon is already listening on {path}")
+            os.unlink(path)
+        sock = trio.socket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # the socket file is born 0600: no window for others
+        try:
+            await sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+    else:
+        family = pysocket.AF_INET6 if ":" in endpoint.host else pysocket.AF_INET
+        sock = trio.socket.socket(family, pysocket.SOCK_STREAM)
+        sock.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
+        await sock.bind((endpoint.host, endpoint.port))
+    sock.listen(128)
+    return trio.SocketListener(sock)
+
+
+async def _unix_socket_is_live(path: str) -> bool:
+    probe = trio.socket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    try:
+        with trio.move_on_after(2):
+            await probe.connect(path)
+            return True
+        return True  # connect hung: someone owns it
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def bound_endpoint(listener: trio.SocketListener, endpoint: Endpoint) -> Endpoint:
+    """The endpoint actually bound (a TCP port 0 becomes the real port)."""
+    if endpoint.kind == "tcp":
+        host, port = listener.socket.getsockname()[:2]
+        return Endpoint("tcp", host=host, port=port)
+    return endpoint
+
+
+async def connect_endpoint(endpoint: Endpoint) -> trio.SocketStream:
+    if endpoint.kind == "unix":
+        return await trio.open_unix_socket(endpoint.path)
+    return await trio.open_tcp_stream(endpoint.host, endpoint.port)
+
+
+class ControlServer:
+    """Serves the daemon protocol for one node."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        max_frame: int,
+        idle_timeout: float,
+        max_clients: int,
+    ) -> None:
+        self.node = node
+        self.max_frame = max_frame
+        self.idle_timeout = idle_timeout
+        self._clients = trio.CapacityLimiter(max_clients)
+        #: protocol -> handler endpoint registered by a client (STREAM_HANDLER)
+        self.handlers: dict[str, Endpoint] = {}
+        self._dispatch: dict[int, Callable] = {
+            pb.Request.IDENTIFY: self._identify,
+            pb.Request.CONNECT: self._connect,
+            pb.Request.DISCONNECT: self._disconnect,
+            pb.Request.LIST_PEERS: self._list_peers,
+            pb.Request.STREAM_HANDLER: self._stream_handler,
+            pb.Request.CONNMANAGER: self._connmanager,
+            pb.Request.PEERSTORE: self._peerstore,
+            pb.Request.DHT: self._dht,
+            pb.Request.PUBSUB: self._pubsub,
+        }
+
+    async def serve(
+        self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED
+    ):
+        """Accept clients until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self.handle_client, listeners)
+            task_status.started()
+
+    # -- one client ---------------------------------------------------------------------
+
+    async def handle_client(self, stream: trio.SocketStream) -> None:
+        try:
+            self._clients.acquire_nowait()
+        except trio.WouldBlock:
+            await _send_quietly(stream, error_response("too many control clients; retry later"))
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await self._serve_client(stream)
+        finally:
+            self._clients.release()
+
+    async def _serve_client(self, stream: trio.SocketStream) -> None:
+        decoder = FrameDecoder(self.max_frame)
+        handed_off = False
+        try:
+            while True:
+                try:
+                    frame = await self._read_frame(stream, decoder)
+                    if frame is None:
+                        return
+                    request = decode_request(frame)
+                except ControlProtocolError as exc:
+                    await _send_quietly(stream, error_response(str(exc)))
+                    return
+                except TimeoutError:
+                    await _send_quietly(
+                        stream,
+                        error_response(f"no request within {self.idle_timeout:g} s; closing"),
+                    )
+                    return
+                if request.type == pb.Request.STREAM_OPEN:
+                    handed_off = True
+                    await self._stream_open(request, stream, decoder)
+                    return
+                try:
+                    response = await self._dispatch[request.type](request)
+                except NodeError as exc:
+                    response = error_response(str(exc))
+                await stream.send_all(encode_message(response))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            if not handed_off:
+                await trio.aclose_forcefully(stream)
+
+    async def _read_frame(self, stream: trio.SocketStream, decoder: FrameDecoder) -> bytes | None:
+        """Next frame, ``None`` at a clean end of stream; TimeoutError if the client idles."""
+        while True:
+            frame = decoder.next_frame()
+            if frame is not None:
+                return frame
+            with trio.fail_after(self.idle_timeout):
+                data = await stream.receive_some(PIPE_CHUNK)
+            decoder.receive_data(data)
+            if not data:
+                frame = decoder.next_frame()  # raises if the stream ended mid-frame
+                return frame
+
+    # -- requests -----------------------------------------------------------------------
+
+    async def _identify(self, request: pb.Request) -> pb.Response:
+        return ok_response(
+            identify=pb.IdentifyResponse(
+                id=self.node.peer_id_bytes,
+                addrs=[a.to_bytes() for a in self.node.listen_addrs()],
+            )
+        )
+
+    async def _connect(self, request: pb.Request) -> pb.Response:
+        if not request.HasField("connect"):
+            raise NodeError("CONNECT request without a ConnectRequest")
+        c = request.connect
+        await self.node.connect(c.peer, list(c.addrs), _timeout(c))
+        return ok_response()
+
+    async def _disconnect(self, request: pb.Request) -> pb.Response:
+        if not request.HasField("disconnect"):
+            raise NodeError("DISCONNECT request without a DisconnectRequest")
+        await self.node.disconnect(request.disconnect.peer)
+        return ok_response()
+
+    async def _list_peers(self, request: pb.Request) -> pb.Response:
+        return ok_response(
+            peers=[pb.PeerInfo(id=p.peer_id, addrs=p.addrs) for p in self.node.peers()]
+        )
+
+    async def _stream_open(
+        self, request: pb.Request, client: trio.SocketStream, decoder: FrameDecoder
+    ) -> None:
+        """Open the stream, answer, then pipe bytes both ways until both sides close."""
+        try:
+            if not request.HasField("streamOpen"):
+                raise NodeError("STREAM_OPEN request without a StreamOpenRequest")
+            so = request.streamOpen
+            stream, proto, addr = await self.node.open_stream(so.peer, list(so.proto), _timeout(so))
+        except NodeError as exc:
+            await _send_quietly(client, error_response(str(exc)))
+            await trio.aclose_forcefully(client)
+            return
+        info = pb.StreamInfo(peer=bytes(so.peer), addr=addr, proto=proto)
+        try:
+            await client.send_all(encode_message(ok_response(streamInfo=info)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await _reset_quietly(stream)
+            await trio.aclose_forcefully(client)
+            return
+        await pipe(client, stream, decoder.take_unconsumed())
+
+    async def _stream_handler(self, request: pb.Request) -> pb.Response:
+        if not request.HasField("streamHandler"):
+            raise NodeError("STREAM_HANDLER request without a StreamHandlerRequest")
+        sh = request.streamHandler
+        protos = [p for p in sh.proto if p]
+        if not protos:
+            raise NodeError("STREAM_HANDLER request names no protocol")
+        try:
+            endpoint = parse_endpoint(str(self.node.parse_multiaddr(sh.addr)))
+        except Exception as exc:
+            raise NodeError(f"bad handler address: {exc}") from None
+        for proto in protos:
+            self.handlers[proto] = endpoint
+            self.node.set_stream_handler(proto, self._inbound_handler(proto))
+        return ok_response()
+
+    def _inbound_handler(self, proto: str):
+        async def handle(stream) -> None:
+            endpoint = self.handlers.get(proto)
+            if endpoint is None:
+                await _reset_quietly(stream)
+                return
+            try:
+                with trio.fail_after(HANDLER_DIAL_TIMEOUT):
+                    client = await connect_endpoint(endpoint)
+            except (OSError, TimeoutError) as exc:
+                log.info("handler for %s at %s unreachable: %s", proto, endpoint, exc)
+                await _reset_quietly(stream)
+                return
+            peer = stream.muxed_conn.peer_id
+            info = pb.StreamInfo(
+                peer=peer.to_bytes(),
+                addr=self.node.stream_remote_addr(stream),
+                proto=str(stream.get_protocol() or proto),
+            )
+            try:
+                await client.send_all(encode_message(info))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await _reset_quietly(stream)
+                await trio.aclose_forcefully(client)
+                return
+            await pipe(client, stream, b"")
+
+        return handle
+
+    async def _connmanager(self, request: pb.Request) -> pb.Response:
+        if not request.HasField("connManager"):
+            raise NodeError("CONNMANAGER request without a ConnManagerRequest")
+        cm = request.connManager
+        if cm.type == pb.ConnManagerRequest.TAG_PEER:
+            self.node.tag_peer(cm.peer, cm.tag, cm.weight)
+        elif cm.type == pb.ConnManagerRequest.UNTAG_PEER:
+            self.node.untag_peer(cm.peer, cm.tag)
+        elif cm.type == pb.ConnManagerRequest.TRIM:
+            await self.node.trim()
+        else:
+            raise NodeError(f"unknown CONNMANAGER request type {cm.type}")
+        return ok_response()
+
+    async def _peerstore(self, request: pb.Request) -> pb.Response:
+        if not request.HasField("peerStore"):
+            raise NodeError("PEERSTORE request without a PeerstoreRequest")
+        ps = request.peerStore
+        if ps.type == pb.PeerstoreRequest.GET_PROTOCOLS:
+            protos = self.node.peer_protocols(ps.id)
+            return ok_response(peerStore=pb.PeerstoreResponse(protos=protos))
+        if ps.type == pb.PeerstoreRequest.GET_PEER_INFO:
+            if not self.node.knows_peer(ps.id):
+                raise NodeError("peer not found in the peerstore")
+            info = pb.PeerInfo(id=bytes(ps.id), addrs=self.node.peer_addrs(ps.id))
+            return ok_response(peerStore=pb.PeerstoreResponse(peer=info))
+        raise NodeError(f"unsupported PEERSTORE request type {ps.type}")
+
+    async def _dht(self, request: pb.Request) -> pb.Response:
+        if not self.node.config.dht:
+            raise NodeError("DHT not enabled: start the daemon with -dht (or [dht] enabled)")
+        raise NodeError("DHT requests are not implemented yet by this daemon")
+
+    async def _pubsub(self, request: pb.Request) -> pb.Response:
+        if not self.node.config.pubsub:
+            raise NodeError("pubsub not enabled: start the daemon with -pubsub")
+        raise NodeError("PUBSUB requests are not implemented yet by this daemon")
+
+
+def _timeout(message) -> float | None:
+    if message.HasField("timeout") and message.timeout > 0:
+        return float(min(message.timeout, 3600))
+    return None
+
+
+async def _send_quietly(stream: trio.abc.SendStream, response: pb.Response) -> None:
+    """Best effort: the client may already be gone."""
+    with trio.move_on_after(5):
+        try:
+            await stream.send_all(encode_message(response))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+async def _reset_quietly(stream) -> None:
+    try:
+        await stream.reset()
+    except Exception:
+        pass
+
+
+async def pipe(client: trio.SocketStream, stream, leftover: bytes) -> None:
+    """Copy bytes between a control-socket client and a libp2p stream, both ways.
+
+    Half-closes are passed through (client EOF -> stream write-close; stream EOF ->
+    socket ``send_eof``). A failure on either side resets the stream and closes the
+    socket, and the other direction is cancelled.
+    """
+    from libp2p.network.stream.exceptions import StreamEOF
+
+    failed = False
+
+    async def upstream() -> None:
+        if leftover:
+            await stream.write(leftover)
+        while True:
+            data = await client.receive_some(PIPE_CHUNK)
+            if not data:
+                break
+            await stream.write(data)
+        await stream.close_write()
+
+    async def downstream() -> None:
+        while True:
+            try:
+                data = await stream.read(PIPE_CHUNK)
+            except StreamEOF:
+                break
+            if not data:
+                break
+            await client.send_all(data)
+        try:
+            await client.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    async def guarded(fn, cancel_scope: trio.CancelScope) -> None:
+        nonlocal failed
+        try:
+            await fn()
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            log.debug("pipe %s ended: %r", fn.__name__, exc)
+            failed = True
+            cancel_scope.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(guarded, upstream, nursery.cancel_scope)
+            nursery.start_soon(guarded, downstream, nursery.cancel_scope)
+    finally:
+        with trio.CancelScope(shield=True):
+            if failed:
+                await _reset_quietly(stream)
+            else:
+                try:
+                    await stream.close()
+                except Exception:
+                    await _reset_quietly(stream)
+            await trio.aclose_forcefully(client)

@@ -1,0 +1,157 @@
+"""``p2pd [flags]``: run a daemon until SIGINT/SIGTERM.
+
+Two modes, chosen by one rule (docs/daemon.md):
+
+* **Home mode** (no ``-listen``): the daemon of a person's machine. It uses
+  ``$P2PD_HOME`` (created on first start with ``config.toml`` and a persistent
+  ``identity.key``), holds ``$P2PD_HOME/p2pd.lock`` so a second daemon on the same
+  home is refused, and serves the control socket ``$P2PD_HOME/p2pd.sock`` (0600).
+* **Harness mode** (``-listen`` given): what test launchers written for the go daemon
+  expect. Nothing in ``$P2PD_HOME`` is read, written or locked; without ``-id`` the
+  identity is fresh, the swarm listens where ``-hostAddrs`` says (default: any free
+  port), so any number of such daemons run side by side.
+
+Either way the go daemon's ready lines are printed (and flushed) once the control
+socket and the swarm listen, then the daemon serves until a signal arrives.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .config import Config, load_toml, resolve, write_default_config
+from .errors import ConfigError, HomeError, P2PDError
+from .home import config_path, ensure_home, identity_path, resolve_home, socket_path
+from .identity import PrivateKeyRecord, load_or_create_identity, new_ed25519, read_identity
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "p2pd.lock"
+
+
+def run(flags: dict[str, Any]) -> int:
+    """Entry point from the CLI; ``flags`` holds only the flags that were set."""
+    with ExitStack() as stack:
+        config, key, control = _prepare(flags, stack)
+        try:
+            return trio.run(_serve, config, key, control)
+        except OSError as exc:
+            raise P2PDError(f"cannot start: {exc.strerror or exc}") from None
+
+
+def _prepare(flags: dict[str, Any], stack: ExitStack) -> tuple[Config, PrivateKeyRecord, str]:
+    """Resolve mode, config, lock and identity before any network I/O."""
+    if "listen" in flags:  # harness mode
+        config = resolve(flags, None)
+        key = read_identity(config.identity_file) if config.identity_file else new_ed25519()
+        return config, key, config.control_listen or ""
+    home = ensure_home(resolve_home())
+    write_default_config(config_path(home))
+    config = resolve(flags, load_toml(config_path(home)))
+    stack.enter_context(_HomeLock(home))
+    if config.identity_file:
+        key = read_identity(config.identity_file)
+    else:
+        key, _created = load_or_create_identity(identity_path(home))
+    control = config.control_listen or "/unix" + str(socket_path(home))
+    return config, key, control
+
+
+class _HomeLock:
+    """An exclusive ``flock`` on ``$P2PD_HOME/p2pd.lock``, held for the daemon's life.
+
+    The kernel drops the lock when the process dies, even with ``kill -9``, so a
+    crash never leaves a home locked; the pid inside is only for the error message.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / LOCK_NAME
+        self.fd = -1
+
+    def __enter__(self) -> _HomeLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(self.fd, 32, 0).decode().strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            os.close(self.fd)
+            raise HomeError(
+                f"another p2pd (pid {holder}) is already running with $P2PD_HOME "
+                f"{self.path.parent}; stop it first, or set P2PD_HOME to another directory"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError:
+            pass
+        os.close(self.fd)
+
+
+async def _serve(config: Config, key: PrivateKeyRecord, control: str) -> int:
+    from .control.endpoint import parse_endpoint
+    from .control.server import ControlServer, bound_endpoint, open_listener
+    from .node import Node
+
+    endpoint = parse_endpoint(control)
+    node = Node(config, key)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            listener = await open_listener(endpoint)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on control address {control}: {exc.strerror or exc}"
+            ) from None
+        endpoint = bound_endpoint(listener, endpoint)
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await nursery.start(node.run)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot listen on swarm addresses {', '.join(config.host_addrs)}: "
+                        f"{exc.strerror or exc}"
+                    ) from None
+                server = ControlServer(
+                    node,
+                    max_frame=config.max_control_frame,
+                    idle_timeout=config.control_idle_timeout,
+                    max_clients=config.max_control_clients,
+                )
+                await nursery.start(server.serve, [listener])
+                if not config.quiet:
+                    _print_ready(endpoint.multiaddr(), node)
+                async for signum in signals:
+                    log.info("received signal %d, shutting down", signum)
+                    nursery.cancel_scope.cancel()
+                    break
+        finally:
+            if endpoint.kind == "unix":
+                try:
+                    os.unlink(endpoint.path)
+                except OSError:
+                    pass
+    return 0
+
+
+def _print_ready(control: str, node) -> None:
+    """The go daemon's ready lines; flushed so launchers reading a pipe or file see them."""
+    lines = [f"Control socket: {control}", f"Peer ID: {node.peer_id.to_base58()}", "Peer Addrs:"]
+    lines += [str(addr) for addr in node.listen_addrs()]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()

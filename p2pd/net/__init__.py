@@ -1,0 +1,1 @@
+"""Networking over py-libp2p: host construction (Noise only, Yamux/mplex), transports."""

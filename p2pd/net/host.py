@@ -1,0 +1,81 @@
+"""The libp2p host, built on py-libp2p with a security policy of our own.
+
+py-libp2p's ``new_host()`` offers Noise, TLS, SECIO *and plaintext* by default, so any
+peer could talk to it unencrypted and unauthenticated. We pass an explicit security
+table holding only Noise (``/noise``): a peer proposing ``/plaintext/2.0.0`` or
+``/secio/1.0.0`` gets multistream ``na`` and, having nothing else, is disconnected.
+Muxers are Yamux first, mplex as the fallback older peers may need.
+
+The transports (TCP, WebSocket) follow from the listen addresses. Identify (with push)
+and ping are py-libp2p's; we only set the agent version it reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .. import __version__
+
+AGENT_VERSION = f"p2pd/{__version__}"
+NOISE_PROTOCOL = "/noise"
+YAMUX_PROTOCOL = "/yamux/1.0.0"
+MPLEX_PROTOCOL = "/mplex/6.7.0"
+PING_PROTOCOL = "/ipfs/ping/1.0.0"
+IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
+
+
+@dataclass(slots=True)
+class HostOptions:
+    """What the host needs beyond its key: addresses and connection limits."""
+
+    listen_addrs: Sequence[str]
+    announce_addrs: Sequence[str] = ()
+    conn_low: int = 256
+    conn_high: int = 512
+    conn_grace: float = 120.0
+    max_conns_per_peer: int = 3
+    dial_timeout: float = 10.0
+
+
+def build_host(key_pair, options: HostOptions):
+    """Create (not start) a py-libp2p ``BasicHost`` that only speaks Noise.
+
+    Start it with ``host.run(listen_multiaddrs)`` inside the node's nursery.
+    """
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
+    from libp2p.custom_types import TProtocol
+    from libp2p.identity.identify import identify as identify_module
+    from libp2p.network.config import ConnectionConfig
+    from libp2p.security.noise.transport import Transport as NoiseTransport
+    from libp2p.stream_muxer.mplex.mplex import Mplex
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    # py-libp2p reads the agent version from this module global when it answers identify.
+    identify_module.AGENT_VERSION = AGENT_VERSION
+
+    security = {
+        TProtocol(NOISE_PROTOCOL): NoiseTransport(key_pair, noise_privkey=new_x25519().private_key),
+    }
+    muxers = {TProtocol(YAMUX_PROTOCOL): Yamux, TProtocol(MPLEX_PROTOCOL): Mplex}
+    conn_config = ConnectionConfig(
+        max_connections=max(options.conn_high * 2, options.conn_high + 16),
+        low_watermark=options.conn_low,
+        high_watermark=options.conn_high,
+        grace_period=options.conn_grace,
+        max_connections_per_peer=options.max_conns_per_peer,
+        dial_timeout=options.dial_timeout,
+        min_connections=0,
+    )
+    listen = [multiaddr.Multiaddr(a) for a in options.listen_addrs]
+    announce = [multiaddr.Multiaddr(a) for a in options.announce_addrs] or None
+    return new_host(
+        key_pair=key_pair,
+        sec_opt=security,
+        muxer_opt=muxers,
+        listen_addrs=listen,
+        connection_config=conn_config,
+        announce_addrs=announce,
+    )

@@ -1,0 +1,291 @@
+"""One node: config -> identity -> host -> services, all inside one trio nursery.
+
+:class:`Node` is the face the control socket and the CLI see. It speaks in peer-id
+bytes and multiaddrs, hides py-libp2p's host behind a few coroutines, and turns
+py-libp2p's assorted exceptions into :class:`NodeError` with a message a client can
+show. Its lifetime is :meth:`Node.run`: the host listens while it runs, and
+cancelling it closes every connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from .config import Config
+from .errors import P2PDError
+from .identity import PrivateKeyRecord, to_key_pair
+from .net.host import AGENT_VERSION, HostOptions, build_host
+
+log = logging.getLogger(__name__)
+
+#: Dials and stream opens that give no timeout get this one (the go daemon's default).
+DEFAULT_TIMEOUT = 60.0
+
+
+class NodeError(P2PDError):
+    """A node operation failed; the message is meant for the control client."""
+
+
+@dataclass(slots=True)
+class PeerSummary:
+    """A connected peer: its id and the remote addresses of its connections."""
+
+    peer_id: bytes
+    addrs: list[bytes]
+
+
+InboundHandler = Callable[[object], Awaitable[None]]
+
+
+class Node:
+    """A running libp2p host plus the services configured for it."""
+
+    def __init__(self, config: Config, key: PrivateKeyRecord) -> None:
+        import multiaddr
+
+        self.config = config
+        self._multiaddr = multiaddr
+        self.key_pair = to_key_pair(key)
+        self.host = build_host(
+            self.key_pair,
+            HostOptions(
+                listen_addrs=config.host_addrs,
+                announce_addrs=config.announce_addrs,
+                conn_low=config.conn_low,
+                conn_high=config.conn_high,
+                conn_grace=config.conn_grace,
+                max_conns_per_peer=config.max_conns_per_peer,
+            ),
+        )
+        self.peer_id = self.host.get_id()
+        self.agent_version = AGENT_VERSION
+        self.started_at: float | None = None
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; ``task_status.started()`` once listening."""
+        listen = [self._multiaddr.Multiaddr(a) for a in self.config.host_addrs]
+        async with self.host.run(listen_addrs=listen):
+            self.started_at = trio.current_time()
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- identity and addresses --------------------------------------------------------
+
+    @property
+    def peer_id_bytes(self) -> bytes:
+        return self.peer_id.to_bytes()
+
+    def listen_addrs(self) -> list:
+        """Our swarm addresses without the ``/p2p/<id>`` suffix, as the go daemon prints."""
+        out, seen = [], set()
+        for addr in self.host.get_addrs():
+            try:
+                addr = addr.decapsulate_code(self._multiaddr.protocols.P_P2P)
+            except Exception:  # no /p2p component
+                pass
+            if str(addr) not in seen:
+                seen.add(str(addr))
+                out.append(addr)
+        return out
+
+    # -- peers -------------------------------------------------------------------------
+
+    def parse_peer_id(self, raw: bytes):
+        """Peer id bytes (a multihash) from a client, validated."""
+        from libp2p.peer.id import ID
+
+        if not raw:
+            raise NodeError("missing peer id")
+        try:
+            peer = ID(bytes(raw))
+            peer.to_base58()
+        except Exception:
+            raise NodeError("malformed peer id") from None
+        return peer
+
+    def parse_multiaddr(self, raw: bytes | str):
+        try:
+            return self._multiaddr.Multiaddr(raw)
+        except Exception as exc:
+            shown = raw if isinstance(raw, str) else raw.hex()
+            raise NodeError(f"malformed multiaddr {shown}: {exc}") from None
+
+    async def connect(self, peer_raw: bytes, addrs: Sequence[bytes], timeout: float | None) -> None:
+        """Connect to a peer at ``addrs`` (or at addresses the peerstore knows)."""
+        from libp2p.peer.peerinfo import PeerInfo
+
+        peer = self.parse_peer_id(peer_raw)
+        if peer == self.peer_id:
+            raise NodeError("cannot connect to ourselves")
+        maddrs = [self.parse_multiaddr(a) for a in addrs]
+        with trio.move_on_after(timeout or DEFAULT_TIMEOUT) as scope:
+            try:
+                await self.host.connect(PeerInfo(peer, maddrs))
+            except Exception as exc:
+                raise NodeError(f"failed to connect to {peer}: {_describe(exc)}") from None
+        if scope.cancelled_caught:
+            raise NodeError(f"failed to connect to {peer}: timed out")
+
+    async def disconnect(self, peer_raw: bytes) -> None:
+        peer = self.parse_peer_id(peer_raw)
+        try:
+            await self.host.disconnect(peer)
+        except Exception as exc:
+            raise NodeError(f"failed to disconnect from {peer}: {_describe(exc)}") from None
+
+    def peers(self) -> list[PeerSummary]:
+        """Connected peers with the remote address of each live connection."""
+        out = []
+        for peer, conns in self.host.get_network().get_connections_map().items():
+            addrs: list[bytes] = []
+            for conn in conns:
+                if getattr(conn, "is_closed", False):
+                    continue
+                for addr in _remote_addrs(conn):
+                    if addr.to_bytes() not in addrs:
+                        addrs.append(addr.to_bytes())
+            if addrs or conns:
+                out.append(PeerSummary(peer.to_bytes(), addrs))
+        return out
+
+    def peer_protocols(self, peer_raw: bytes) -> list[str]:
+        peer = self.parse_peer_id(peer_raw)
+        try:
+            return [str(p) for p in self.host.get_peerstore().get_protocols(peer)]
+        except Exception:
+            return []
+
+    def peer_addrs(self, peer_raw: bytes) -> list[bytes]:
+        peer = self.parse_peer_id(peer_raw)
+        try:
+            addrs = self.host.get_peerstore().addrs(peer)
+        except Exception:
+            addrs = []
+        out = []
+        for addr in addrs:
+            try:
+                addr = addr.decapsulate_code(self._multiaddr.protocols.P_P2P)
+            except Exception:
+                pass
+            if addr.to_bytes() not in out:
+                out.append(addr.to_bytes())
+        return out
+
+    def knows_peer(self, peer_raw: bytes) -> bool:
+        peer = self.parse_peer_id(peer_raw)
+        return peer in self.host.get_peerstore().peer_ids()
+
+    # -- streams -----------------------------------------------------------------------
+
+    async def open_stream(self, peer_raw: bytes, protocols: Sequence[str], timeout: float | None):
+        """Open a stream to a connected (or dialable) peer; return ``(stream, proto, addr)``."""
+        from libp2p.custom_types import TProtocol
+
+        peer = self.parse_peer_id(peer_raw)
+        if not protocols:
+            raise NodeError("no protocol given for the stream")
+        with trio.move_on_after(timeout or DEFAULT_TIMEOUT) as scope:
+            try:
+                stream = await self.host.new_stream(peer, [TProtocol(p) for p in protocols])
+            except Exception as exc:
+                raise NodeError(f"failed to open a stream to {peer}: {_describe(exc)}") from None
+        if scope.cancelled_caught:
+            raise NodeError(f"failed to open a stream to {peer}: timed out")
+        proto = str(stream.get_protocol() or protocols[0])
+        return stream, proto, self.stream_remote_addr(stream)
+
+    def stream_remote_addr(self, stream) -> bytes:
+        """The remote multiaddr of the connection a stream runs on (empty if unknown)."""
+        conn = getattr(stream, "muxed_conn", None)
+        swarm_conn = getattr(stream, "swarm_conn", None)
+        for candidate in (swarm_conn, conn):
+            if candidate is None:
+                continue
+            addrs = _remote_addrs(candidate)
+            if addrs:
+                return addrs[0].to_bytes()
+        return b""
+
+    def set_stream_handler(self, protocol: str, handler: InboundHandler) -> None:
+        from libp2p.custom_types import TProtocol
+
+        self.host.set_stream_handler(TProtocol(protocol), handler)
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        from libp2p.custom_types import TProtocol
+
+        self.host.remove_stream_handler(TProtocol(protocol))
+
+    # -- connection manager ------------------------------------------------------------
+
+    def tag_peer(self, peer_raw: bytes, tag: str, weight: int) -> None:
+        peer = self.parse_peer_id(peer_raw)
+        if not tag:
+            raise NodeError("missing tag")
+        self.host.conn_manager.tag_peer(peer, tag, int(weight))
+
+    def untag_peer(self, peer_raw: bytes, tag: str) -> None:
+        peer = self.parse_peer_id(peer_raw)
+        if not tag:
+            raise NodeError("missing tag")
+        self.host.conn_manager.untag_peer(peer, tag)
+
+    def peer_tag_value(self, peer_raw: bytes) -> int:
+        return self.host.conn_manager.get_tag_value(self.parse_peer_id(peer_raw))
+
+    async def trim(self) -> int:
+        """Close the least valuable connections down to the low water mark.
+
+        Peers are ranked by the sum of their tag weights (untagged first, then the
+        newest); protected peers are never closed. Returns how many peers were closed.
+        """
+        network = self.host.get_network()
+        conns = network.get_connections_map()
+        excess = len(conns) - self.config.conn_low
+        if excess <= 0:
+            return 0
+        tags = self.host.conn_manager
+        ranked = sorted(
+            (p for p in conns if not tags.is_protected(p)),
+            key=lambda p: (tags.get_tag_value(p), -_newest(conns[p])),
+        )
+        closed = 0
+        for peer in ranked[:excess]:
+            try:
+                await network.close_peer(peer)
+                closed += 1
+            except Exception as exc:  # keep trimming the others
+                log.debug("trim: closing %s failed: %s", peer, exc)
+        return closed
+
+
+def _newest(conns) -> float:
+    stamps = [getattr(c, "established_at", 0.0) or 0.0 for c in conns]
+    return max(stamps, default=0.0) if all(math.isfinite(s) for s in stamps) else 0.0
+
+
+def _remote_addrs(conn) -> list:
+    try:
+        return list(conn.get_transport_addresses())
+    except Exception:
+        return []
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of a py-libp2p failure, innermost cause included."""
+    parts = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc).strip() or type(exc).__name__
+        if text not in parts:
+            parts.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return ": ".join(parts)[:500]
