@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import __version__
+from ..errors import ConfigError
 
 AGENT_VERSION = f"p2pd/{__version__}"
 NOISE_PROTOCOL = "/noise"
@@ -38,12 +39,21 @@ class HostOptions:
     dial_timeout: float = 10.0
 
 
+def parse_swarm_addr(text: str):
+    """A swarm multiaddr, or :class:`ConfigError` naming the bad one."""
+    import multiaddr
+
+    try:
+        return multiaddr.Multiaddr(text)
+    except Exception as exc:
+        raise ConfigError(f"invalid swarm address {text!r}: {exc}") from None
+
+
 def build_host(key_pair, options: HostOptions):
     """Create (not start) a py-libp2p ``BasicHost`` that only speaks Noise.
 
     Start it with ``host.run(listen_multiaddrs)`` inside the node's nursery.
     """
-    import multiaddr
     from libp2p import new_host
     from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
     from libp2p.custom_types import TProtocol
@@ -69,8 +79,8 @@ def build_host(key_pair, options: HostOptions):
         dial_timeout=options.dial_timeout,
         min_connections=0,
     )
-    listen = [multiaddr.Multiaddr(a) for a in options.listen_addrs]
-    announce = [multiaddr.Multiaddr(a) for a in options.announce_addrs] or None
+    listen = [parse_swarm_addr(a) for a in options.listen_addrs]
+    announce = [parse_swarm_addr(a) for a in options.announce_addrs] or None
     return new_host(
         key_pair=key_pair,
         sec_opt=security,
