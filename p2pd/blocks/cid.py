@@ -75,17 +75,23 @@ class CID:
         if len(text) > MAX_CID_TEXT:
             raise InvalidCID(f"CID string of {len(text)} characters is too long")
         if len(text) == 46 and text.startswith("Qm"):
-            data = multibase.b58decode(text)
+            try:
+                data = multibase.b58decode(text)
+            except InvalidCID as exc:
+                raise InvalidCID(f"invalid CIDv0 {_clip(text)}: {exc}") from None
             if len(data) != 34 or data[:2] != b"\x12\x20":
                 raise InvalidCID(f"{text!r} is not a valid CIDv0")
             return cls(0, Codec.DAG_PB, data)
         try:
             _base, data = multibase.decode(text)
+            cid = cls.from_bytes(data)
         except InvalidCID as exc:
+            # Name the text the user gave, not just the bytes it decoded to.
             raise InvalidCID(f"invalid CID {_clip(text)}: {exc}") from None
-        cid = cls.from_bytes(data)
         if cid.version == 0:
-            raise InvalidCID(f"invalid CID {_clip(text)}: a CIDv0 must not carry a multibase prefix")
+            raise InvalidCID(
+                f"invalid CID {_clip(text)}: a CIDv0 must not carry a multibase prefix"
+            )
         return cid
 
     @classmethod
