@@ -13,7 +13,7 @@ from . import __version__
 from .errors import P2PDError
 from .goflags import FlagSet
 
-SUBCOMMANDS = ("add",)
+SUBCOMMANDS = ("add", "id", "peers", "connect", "disconnect", "ping", "status")
 
 DESCRIPTION = """\
 p2pd - a libp2p peer-to-peer daemon (Kademlia DHT, gossipsub, Bitswap, daemon protocol)
@@ -21,6 +21,8 @@ p2pd - a libp2p peer-to-peer daemon (Kademlia DHT, gossipsub, Bitswap, daemon pr
 usage:
   p2pd [flags]                 run the daemon (go libp2p daemon flags, below)
   p2pd add [options] PATH      import a file or directory as UnixFS (--only-hash: print the CID only)
+  p2pd id|peers|status         the running daemon's identity, peers, status (--json for scripts)
+  p2pd connect MULTIADDR/p2p/ID | disconnect ID | ping ID    act through the running daemon
   p2pd --version               print the version
   p2pd SUBCOMMAND --help       help for a subcommand
 """
@@ -98,9 +100,14 @@ def _run_subcommand(argv: list[str]) -> int:
     add.add_argument("--chunker", default="size-262144", help="chunker: size-N (default size-262144)")
     add.add_argument("-r", "--recursive", action="store_true", help="accepted for kubo compatibility")
     add.add_argument("-q", "--quiet", action="store_true", help="print only the root CID")
+    from .control import commands
+
+    commands.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "add":
         return _cmd_add(args)
+    if args.command in commands.COMMANDS:
+        return commands.run(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

@@ -1,0 +1,178 @@
+"""``p2pd id|peers|connect|disconnect|ping|status``: client subcommands of a running daemon.
+
+Human-readable output by default, one JSON document with ``--json``. Errors (no
+daemon, a refused request) become :class:`~p2pd.errors.P2PDError`, which the CLI
+prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ..blocks.multibase import b58decode, b58encode
+from ..errors import P2PDError
+from .client import ControlClient
+
+COMMANDS = ("id", "peers", "connect", "disconnect", "ping", "status")
+
+
+def add_parsers(sub) -> None:
+    """Register the subcommands on an argparse subparsers object."""
+
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--api",
+            metavar="MULTIADDR",
+            default=None,
+            help="daemon control address (default /unix/$P2PD_HOME/p2pd.sock)",
+        )
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+        return p
+
+    common(sub.add_parser("id", help="show the daemon's peer id and addresses"))
+    common(sub.add_parser("peers", help="list connected peers"))
+    p = common(sub.add_parser("connect", help="connect to a peer: MULTIADDR ending in /p2p/ID"))
+    p.add_argument("address", help="e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...")
+    p = common(sub.add_parser("disconnect", help="close all connections to a peer"))
+    p.add_argument("peer", help="peer id")
+    p = common(sub.add_parser("ping", help="measure round trips to a peer"))
+    p.add_argument("peer", help="peer id (or MULTIADDR ending in /p2p/ID: connects first)")
+    p.add_argument("-n", "--count", type=int, default=3, help="number of pings (default 3)")
+    common(sub.add_parser("status", help="is a daemon running? id, addresses, peer count"))
+
+
+def run(args: argparse.Namespace) -> int:
+    client = ControlClient.for_address(args.api, args.timeout)
+    return _HANDLERS[args.command](client, args)
+
+
+def _peer_bytes(text: str) -> bytes:
+    try:
+        raw = b58decode(text)
+    except Exception:
+        raw = b""
+    if len(raw) < 4 or raw[0] not in (0x00, 0x12):  # identity or sha2-256 multihash
+        raise P2PDError(f"{text!r} is not a peer id (expected base58, e.g. 12D3KooW... or Qm...)")
+    return raw
+
+
+def _split_p2p(address: str) -> tuple[bytes, bytes | None]:
+    """``/ip4/.../p2p/ID`` -> (peer id bytes, multiaddr bytes of the rest or None)."""
+    import multiaddr
+
+    parts = address.rstrip("/").split("/")
+    if len(parts) < 3 or parts[-2] not in ("p2p", "ipfs"):
+        raise P2PDError(f"{address!r} must end in /p2p/<peer id>")
+    peer = _peer_bytes(parts[-1])
+    rest = "/".join(parts[:-2])
+    if not rest:
+        return peer, None
+    try:
+        return peer, multiaddr.Multiaddr(rest).to_bytes()
+    except Exception as exc:
+        raise P2PDError(f"invalid multiaddr {rest!r}: {exc}") from None
+
+
+def _addr_text(raw: bytes) -> str:
+    import multiaddr
+
+    try:
+        return str(multiaddr.Multiaddr(raw))
+    except Exception:
+        return "0x" + raw.hex()
+
+
+def _emit(args, data, text: str) -> int:
+    print(json.dumps(data) if args.json else text, flush=True)
+    return 0
+
+
+def _cmd_id(client: ControlClient, args) -> int:
+    peer, addrs = client.identify()
+    pid = b58encode(peer)
+    addrs_text = [_addr_text(a) for a in addrs]
+    return _emit(
+        args,
+        {"ID": pid, "Addresses": addrs_text},
+        "\n".join([f"Peer ID: {pid}", "Addresses:", *(f"  {a}" for a in addrs_text)]),
+    )
+
+
+def _cmd_peers(client: ControlClient, args) -> int:
+    peers = client.list_peers()
+    rows = [{"ID": b58encode(p.id), "Addrs": [_addr_text(a) for a in p.addrs]} for p in peers]
+    lines = [f"{r['Addrs'][0]}/p2p/{r['ID']}" if r["Addrs"] else f"/p2p/{r['ID']}" for r in rows]
+    return _emit(args, {"Peers": rows}, "\n".join(lines) if lines else "no peers connected")
+
+
+def _cmd_connect(client: ControlClient, args) -> int:
+    peer, addr = _split_p2p(args.address)
+    client.connect(peer, [addr] if addr else [], int(args.timeout) or None)
+    pid = b58encode(peer)
+    return _emit(args, {"Connected": pid}, f"connect {pid} success")
+
+
+def _cmd_disconnect(client: ControlClient, args) -> int:
+    peer = _peer_bytes(args.peer)
+    client.disconnect(peer)
+    pid = b58encode(peer)
+    return _emit(args, {"Disconnected": pid}, f"disconnect {pid} success")
+
+
+def _cmd_ping(client: ControlClient, args) -> int:
+    if args.count < 1 or args.count > 1000:
+        raise P2PDError("--count must be between 1 and 1000")
+    if args.peer.startswith("/"):
+        peer, addr = _split_p2p(args.peer)
+        client.connect(peer, [addr] if addr else [], int(args.timeout) or None)
+    else:
+        peer = _peer_bytes(args.peer)
+    rtts = client.ping(peer, args.count)
+    pid = b58encode(peer)
+    ms = [round(r * 1000, 3) for r in rtts]
+    text = "\n".join(
+        [
+            f"PING {pid}",
+            *(f"Pong received: time={m:.2f} ms" for m in ms),
+            f"Average latency: {sum(ms) / len(ms):.2f} ms",
+        ]
+    )
+    return _emit(args, {"Peer": pid, "RTTsMillis": ms, "AverageMillis": sum(ms) / len(ms)}, text)
+
+
+def _cmd_status(client: ControlClient, args) -> int:
+    started = time.perf_counter()
+    peer, addrs = client.identify()
+    peers = client.list_peers()
+    pid = b58encode(peer)
+    data = {
+        "Running": True,
+        "API": client.endpoint.multiaddr(),
+        "ID": pid,
+        "Addresses": [_addr_text(a) for a in addrs],
+        "Peers": len(peers),
+        "ResponseMillis": round((time.perf_counter() - started) * 1000, 3),
+    }
+    text = "\n".join(
+        [
+            f"daemon running at {data['API']}",
+            f"Peer ID: {pid}",
+            f"Peers: {len(peers)}",
+            "Addresses:",
+            *(f"  {a}" for a in data["Addresses"]),
+        ]
+    )
+    return _emit(args, data, text)
+
+
+_HANDLERS = {
+    "id": _cmd_id,
+    "peers": _cmd_peers,
+    "connect": _cmd_connect,
+    "disconnect": _cmd_disconnect,
+    "ping": _cmd_ping,
+    "status": _cmd_status,
+}
