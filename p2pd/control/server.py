@@ -142,6 +142,9 @@ class ControlServer:
             return
         try:
             await self._serve_client(stream)
+        except Exception:  # one client's bug must never stop the server for the others
+            log.exception("control client failed")
+            await trio.aclose_forcefully(stream)
         finally:
             self._clients.release()
 
@@ -158,7 +161,7 @@ class ControlServer:
                 except ControlProtocolError as exc:
                     await _send_quietly(stream, error_response(str(exc)))
                     return
-                except TimeoutError:
+                except trio.TooSlowError:
                     await _send_quietly(
                         stream,
                         error_response(f"no request within {self.idle_timeout:g} s; closing"),
@@ -180,7 +183,7 @@ class ControlServer:
                 await trio.aclose_forcefully(stream)
 
     async def _read_frame(self, stream: trio.SocketStream, decoder: FrameDecoder) -> bytes | None:
-        """Next frame, ``None`` at a clean end of stream; TimeoutError if the client idles."""
+        """Next frame, ``None`` at a clean end of stream; TooSlowError if the client idles."""
         while True:
             frame = decoder.next_frame()
             if frame is not None:
@@ -267,7 +270,7 @@ class ControlServer:
             try:
                 with trio.fail_after(HANDLER_DIAL_TIMEOUT):
                     client = await connect_endpoint(endpoint)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, trio.TooSlowError) as exc:
                 log.info("handler for %s at %s unreachable: %s", proto, endpoint, exc)
                 await _reset_quietly(stream)
                 return
