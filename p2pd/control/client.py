@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import P2PDError
-from ..proto import p2pd_pb2 as pb
+from ..proto import daemon_pb2 as pb
 from .codec import FrameDecoder, decode_response, encode_message
 from .endpoint import Endpoint, parse_endpoint
 

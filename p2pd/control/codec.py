@@ -14,7 +14,7 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError
 
 from ..errors import InvalidVarint, P2PDError
-from ..proto import p2pd_pb2 as pb
+from ..proto import daemon_pb2 as pb
 from ..varint import MAX_VARINT_BYTES, decode_uvarint, encode_uvarint
 
 #: Largest control message accepted by default. Requests are small (a CONNECT with

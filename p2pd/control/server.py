@@ -22,7 +22,7 @@ from collections.abc import Callable
 import trio
 
 from ..node import Node, NodeError
-from ..proto import p2pd_pb2 as pb
+from ..proto import daemon_pb2 as pb
 from .codec import (
     ControlProtocolError,
     FrameDecoder,

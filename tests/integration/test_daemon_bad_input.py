@@ -21,7 +21,7 @@ import pytest
 from p2pd.control.client import ControlClient
 from p2pd.control.codec import FrameDecoder, decode_response, encode_frame, encode_message
 from p2pd.control.endpoint import Endpoint
-from p2pd.proto import p2pd_pb2 as pb
+from p2pd.proto import daemon_pb2 as pb
 from p2pd.varint import encode_uvarint
 
 CONFIG = """\

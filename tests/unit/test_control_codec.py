@@ -12,7 +12,7 @@ from p2pd.control.codec import (
     encode_message,
     error_response,
 )
-from p2pd.proto import p2pd_pb2 as pb
+from p2pd.proto import daemon_pb2 as pb
 
 
 def _frames(decoder: FrameDecoder) -> list[bytes]:
