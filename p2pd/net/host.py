@@ -59,6 +59,7 @@ def build_host(key_pair, options: HostOptions):
     from libp2p.custom_types import TProtocol
     from libp2p.identity.identify import identify as identify_module
     from libp2p.network.config import ConnectionConfig
+    from libp2p.rcmgr.manager import new_resource_manager
     from libp2p.security.noise.transport import Transport as NoiseTransport
     from libp2p.stream_muxer.mplex.mplex import Mplex
     from libp2p.stream_muxer.yamux.yamux import Yamux
@@ -81,6 +82,10 @@ def build_host(key_pair, options: HostOptions):
     )
     listen = [parse_swarm_addr(a) for a in options.listen_addrs]
     announce = [parse_swarm_addr(a) for a in options.announce_addrs] or None
+    # py-libp2p's default resource manager carries a process-wide circuit breaker: five
+    # failed resource acquisitions (any peers, any cause) refuse every new connection
+    # for 60 s, so a few bad peers would lock everyone out. Per-peer rate limits stay.
+    resources = new_resource_manager(enable_circuit_breaker=False)
     return new_host(
         key_pair=key_pair,
         sec_opt=security,
@@ -88,4 +93,5 @@ def build_host(key_pair, options: HostOptions):
         listen_addrs=listen,
         connection_config=conn_config,
         announce_addrs=announce,
+        resource_manager=resources,
     )
