@@ -375,7 +375,10 @@ async def pipe(client: trio.SocketStream, stream, leftover: bytes) -> None:
     async def downstream() -> None:
         while True:
             try:
-                data = await stream.read(PIPE_CHUNK)
+                # Read everything buffered (n=None), never a bounded slice: py-libp2p 0.8's
+                # Yamux read_stream(n) drops the rest of the buffer when the stream is
+                # closed both ways and n < buffered (see docs/decisions.md).
+                data = await stream.read()
             except StreamEOF:
                 break
             if not data:
