@@ -19,7 +19,7 @@ import trio
 from .config import Config
 from .errors import P2PDError
 from .identity import PrivateKeyRecord, to_key_pair
-from .net.host import AGENT_VERSION, HostOptions, build_host
+from .net.host import AGENT_VERSION, HostOptions, build_host, separate_ephemeral_ports
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,11 @@ class Node:
         self.config = config
         self._multiaddr = multiaddr
         self.key_pair = to_key_pair(key)
+        self.swarm_addrs = separate_ephemeral_ports(config.host_addrs)
         self.host = build_host(
             self.key_pair,
             HostOptions(
-                listen_addrs=config.host_addrs,
+                listen_addrs=self.swarm_addrs,
                 announce_addrs=config.announce_addrs,
                 conn_low=config.conn_low,
                 conn_high=config.conn_high,
@@ -70,7 +71,7 @@ class Node:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started()`` once listening."""
-        listen = [self._multiaddr.Multiaddr(a) for a in self.config.host_addrs]
+        listen = [self._multiaddr.Multiaddr(a) for a in self.swarm_addrs]
         async with self.host.run(listen_addrs=listen):
             self.started_at = trio.current_time()
             task_status.started()

@@ -49,6 +49,33 @@ def parse_swarm_addr(text: str):
         raise ConfigError(f"invalid swarm address {text!r}: {exc}") from None
 
 
+def separate_ephemeral_ports(addrs: Sequence[str]) -> list[str]:
+    """Give every TCP-based address after the first on ``(host, port 0)`` a free port of its own.
+
+    py-libp2p puts a TCP and a WebSocket listener on the same ``host:port`` behind one
+    socket and a demultiplexer that sniffs the first bytes; it closes connections whose
+    first segment is too short to classify (js-libp2p sends the multistream length byte
+    alone), so ``/tcp/0`` + ``/tcp/0/ws`` would drop some inbound TCP dials. Explicit equal
+    ports are left as given (the user asked for sharing).
+    """
+    import socket
+
+    out, seen = [], set()
+    for addr in addrs:
+        parts = addr.split("/")
+        if len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp" and parts[4] == "0":
+            key = (parts[1], parts[2])
+            if key in seen:
+                family = socket.AF_INET6 if parts[1] == "ip6" else socket.AF_INET
+                with socket.socket(family) as probe:
+                    probe.bind((parts[2], 0))
+                    parts[4] = str(probe.getsockname()[1])
+                addr = "/".join(parts)
+            seen.add(key)
+        out.append(addr)
+    return out
+
+
 def build_host(key_pair, options: HostOptions):
     """Create (not start) a py-libp2p ``BasicHost`` that only speaks Noise.
 
