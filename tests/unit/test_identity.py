@@ -61,8 +61,14 @@ def test_missing_key_file_is_a_clear_error(tmp_path):
 
 
 def test_key_converts_to_a_py_libp2p_key_pair_with_the_same_public_key():
-    from p2pd.identity import new_ed25519, to_key_pair
+    # In a subprocess: p2pclient (imported by other test modules) registers protobuf
+    # symbols (crypto.pb.KeyType) that clash with py-libp2p's in one process.
+    import subprocess
+    import sys
 
-    record = new_ed25519()
-    pair = to_key_pair(record)
-    assert pair.public_key.to_bytes() == record.data[32:]
+    code = (
+        "from p2pd.identity import new_ed25519, to_key_pair\n"
+        "r = new_ed25519()\n"
+        "assert to_key_pair(r).public_key.to_bytes() == r.data[32:]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
