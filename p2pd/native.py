@@ -1,35 +1,253 @@
-"""TEMPORARY stand-in until the native core lands: the API contract, in pure Python.
+"""The Python face of the native core (``p2pd._native``); the only module that touches it.
 
-The native-core work replaces this file wholesale and keeps these names and
-signatures (plus whatever it adds).
+SHA-256 calls: one buffer (:func:`sha256`), a batch of buffers (:func:`sha256_many`),
+one buffer cut into fixed-size chunks (:func:`sha256_chunks`, the UnixFS importer's
+hot path) and a batch CID check (:func:`sha256_mismatches`). cffi releases the GIL
+around every C call; large batches are also split across threads.
+
+Which implementation runs:
+
+* the C core with the x86 SHA-extensions path when CPUID reports it, else its
+  portable C path;
+* ``P2PD_SHA256=portable`` forces the portable C path (CI runs the suite that way too);
+* ``P2PD_NATIVE=0``, or a package installed without the extension, uses hashlib,
+  with one log line saying so.
+
+:func:`implementations` returns every implementation this machine can run, so tests
+can prove they agree.
 """
 
+from __future__ import annotations
+
 import hashlib
-from collections.abc import Sequence
+import itertools
+import logging
+import os
+import struct
+from array import array
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+log = logging.getLogger("p2pd.native")
 
 Buffer = bytes | bytearray | memoryview
-BACKEND = "fallback"
+
+try:
+    if os.environ.get("P2PD_NATIVE") == "0":
+        raise ImportError("disabled by P2PD_NATIVE=0")
+    from p2pd._native import ffi as _ffi
+    from p2pd._native import lib as _lib
+except ImportError as exc:  # pragma: no cover - exercised by the fallback test run
+    _ffi = _lib = None
+    log.warning("native core unavailable (%s): hashing with hashlib, signatures with PyNaCl "
+                "(slower)", exc)
+
+#: "native" when the C core is loaded, else "fallback".
+BACKEND = "native" if _lib is not None else "fallback"
+
+# Batches smaller than this much work (bytes plus 64 per message) stay on one thread.
+_SPLIT_WORK = 512 * 1024
+# Batches whose first message is at most this long are packed into one buffer for the
+# batch call (one copy, no per-message pointer object); longer ones go by pointer.
+_PACK_MAX = 4096
 
 
-def sha256(data: Buffer) -> bytes:
-    """SHA-256 of one buffer."""
-    return hashlib.sha256(data).digest()
+_ROW = 256
+_ROWS = struct.Struct("32s" * _ROW)
 
 
-def sha256_many(bufs: Sequence[Buffer]) -> list[bytes]:
-    """SHA-256 of each buffer, in one call."""
-    return [hashlib.sha256(b).digest() for b in bufs]
+@lru_cache(maxsize=_ROW)
+def _splitter(n: int) -> struct.Struct:
+    return struct.Struct("32s" * n)
 
 
-def sha256_chunks(data: Buffer, chunk_size: int) -> list[bytes]:
-    """Digest of each consecutive ``chunk_size`` slice of ``data`` (the last may be short).
+def _split_digests(out: bytes, n: int) -> list[bytes]:
+    """``out`` (32 * n bytes) as n digests: struct unpacking makes the bytes objects in C."""
+    full = n - n % _ROW
+    digests = list(itertools.chain.from_iterable(_ROWS.iter_unpack(memoryview(out)[: 32 * full])))
+    if full < n:
+        digests += _splitter(n - full).unpack_from(out, 32 * full)
+    return digests
 
-    Empty ``data`` gives an empty list.
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, int(os.environ.get("P2PD_NATIVE_THREADS", "")))
+    except ValueError:
+        return min(os.cpu_count() or 1, 8)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_default_threads(), thread_name_prefix="p2pd-native")
+    return _pool
+
+
+def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    step = -(-n // parts)
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+class HashlibSha256:
+    """SHA-256 through hashlib: the fallback, and the reference the tests compare against."""
+
+    name = "hashlib"
+
+    def sha256(self, data: Buffer) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    def sha256_many(self, bufs: Sequence[Buffer]) -> list[bytes]:
+        return [hashlib.sha256(b).digest() for b in bufs]
+
+    def sha256_chunks(self, data: Buffer, chunk_size: int) -> list[bytes]:
+        _check_chunk(chunk_size)
+        mv = memoryview(data).cast("B")
+        return [hashlib.sha256(mv[i : i + chunk_size]).digest() for i in range(0, len(mv), chunk_size)]
+
+    def sha256_mismatches(self, digests: Sequence[bytes], blocks: Sequence[Buffer]) -> list[int]:
+        if len(digests) != len(blocks):
+            raise ValueError(f"{len(digests)} digests for {len(blocks)} blocks")
+        return [i for i, (d, b) in enumerate(zip(digests, blocks)) if hashlib.sha256(b).digest() != d]
+
+
+def _check_chunk(chunk_size: int) -> None:
+    if chunk_size <= 0:
+        raise ValueError(f"chunk size must be positive, not {chunk_size}")
+
+
+def _nbytes(b: Buffer) -> int:
+    return b.nbytes if isinstance(b, memoryview) else len(b)
+
+
+def _split(n: int, work: int, threads: int, call: Callable[[int, int], None]) -> None:
+    """Run ``call(a, b)`` over [0, n): in one piece, or one piece per thread when it is big."""
+    parts = _ranges(n, threads) if work >= _SPLIT_WORK and n > 1 and threads > 1 else [(0, n)]
+    jobs = [_executor().submit(call, a, b) for a, b in parts[1:]]
+    call(*parts[0])
+    for job in jobs:
+        job.result()
+
+
+class NativeSha256:
+    """SHA-256 through the C core, with one fixed implementation (see ``p2pd_native.h``)."""
+
+    def __init__(self, impl: int, name: str, threads: int | None = None) -> None:
+        self.impl = impl
+        self.name = name
+        #: Threads a large batch is split across (the GIL is released in C).
+        self.threads = threads or _default_threads()
+
+    def sha256(self, data: Buffer) -> bytes:
+        out = _ffi.new("uint8_t[32]")
+        src = _ffi.from_buffer("uint8_t[]", data)
+        _lib.p2pd_sha256(self.impl, src, len(src), out)
+        return _ffi.buffer(out)[:]
+
+    def sha256_many(self, bufs: Sequence[Buffer]) -> list[bytes]:
+        n = len(bufs)
+        if n == 0:
+            return []
+        if _nbytes(bufs[0]) > _PACK_MAX:
+            return _split_digests(self._by_pointer(bufs), n)
+        # Short messages: one copy into a packed buffer beats a pointer object per message.
+        data = b"".join(bufs)
+        lens = array("Q", map(len, bufs))  # items, not bytes, for a wide memoryview: fixed below
+        lp = _ffi.from_buffer("uint64_t[]", lens)
+        if _lib.p2pd_sum_u64(lp, n) != len(data):
+            lens = array("Q", map(_nbytes, bufs))
+            lp = _ffi.from_buffer("uint64_t[]", lens)
+        src = _ffi.from_buffer("uint8_t[]", data)
+        out = bytearray(32 * n)
+        dst = _ffi.from_buffer("uint8_t[]", out)
+        _split(n, len(data) + 64 * n, self.threads, lambda a, b: _lib.p2pd_sha256_packed(
+            self.impl, src + _lib.p2pd_sum_u64(lp, a), lp + a, b - a, dst + 32 * a))
+        return _split_digests(out, n)
+
+    def _by_pointer(self, bufs: Sequence[Buffer]) -> bytes:
+        n = len(bufs)
+        keep = [_ffi.from_buffer("uint8_t[]", b) for b in bufs]
+        ptrs = _ffi.new("uint8_t *[]", keep)
+        lens = [len(k) for k in keep]
+        lp = _ffi.new("size_t[]", lens)
+        out = _ffi.new("uint8_t[]", 32 * n)
+        _split(n, sum(lens) + 64 * n, self.threads, lambda a, b: _lib.p2pd_sha256_ptrs(
+            self.impl, ptrs + a, lp + a, b - a, out + 32 * a))
+        del keep
+        return _ffi.buffer(out)[:]
+
+    def sha256_chunks(self, data: Buffer, chunk_size: int) -> list[bytes]:
+        _check_chunk(chunk_size)
+        src = _ffi.from_buffer("uint8_t[]", data)
+        n = -(-len(src) // chunk_size)
+        if n == 0:
+            return []
+        out = _ffi.new("uint8_t[]", 32 * n)
+        _lib.p2pd_sha256_chunks(self.impl, src, len(src), chunk_size, out)
+        return _split_digests(_ffi.buffer(out)[:], n)
+
+    def sha256_mismatches(self, digests: Sequence[bytes], blocks: Sequence[Buffer]) -> list[int]:
+        n = len(blocks)
+        if len(digests) != n:
+            raise ValueError(f"{len(digests)} digests for {n} blocks")
+        if n == 0:
+            return []
+        want = b"".join(digests)
+        if len(want) != 32 * n or any(len(d) != 32 for d in digests):
+            raise ValueError("every digest must be 32 bytes")
+        keep = [_ffi.from_buffer("uint8_t[]", b) for b in blocks]
+        ptrs = _ffi.new("uint8_t *[]", keep)
+        lens = [len(k) for k in keep]
+        lp = _ffi.new("size_t[]", lens)
+        wp = _ffi.from_buffer("uint8_t[]", want)
+        scratch = _ffi.new("uint8_t[]", 32 * n)
+        bad = _ffi.new("uint32_t[]", n)
+        found: dict[int, int] = {}
+
+        def check(a: int, b: int) -> None:
+            found[a] = _lib.p2pd_sha256_mismatches(
+                self.impl, ptrs + a, lp + a, wp + 32 * a, b - a, scratch + 32 * a, bad + a)
+
+        _split(n, sum(lens) + 64 * n, self.threads, check)
+        del keep
+        return sorted(a + bad[a + j] for a, count in found.items() for j in range(count))
+
+
+def implementations(threads: int | None = None) -> dict[str, HashlibSha256 | NativeSha256]:
+    """Every SHA-256 implementation this machine can run, by name.
+
+    ``threads`` caps how many threads the native ones split a large batch across.
     """
-    mv = memoryview(data)
-    return [hashlib.sha256(mv[i : i + chunk_size]).digest() for i in range(0, len(mv), chunk_size)]
+    found: dict[str, HashlibSha256 | NativeSha256] = {"hashlib": HashlibSha256()}
+    if _lib is not None:
+        found["portable"] = NativeSha256(1, "portable", threads)
+        if _lib.p2pd_sha256_best() == 2:
+            found["shani"] = NativeSha256(2, "shani", threads)
+    return found
 
 
-def sha256_mismatches(digests: Sequence[bytes], blocks: Sequence[Buffer]) -> list[int]:
-    """Indices ``i`` where ``sha256(blocks[i]) != digests[i]``."""
-    return [i for i, (d, b) in enumerate(zip(digests, blocks, strict=True)) if hashlib.sha256(b).digest() != d]
+def _default() -> HashlibSha256 | NativeSha256:
+    impls = implementations()
+    if _lib is None:
+        return impls["hashlib"]
+    forced = os.environ.get("P2PD_SHA256", "").strip().lower()
+    if forced and forced in impls:
+        return impls[forced]
+    if forced:
+        log.warning("P2PD_SHA256=%s is not available here (have: %s); using the best",
+                    forced, ", ".join(impls))
+    return impls.get("shani") or impls["portable"]
+
+
+_impl = _default()
+#: Name of the SHA-256 implementation in use: "shani", "portable" or "hashlib".
+SHA256_IMPL = _impl.name
+
+sha256 = _impl.sha256
+sha256_many = _impl.sha256_many
+sha256_chunks = _impl.sha256_chunks
+sha256_mismatches = _impl.sha256_mismatches
