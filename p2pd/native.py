@@ -107,12 +107,14 @@ class HashlibSha256:
     def sha256_chunks(self, data: Buffer, chunk_size: int) -> list[bytes]:
         _check_chunk(chunk_size)
         mv = memoryview(data).cast("B")
-        return [hashlib.sha256(mv[i : i + chunk_size]).digest() for i in range(0, len(mv), chunk_size)]
+        step = range(0, len(mv), chunk_size)
+        return [hashlib.sha256(mv[i : i + chunk_size]).digest() for i in step]
 
     def sha256_mismatches(self, digests: Sequence[bytes], blocks: Sequence[Buffer]) -> list[int]:
         if len(digests) != len(blocks):
             raise ValueError(f"{len(digests)} digests for {len(blocks)} blocks")
-        return [i for i, (d, b) in enumerate(zip(digests, blocks)) if hashlib.sha256(b).digest() != d]
+        pairs = enumerate(zip(digests, blocks, strict=True))
+        return [i for i, (d, b) in pairs if hashlib.sha256(b).digest() != d]
 
 
 def _check_chunk(chunk_size: int) -> None:

@@ -171,7 +171,8 @@ def test_gil_is_released_during_a_call():
 
 
 def _probe(env: dict) -> subprocess.CompletedProcess:
-    code = "from p2pd import native; print(native.BACKEND, native.SHA256_IMPL, native.sha256(b'abc').hex())"
+    code = ("from p2pd import native; "
+            "print(native.BACKEND, native.SHA256_IMPL, native.sha256(b'abc').hex())")
     return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=60, check=True)
 
