@@ -94,6 +94,8 @@ class Node:
             if str(addr) not in seen:
                 seen.add(str(addr))
                 out.append(addr)
+        # Plain TCP first, then WebSocket: a stable order launchers can rely on.
+        out.sort(key=lambda a: "/ws" in str(a))
         return out
 
     # -- peers -------------------------------------------------------------------------
