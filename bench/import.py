@@ -1,16 +1,16 @@
 """UnixFS import (``ipfs add --cid-version=1``: 256 KiB chunks, raw leaves, 174 links).
 
 Ours: :func:`p2pd.blocks.importer.import_file` reading the file from disk (page
-cache) and writing every block into RocksDB in a fresh temporary directory,
-WAL on. Peer: ipfs-unixfs-importer 17 under Node into its MemoryBlockstore,
-timing only the import of a buffer already in memory (not Node start-up, not
+cache) and writing every block into the real blockstore (RocksDB) in a fresh
+temporary directory, as ``p2pd add`` does: every block verified against its CID,
+one bulk write timed up to its closing flush (which makes it durable). Peer:
+ipfs-unixfs-importer 17 under Node into its MemoryBlockstore, timing only the import of a buffer already in memory (not Node start-up, not
 reading the file). Both must give the same root CID. Best of three runs each.
 
 A second row compares our ``--only-hash`` mode (no store) with the same peer
 figure, which isolates the importer from the store.
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -18,11 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from bench.common import row
+from p2pd.blocks.blockstore import Blockstore
 from p2pd.blocks.importer import import_file
+from p2pd.store import Datastore
 
 ROOT = Path(__file__).resolve().parents[1]
 INTEROP = ROOT / "tests" / "interop"
@@ -61,55 +63,6 @@ def _peer(path: Path) -> tuple[str, float]:
     return result["cid"], result["seconds"]
 
 
-class _RocksSink:
-    """Stand-in store until p2pd.blocks.blockstore lands: one RocksDB write batch per call."""
-
-    def __init__(self, path: str) -> None:
-        from rocksdict import Options, Rdict
-
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        # Large values go to blob files instead of being rewritten by compaction.
-        opts.set_enable_blob_files(True)
-        opts.set_min_blob_size(4096)
-        opts.set_write_buffer_size(256 << 20)
-        self.db = Rdict(path, opts)
-
-    def put_many(self, blocks: Iterable) -> None:
-        from rocksdict import WriteBatch
-
-        batch = WriteBatch(raw_mode=True)
-        for cid, data in blocks:
-            batch.put(bytes(cid), bytes(data))
-        self.db.write(batch)
-
-    def close(self) -> None:
-        self.db.close()
-
-
-@contextlib.contextmanager
-def _store(path: str) -> Iterator[tuple[object, str]]:
-    """The real blockstore when it is available, else the RocksDB stand-in."""
-    try:
-        from p2pd.blocks.blockstore import Blockstore  # type: ignore[import-not-found]
-
-        from p2pd.store import open_datastore  # type: ignore[attr-defined]
-    except ImportError:
-        sink = _RocksSink(path)
-        try:
-            yield sink, "rocksdb-direct"
-        finally:
-            sink.close()
-        return
-    datastore = open_datastore(path)
-    try:
-        yield Blockstore(datastore), "blockstore"
-    finally:
-        close = getattr(datastore, "close", None)
-        if close is not None:
-            close()
-
-
 def _ours(path: Path, store: bool) -> tuple[str, float, str]:
     best = float("inf")
     cid = ""
@@ -117,10 +70,16 @@ def _ours(path: Path, store: bool) -> tuple[str, float, str]:
     for _ in range(REPEAT):
         with tempfile.TemporaryDirectory(prefix="p2pd-bench-") as tmp:
             if store:
-                with _store(tmp) as (sink, kind):
+                datastore = Datastore.open(tmp)
+                try:
+                    # Timed to the end of the bulk write: its final flush makes it durable.
                     t0 = time.perf_counter()
-                    result = import_file(path, sink, cid_version=1)
+                    with Blockstore(datastore).bulk() as writer:
+                        result = import_file(path, writer, cid_version=1)
                     best = min(best, time.perf_counter() - t0)
+                finally:
+                    datastore.close()
+                kind = "blockstore"
             else:
                 t0 = time.perf_counter()
                 result = import_file(path, None, cid_version=1)

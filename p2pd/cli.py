@@ -154,8 +154,9 @@ def _add_to_local_repo(path: str, options: dict):
     home = ensure_home(resolve_home())
     datastore = Datastore.open(datastore_path(home))
     try:
-        blockstore = Blockstore(datastore)
-        return import_path(path, blockstore, **options)
+        # One bulk write: no WAL per buffer, one flush at the end makes it all durable.
+        with Blockstore(datastore).bulk() as writer:
+            return import_path(path, writer, **options)
     finally:
         datastore.close()
 

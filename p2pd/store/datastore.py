@@ -150,12 +150,13 @@ class Batch:
     half-way through preparing a change leaves the store untouched.
     """
 
-    __slots__ = ("_store", "_wb", "_done")
+    __slots__ = ("_store", "_wb", "_done", "_logged")
 
-    def __init__(self, store: Datastore) -> None:
+    def __init__(self, store: Datastore, logged: bool = True) -> None:
         self._store = store
         self._wb = WriteBatch(raw_mode=True)
         self._done = False
+        self._logged = logged
 
     def put(self, space: KeySpace, key: Buffer, value: Buffer) -> None:
         self._check(space)
@@ -173,7 +174,7 @@ class Batch:
         if self._done:
             raise StoreError("this write batch was already written or discarded; make a new one")
         self._done = True
-        self._store._write(self._wb)
+        self._store._write(self._wb, self._logged)
 
     def discard(self) -> None:
         self._done = True
@@ -215,6 +216,8 @@ class Datastore:
         self.sync = sync
         self._wopt = WriteOptions()
         self._wopt.sync = sync
+        self._unlogged = WriteOptions()
+        self._unlogged.disable_wal = True
         self._spaces = {name: KeySpace(self, name, p) for name, p in SPACES.items()}
         self.blocks = self._spaces["blocks"]
         self.blockinfo = self._spaces["blockinfo"]
@@ -269,17 +272,23 @@ class Datastore:
         except KeyError:
             raise StoreError(f"no key space named {name!r}; known: {', '.join(SPACES)}") from None
 
-    def batch(self) -> Batch:
-        """A new atomic batch of writes across key spaces."""
+    def batch(self, *, logged: bool = True) -> Batch:
+        """A new atomic batch of writes across key spaces.
+
+        ``logged=False`` skips the WAL: the batch is atomic but *not* durable until
+        the next :meth:`flush` (bulk imports write that way and flush once at the
+        end, before anything that points at the data is written). A crash before the
+        flush loses the whole unlogged batch and nothing else.
+        """
         self._live()
-        return Batch(self)
+        return Batch(self, logged)
 
     @property
     def closed(self) -> bool:
         return self._db is None
 
     def flush(self) -> None:
-        """Flush memtables to SST files (not needed for durability; useful before backups)."""
+        """Flush memtables to SST files: makes unlogged batches durable (logged ones are)."""
         db = self._live()
         try:
             db.flush(True)
@@ -337,10 +346,10 @@ class Datastore:
         except Exception as exc:
             raise StoreError(f"datastore {self.path}: delete failed: {exc}") from None
 
-    def _write(self, wb: WriteBatch) -> None:
+    def _write(self, wb: WriteBatch, logged: bool = True) -> None:
         db = self._live()
         try:
-            db.write(wb, self._wopt)
+            db.write(wb, self._wopt if logged else self._unlogged)
         except Exception as exc:
             raise StoreError(f"datastore {self.path}: batch write failed: {exc}") from None
 

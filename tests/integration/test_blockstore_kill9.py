@@ -1,7 +1,7 @@
 """An acknowledged block survives ``kill -9`` of the process that wrote it.
 
-A real child process opens a datastore, writes blocks (single puts and
-put_many batches) and prints each CID after the write returned; the test reads
+A real child process opens a datastore, writes blocks (single puts,
+put_many batches and unlogged bulk writes) and prints each CID after the write returned; the test reads
 those acknowledgements, SIGKILLs the child mid-stream, reopens the store and
 checks every acknowledged block is present and verifies.
 """
@@ -31,7 +31,14 @@ WRITER = textwrap.dedent(
     out = sys.stdout
     i = 0
     while True:
-        if i % 2:
+        if i % 5 == 4:
+            # A bulk write (no WAL) is acknowledged only after its closing flush.
+            batch = [os.urandom(2000 + j * 900) for j in range(6)]
+            cids = [CID.for_block(b, Codec.RAW) for b in batch]
+            with store.bulk() as writer:
+                writer.put_many(zip(cids, batch))
+            out.write("".join(f"{c}\\n" for c in cids))
+        elif i % 2:
             data = os.urandom(1000 + i % 5000)
             cid = CID.for_block(data, Codec.RAW)
             store.put(cid, data)

@@ -1,6 +1,7 @@
 """The blockstore over a real RocksDB: verification on put and get, atomic batches, the LRU."""
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,22 @@ def test_blockstore_on_a_closed_datastore_is_a_store_error(tmp_path: Path):
     ds.close()
     with pytest.raises(StoreError):
         store.put(raw(b"x"), b"x")
+
+
+def test_bulk_writes_verify_and_are_durable_after_the_block(tmp_path):
+    path = tmp_path / "bulk"
+    good = [os.urandom(1000 + i) for i in range(20)]
+    cids = [CID.for_block(b, Codec.RAW) for b in good]
+    ds = Datastore.open(path)
+    store = Blockstore(ds)
+    with store.bulk() as writer:
+        writer.put_many(zip(cids[:10], good[:10]))
+        with pytest.raises(InvalidBlock):
+            writer.put_many([(cids[10], good[10]), (cids[11], b"not the block")])
+        writer.put_many(zip(cids[12:], good[12:]))
+    assert not store.has(cids[10]) and not store.has(cids[11])
+    ds.close()
+    with Datastore.open(path) as ds:
+        store = Blockstore(ds)
+        for cid, data in [*zip(cids[:10], good[:10]), *zip(cids[12:], good[12:])]:
+            assert store.get(cid) == data
