@@ -1,8 +1,8 @@
 """An acknowledged block survives ``kill -9`` of the process that wrote it.
 
-A real child process opens a datastore, writes blocks (single puts,
-put_many batches and unlogged bulk writes) and prints each CID after the write returned; the test reads
-those acknowledgements, SIGKILLs the child mid-stream, reopens the store and
+A real child process opens a datastore, writes blocks (single puts, put_many
+batches and unlogged bulk writes) and prints each CID after the write returned;
+the test reads those acknowledgements, SIGKILLs the child mid-stream, reopens the store and
 checks every acknowledged block is present and verifies.
 """
 

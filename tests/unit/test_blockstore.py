@@ -258,13 +258,13 @@ def test_bulk_writes_verify_and_are_durable_after_the_block(tmp_path):
     ds = Datastore.open(path)
     store = Blockstore(ds)
     with store.bulk() as writer:
-        writer.put_many(zip(cids[:10], good[:10]))
+        writer.put_many(zip(cids[:10], good[:10], strict=True))
         with pytest.raises(InvalidBlock):
             writer.put_many([(cids[10], good[10]), (cids[11], b"not the block")])
-        writer.put_many(zip(cids[12:], good[12:]))
+        writer.put_many(zip(cids[12:], good[12:], strict=True))
     assert not store.has(cids[10]) and not store.has(cids[11])
     ds.close()
     with Datastore.open(path) as ds:
         store = Blockstore(ds)
-        for cid, data in [*zip(cids[:10], good[:10]), *zip(cids[12:], good[12:])]:
+        for cid, data in [*zip(cids[:10], good[:10], strict=True), *zip(cids[12:], good[12:], strict=True)]:
             assert store.get(cid) == data
