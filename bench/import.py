@@ -5,7 +5,8 @@ cache) and writing every block into the real blockstore (RocksDB) in a fresh
 temporary directory, as ``p2pd add`` does: every block verified against its CID,
 one bulk write timed up to its closing flush (which makes it durable). Peer:
 ipfs-unixfs-importer 17 under Node into its MemoryBlockstore, timing only the
-import of a buffer already in memory (not Node start-up, not reading the file). Both must give the same root CID. Best of three runs each.
+import of a buffer already in memory (not Node start-up, not reading the file).
+Both must give the same root CID. Best of three runs each.
 
 A second row compares our ``--only-hash`` mode (no store) with the same peer
 figure, which isolates the importer from the store.

@@ -266,5 +266,6 @@ def test_bulk_writes_verify_and_are_durable_after_the_block(tmp_path):
     ds.close()
     with Datastore.open(path) as ds:
         store = Blockstore(ds)
-        for cid, data in [*zip(cids[:10], good[:10], strict=True), *zip(cids[12:], good[12:], strict=True)]:
+        kept = [*zip(cids[:10], good[:10], strict=True), *zip(cids[12:], good[12:], strict=True)]
+        for cid, data in kept:
             assert store.get(cid) == data
