@@ -49,12 +49,17 @@ class HomeDaemon:
             text=True,
             env=env,
         )
-        self.lines = [self.proc.stdout.readline().rstrip("\n") for _ in range(4)]
-        if not self.lines[0].startswith("Control socket: "):
-            raise RuntimeError(f"{self.lines} {self.proc.stderr.read()}")
-        self.peer_id = self.lines[1].removeprefix("Peer ID: ")
-        self.sock = str(home / "p2pd.sock")
-        self.swarm_port = int(self.lines[3].rsplit("/", 1)[1])
+        try:
+            self.lines = [self.proc.stdout.readline().rstrip("\n") for _ in range(4)]
+            if not self.lines[0].startswith("Control socket: "):
+                raise RuntimeError(f"{self.lines} {self.proc.stderr.read()}")
+            self.peer_id = self.lines[1].removeprefix("Peer ID: ")
+            self.sock = str(home / "p2pd.sock")
+            self.swarm_port = int(self.lines[3].rsplit("/", 1)[1])
+        except BaseException:
+            self.proc.kill()  # never leave a daemon behind when the start check fails
+            self.proc.wait(timeout=15)
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:
