@@ -24,3 +24,32 @@ def datastore(tmp_path: Path) -> Iterator[Datastore]:
         yield ds
     finally:
         ds.close()
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Safety net: no daemon or node a test started outlives the test run."""
+    import os
+    import signal
+
+    if not Path("/proc").is_dir():
+        return
+    for child in _children(os.getpid()):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except OSError:
+            pass
