@@ -117,7 +117,10 @@ static void compress_portable(uint32_t s[8], const uint8_t *p, size_t blocks) {
     }
 }
 
-static void one_portable(const uint8_t *data, size_t len, uint8_t out[32]) {
+typedef void (*compress_fn)(uint32_t s[8], const uint8_t *p, size_t blocks);
+
+/* One message, start to digest, with the given compression function. */
+static void one_with(compress_fn compress, const uint8_t *data, size_t len, uint8_t out[32]) {
     uint32_t s[8];
     msg_t m;
     const uint8_t *p;
@@ -125,9 +128,13 @@ static void one_portable(const uint8_t *data, size_t len, uint8_t out[32]) {
     msg_init(&m, data, len);
     while (msg_blocks_left(&m)) {
         size_t n = msg_take(&m, &p, SIZE_MAX);
-        compress_portable(s, p, n);
+        compress(s, p, n);
     }
     store_be(out, s);
+}
+
+static void one_portable(const uint8_t *data, size_t len, uint8_t out[32]) {
+    one_with(compress_portable, data, len, out);
 }
 
 /* ---- x86 SHA extensions ---------------------------------------------------------------- */
@@ -319,20 +326,7 @@ static int resolve(int impl) {
 }
 
 static void one(int impl, const uint8_t *data, size_t len, uint8_t out[32]) {
-    if (impl != P2PD_SHA256_SHANI) {
-        one_portable(data, len, out);
-        return;
-    }
-    uint32_t s[8];
-    msg_t m;
-    const uint8_t *p;
-    memcpy(s, H0, sizeof s);
-    msg_init(&m, data, len);
-    while (msg_blocks_left(&m)) {
-        size_t n = msg_take(&m, &p, SIZE_MAX);
-        compress_shani(s, p, n);
-    }
-    store_be(out, s);
+    one_with(impl == P2PD_SHA256_SHANI ? compress_shani : compress_portable, data, len, out);
 }
 
 /* Hash message i for every i in [0, n); get(i) yields its pointer and length. */
