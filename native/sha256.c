@@ -133,9 +133,6 @@ static void one_with(compress_fn compress, const uint8_t *data, size_t len, uint
     store_be(out, s);
 }
 
-static void one_portable(const uint8_t *data, size_t len, uint8_t out[32]) {
-    one_with(compress_portable, data, len, out);
-}
 
 /* ---- x86 SHA extensions ---------------------------------------------------------------- */
 #if defined(__x86_64__) || defined(__i386__)
@@ -305,8 +302,8 @@ static void compress_shani(uint32_t s[8], const uint8_t *p, size_t blocks) {
 }
 static void pair_shani(const uint8_t *da, size_t la, uint8_t outa[32],
                        const uint8_t *db, size_t lb, uint8_t outb[32]) {
-    one_portable(da, la, outa);
-    one_portable(db, lb, outb);
+    one_with(compress_portable, da, la, outa);
+    one_with(compress_portable, db, lb, outb);
 }
 #endif
 
