@@ -1,4 +1,5 @@
 /* SHA-256 (FIPS 180-4): a portable C path and an x86 SHA-extensions path.
+ * (-DP2PD_NO_SHANI builds the portable path alone, as on non-x86 machines.)
  *
  * The SHA-extensions path is chosen at run time by CPUID (leaf 7 EBX bit 29 plus
  * SSSE3/SSE4.1); the portable path serves every other machine and can be forced
@@ -135,7 +136,7 @@ static void one_with(compress_fn compress, const uint8_t *data, size_t len, uint
 
 
 /* ---- x86 SHA extensions ---------------------------------------------------------------- */
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(P2PD_NO_SHANI)
 #include <cpuid.h>
 #include <immintrin.h>
 
