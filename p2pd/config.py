@@ -51,6 +51,10 @@ control_idle_timeout = "30s"
 max_conns_per_peer = 3
 max_control_clients = 256
 
+[blockstore]
+# In-memory LRU of recently read blocks, in MiB (0 turns it off).
+cache_mib = 64
+
 [dht]
 enabled = false
 mode = "auto"   # auto, server or client
@@ -107,6 +111,7 @@ class Config:
     control_idle_timeout: float = 30.0
     max_conns_per_peer: int = 3
     max_control_clients: int = 256
+    blockstore_cache_bytes: int = 64 << 20
     dht: bool = False
     dht_mode: str = "auto"
     pubsub: bool = False
@@ -127,6 +132,8 @@ class Config:
             raise ConfigError("limits.control_idle_timeout must be positive")
         if self.max_conns_per_peer < 1 or self.max_control_clients < 1:
             raise ConfigError("limits.max_conns_per_peer and max_control_clients must be >= 1")
+        if not 0 <= self.blockstore_cache_bytes <= 1 << 40:
+            raise ConfigError("blockstore.cache_mib must be between 0 and 1048576")
         if self.pubsub_router not in ("gossipsub", "floodsub"):
             raise ConfigError(f"unknown pubsub router {self.pubsub_router!r}")
         if self.dht_mode not in ("auto", "server", "client"):
@@ -202,6 +209,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         )
         c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 3)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
+        c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
         c.dht = _get(doc, "dht", "enabled", bool, False)
         c.dht_mode = _get(doc, "dht", "mode", str, "auto")
         c.pubsub = _get(doc, "pubsub", "enabled", bool, False)

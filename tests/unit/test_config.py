@@ -82,3 +82,11 @@ def test_config_file_is_written_once_and_syntax_errors_name_it(tmp_path):
     path.write_text("[connmgr\n")
     with pytest.raises(ConfigError, match="config.toml"):
         load_toml(path)
+
+
+def test_blockstore_cache_size_comes_from_the_file():
+    assert resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML)).blockstore_cache_bytes == 64 << 20
+    assert resolve({}, {"blockstore": {"cache_mib": 0}}).blockstore_cache_bytes == 0
+    assert resolve({}, {"blockstore": {"cache_mib": 256}}).blockstore_cache_bytes == 256 << 20
+    with pytest.raises(ConfigError, match="cache_mib"):
+        resolve({}, {"blockstore": {"cache_mib": -1}})
