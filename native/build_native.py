@@ -15,7 +15,9 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["sha256.c"]
+if __name__ == "__main__":
+    os.chdir(HERE.parent)  # so objects land under build paths relative to the project
+SOURCES = ["sha256.c", "sha512.c", "ed25519.c"]
 HEADER = HERE / "p2pd_native.h"
 
 
@@ -47,5 +49,4 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    os.chdir(HERE.parent)
-    ffibuilder.compile(verbose=True)
+    ffibuilder.compile(tmpdir=".", verbose=True)

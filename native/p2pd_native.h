@@ -28,4 +28,14 @@ size_t p2pd_sha256_mismatches(int impl, const uint8_t *const *bufs, const size_t
                               uint32_t *bad);
 /* Sum of n 64-bit lengths (offsets into a packed buffer). */
 uint64_t p2pd_sum_u64(const uint64_t *v, size_t n);
+
+/* SHA-512 of one buffer -> out[64] (the hash inside Ed25519; exposed for tests). */
+void p2pd_sha512(const uint8_t *data, size_t len, uint8_t *out);
+/* Ed25519 verification under the rule set written at the top of native/ed25519.c:
+ * 1 valid, 0 not. pk is 32 bytes, sig 64. */
+int p2pd_ed25519_verify(const uint8_t *pk, const uint8_t *msg, size_t len, const uint8_t *sig);
+/* n signatures: pks 32 n bytes, sigs 64 n bytes, messages end to end in msgs with lens[i]
+ * bytes each; results[i] = 1 valid, 0 not (the same answers as single verification). */
+void p2pd_ed25519_verify_batch(size_t n, const uint8_t *pks, const uint8_t *sigs,
+                               const uint8_t *msgs, const uint64_t *lens, uint8_t *results);
 #endif
