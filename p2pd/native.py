@@ -2,7 +2,8 @@
 
 SHA-256 calls: one buffer (:func:`sha256`), a batch of buffers (:func:`sha256_many`),
 one buffer cut into fixed-size chunks (:func:`sha256_chunks`, the UnixFS importer's
-hot path) and a batch CID check (:func:`sha256_mismatches`). cffi releases the GIL
+hot path) and a batch CID check (:func:`sha256_mismatches`). Ed25519: :func:`verify`
+and :func:`verify_batch` under one rule set (docs/ed25519.md). cffi releases the GIL
 around every C call; large batches are also split across threads.
 
 Which implementation runs:
@@ -253,3 +254,124 @@ sha256 = _impl.sha256
 sha256_many = _impl.sha256_many
 sha256_chunks = _impl.sha256_chunks
 sha256_mismatches = _impl.sha256_mismatches
+
+
+# -- Ed25519 verification -------------------------------------------------------------------
+
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_Y_MASK = (1 << 255) - 1
+_Y8 = 0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7
+#: y of the points of order 1, 2, 4 and 8 (either sign of x).
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})
+
+
+def _rule_set_allows(pubkey: bytes, sig: bytes) -> bool:
+    """Rules 1-4 of docs/ed25519.md that need no curve arithmetic (the fallback's pre-check)."""
+    if len(pubkey) != 32 or len(sig) != 64:
+        return False
+    if int.from_bytes(sig[32:], "little") >= _L:
+        return False
+    for enc in (pubkey, sig[:32]):
+        y = int.from_bytes(enc, "little") & _Y_MASK
+        if y >= _P or y in _SMALL_ORDER_Y:
+            return False
+    return True
+
+
+class PyNaClEd25519:
+    """Verification through PyNaCl (libsodium): the fallback.
+
+    The rule set's encoding, small-order and S < L checks run first, so the answer is
+    the native one on every input except crafted signatures whose A or R carries a
+    small-order component (mixed order): libsodium's equation is cofactorless and
+    rejects some of those that the cofactored native equation accepts.
+    """
+
+    name = "pynacl"
+
+    def verify(self, pubkey: Buffer, msg: Buffer, sig: Buffer) -> bool:
+        pubkey, sig = bytes(pubkey), bytes(sig)
+        if not _rule_set_allows(pubkey, sig):
+            return False
+        try:
+            _nacl_open(sig + bytes(msg), pubkey)
+        except _NaClBadSignature:
+            return False
+        return True
+
+    def verify_batch(self, items: Sequence[tuple[Buffer, Buffer, Buffer]]) -> list[bool]:
+        return [self.verify(pk, msg, sig) for pk, msg, sig in items]
+
+
+class NativeEd25519:
+    """Verification through the C core (native/ed25519.c)."""
+
+    name = "native"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or _default_threads()
+
+    def verify(self, pubkey: Buffer, msg: Buffer, sig: Buffer) -> bool:
+        pk = _ffi.from_buffer("uint8_t[]", pubkey)
+        sg = _ffi.from_buffer("uint8_t[]", sig)
+        if len(pk) != 32 or len(sg) != 64:
+            return False
+        m = _ffi.from_buffer("uint8_t[]", msg)
+        return _lib.p2pd_ed25519_verify(pk, m, len(m), sg) == 1
+
+    def verify_batch(self, items: Sequence[tuple[Buffer, Buffer, Buffer]]) -> list[bool]:
+        n = len(items)
+        if n == 0:
+            return []
+        pks, msgs, sigs = (list(col) for col in zip(*items, strict=True))
+        pk_data, sig_data = b"".join(pks), b"".join(sigs)
+        results = bytearray(n)
+        if len(pk_data) != 32 * n or len(sig_data) != 64 * n:
+            # Some have wrong lengths: those are False, the rest go through the batch.
+            keep = [i for i in range(n) if _nbytes(pks[i]) == 32 and _nbytes(sigs[i]) == 64]
+            sub = self.verify_batch([items[i] for i in keep])
+            out = [False] * n
+            for i, ok in zip(keep, sub, strict=True):
+                out[i] = ok
+            return out
+        msg_data = b"".join(msgs)
+        lens = array("Q", map(_nbytes, msgs))
+        pk_p = _ffi.from_buffer("uint8_t[]", pk_data)
+        sig_p = _ffi.from_buffer("uint8_t[]", sig_data)
+        msg_p = _ffi.from_buffer("uint8_t[]", msg_data)
+        len_p = _ffi.from_buffer("uint64_t[]", lens)
+        res_p = _ffi.from_buffer("uint8_t[]", results)
+        # Threads only pay for themselves from a couple of chunks each.
+        work = _SPLIT_WORK if n >= _ED_SPLIT_MIN else 0
+        _split(n, work, self.threads, lambda a, b: _lib.p2pd_ed25519_verify_batch(
+            b - a, pk_p + 32 * a, sig_p + 64 * a, msg_p + _lib.p2pd_sum_u64(len_p, a), len_p + a,
+            res_p + a))
+        return [r == 1 for r in results]
+
+
+_ED_SPLIT_MIN = 128
+
+try:
+    from nacl.bindings import crypto_sign_open as _nacl_open
+    from nacl.exceptions import BadSignatureError as _NaClBadSignature
+except ImportError:  # pragma: no cover - PyNaCl is a dependency
+    _nacl_open = None
+
+
+def ed25519_implementations(threads: int | None = None) -> dict[str, PyNaClEd25519 | NativeEd25519]:
+    """Every Ed25519 verifier this machine can run, by name ("pynacl", "native")."""
+    found: dict[str, PyNaClEd25519 | NativeEd25519] = {"pynacl": PyNaClEd25519()}
+    if _lib is not None:
+        found["native"] = NativeEd25519(threads)
+    return found
+
+
+_ed25519 = NativeEd25519() if _lib is not None else PyNaClEd25519()
+#: Name of the Ed25519 verifier in use: "native" or "pynacl".
+ED25519_IMPL = _ed25519.name
+
+#: ``verify(pubkey, msg, sig) -> bool``: one signature under the rule set; wrong lengths are False.
+verify = _ed25519.verify
+#: ``verify_batch([(pubkey, msg, sig), ...]) -> list[bool]``: each signature's own answer.
+verify_batch = _ed25519.verify_batch
