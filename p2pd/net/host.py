@@ -76,6 +76,23 @@ def separate_ephemeral_ports(addrs: Sequence[str]) -> list[str]:
     return out
 
 
+def verify_ed25519_through_native() -> None:
+    """Make py-libp2p check every Ed25519 signature with :func:`p2pd.native.verify`.
+
+    That covers the Noise handshake's identity payload, signed peer records and other
+    envelopes, and records: one rule set (docs/ed25519.md) and the native core for all
+    of them. Idempotent; applied before any host is built.
+    """
+    from libp2p.crypto.ed25519 import Ed25519PublicKey
+
+    from .. import native
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        return native.verify(self.to_bytes(), data, signature)
+
+    Ed25519PublicKey.verify = verify
+
+
 def build_host(key_pair, options: HostOptions):
     """Create (not start) a py-libp2p ``BasicHost`` that only speaks Noise.
 
@@ -93,6 +110,7 @@ def build_host(key_pair, options: HostOptions):
 
     # py-libp2p reads the agent version from this module global when it answers identify.
     identify_module.AGENT_VERSION = AGENT_VERSION
+    verify_ed25519_through_native()
 
     security = {
         TProtocol(NOISE_PROTOCOL): NoiseTransport(key_pair, noise_privkey=new_x25519().private_key),
