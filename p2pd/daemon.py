@@ -30,8 +30,16 @@ import trio
 
 from .config import Config, load_toml, resolve, write_default_config
 from .errors import ConfigError, HomeError, P2PDError
-from .home import config_path, ensure_home, identity_path, resolve_home, socket_path
+from .home import (
+    config_path,
+    datastore_path,
+    ensure_home,
+    identity_path,
+    resolve_home,
+    socket_path,
+)
 from .identity import PrivateKeyRecord, load_or_create_identity, new_ed25519, read_identity
+from .store import Datastore
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +49,25 @@ LOCK_NAME = "p2pd.lock"
 def run(flags: dict[str, Any]) -> int:
     """Entry point from the CLI; ``flags`` holds only the flags that were set."""
     with ExitStack() as stack:
-        config, key, control = _prepare(flags, stack)
+        config, key, control, datastore = _prepare(flags, stack)
         try:
-            return trio.run(_serve, config, key, control)
+            return trio.run(_serve, config, key, control, datastore)
         except OSError as exc:
             raise P2PDError(f"cannot start: {exc.strerror or exc}") from None
 
 
-def _prepare(flags: dict[str, Any], stack: ExitStack) -> tuple[Config, PrivateKeyRecord, str]:
-    """Resolve mode, config, lock and identity before any network I/O."""
+def _prepare(
+    flags: dict[str, Any], stack: ExitStack
+) -> tuple[Config, PrivateKeyRecord, str, Datastore | None]:
+    """Resolve mode, config, lock, identity and datastore before any network I/O.
+
+    Harness mode keeps everything in memory (no datastore); home mode opens
+    ``$P2PD_HOME/datastore`` after taking the lock.
+    """
     if "listen" in flags:  # harness mode
         config = resolve(flags, None)
         key = read_identity(config.identity_file) if config.identity_file else new_ed25519()
-        return config, key, config.control_listen or ""
+        return config, key, config.control_listen or "", None
     home = ensure_home(resolve_home())
     write_default_config(config_path(home))
     config = resolve(flags, load_toml(config_path(home)))
@@ -63,7 +77,8 @@ def _prepare(flags: dict[str, Any], stack: ExitStack) -> tuple[Config, PrivateKe
     else:
         key, _created = load_or_create_identity(identity_path(home))
     control = config.control_listen or "/unix" + str(socket_path(home))
-    return config, key, control
+    datastore = stack.enter_context(Datastore.open(datastore_path(home)))
+    return config, key, control, datastore
 
 
 class _HomeLock:
@@ -103,13 +118,15 @@ class _HomeLock:
         os.close(self.fd)
 
 
-async def _serve(config: Config, key: PrivateKeyRecord, control: str) -> int:
+async def _serve(
+    config: Config, key: PrivateKeyRecord, control: str, datastore: Datastore | None = None
+) -> int:
     from .control.endpoint import parse_endpoint
     from .control.server import ControlServer, bound_endpoint, open_listener
     from .node import Node
 
     endpoint = parse_endpoint(control)
-    node = Node(config, key)
+    node = Node(config, key, datastore)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             listener = await open_listener(endpoint)

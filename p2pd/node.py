@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,11 +21,14 @@ from .config import Config
 from .errors import P2PDError
 from .identity import PrivateKeyRecord, to_key_pair
 from .net.host import AGENT_VERSION, HostOptions, build_host, separate_ephemeral_ports
+from .peerbook import PeerBook, PeerEntry
 
 log = logging.getLogger(__name__)
 
 #: Dials and stream opens that give no timeout get this one (the go daemon's default).
 DEFAULT_TIMEOUT = 60.0
+#: How often the peerstore is written to the datastore (and once more at shutdown).
+PEERSTORE_SAVE_INTERVAL = 30.0
 
 
 class NodeError(P2PDError):
@@ -45,7 +49,8 @@ InboundHandler = Callable[[object], Awaitable[None]]
 class Node:
     """A running libp2p host plus the services configured for it."""
 
-    def __init__(self, config: Config, key: PrivateKeyRecord) -> None:
+    def __init__(self, config: Config, key: PrivateKeyRecord, datastore=None) -> None:
+        """``datastore`` (home mode) keeps the peerstore across restarts; None: memory only."""
         import multiaddr
 
         self.config = config
@@ -66,16 +71,98 @@ class Node:
         self.peer_id = self.host.get_id()
         self.agent_version = AGENT_VERSION
         self.started_at: float | None = None
+        self.datastore = datastore
+        self.peerbook = PeerBook(datastore) if datastore is not None else None
+        self._last_seen: dict[bytes, float] = {}
 
     # -- lifetime ----------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started()`` once listening."""
         listen = [self._multiaddr.Multiaddr(a) for a in self.swarm_addrs]
+        if self.peerbook is not None:
+            self.restore_peers(self.peerbook.load())
         async with self.host.run(listen_addrs=listen):
             self.started_at = trio.current_time()
-            task_status.started()
-            await trio.sleep_forever()
+            try:
+                async with trio.open_nursery() as nursery:
+                    if self.peerbook is not None:
+                        nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
+                    task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                if self.peerbook is not None:
+                    self.save_peers()
+
+    # -- the persistent peerstore --------------------------------------------------------
+
+    def snapshot_peers(self) -> list[PeerEntry]:
+        """What the peerstore knows about other peers (addresses, protocols, keys)."""
+        store = self.host.get_peerstore()
+        connected = {p.to_bytes() for p in self.host.get_network().get_connections_map()}
+        now = time.time()
+        out = []
+        for peer in store.peer_ids():
+            if peer == self.peer_id:
+                continue
+            raw = peer.to_bytes()
+            addrs = self.peer_addrs(raw)
+            try:
+                protocols = [str(p) for p in store.get_protocols(peer)]
+            except Exception:
+                protocols = []
+            try:
+                key = store.pubkey(peer).serialize()
+            except Exception:
+                key = b""
+            if not addrs and not key:
+                continue
+            if raw in connected or raw not in self._last_seen:
+                self._last_seen[raw] = now
+            out.append(PeerEntry(raw, addrs, protocols, key, self._last_seen[raw]))
+        return out
+
+    def restore_peers(self, entries: Sequence[PeerEntry]) -> int:
+        """Put saved entries back into the peerstore; returns how many were taken."""
+        from libp2p.crypto.serialization import deserialize_public_key
+        from libp2p.peer.id import ID
+
+        store = self.host.get_peerstore()
+        taken = 0
+        for entry in entries:
+            try:
+                peer = ID(entry.peer_id)
+                if peer == self.peer_id:
+                    continue
+                addrs = []
+                for raw in entry.addrs:
+                    try:
+                        addrs.append(self._multiaddr.Multiaddr(raw))
+                    except Exception:
+                        continue
+                if addrs:
+                    store.add_addrs(peer, addrs, 0)
+                if entry.protocols:
+                    store.add_protocols(peer, entry.protocols)
+                if entry.public_key:
+                    store.add_pubkey(peer, deserialize_public_key(entry.public_key))
+            except Exception as exc:  # one bad entry never stops the start
+                log.warning("peerstore entry %s not restored: %s", entry.peer_id.hex()[:16], exc)
+                continue
+            self._last_seen[entry.peer_id] = entry.last_seen
+            taken += 1
+        return taken
+
+    def save_peers(self) -> None:
+        try:
+            self.peerbook.save(self.snapshot_peers())
+        except P2PDError as exc:
+            log.warning("saving the peerstore failed: %s", exc)
+
+    async def _save_peers_every(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            self.save_peers()
 
     # -- identity and addresses --------------------------------------------------------
 

@@ -261,3 +261,79 @@ def test_plaintext_and_secio_are_refused_on_the_swarm_port(daemon):
         assert b"/noise\n" in got
         s.close()
     assert client(daemon).identify()
+
+
+def _peer_info(d: HomeDaemon, peer: bytes) -> pb.PeerstoreResponse:
+    req = pb.Request(type=pb.Request.PEERSTORE, peerStore=pb.PeerstoreRequest(
+        type=pb.PeerstoreRequest.GET_PEER_INFO, id=peer))
+    r = client(d).request(req)
+    assert r.type == pb.Response.OK, r.error.msg
+    return r.peerStore
+
+
+def _protocols(d: HomeDaemon, peer: bytes) -> list[str]:
+    req = pb.Request(type=pb.Request.PEERSTORE, peerStore=pb.PeerstoreRequest(
+        type=pb.PeerstoreRequest.GET_PROTOCOLS, id=peer))
+    r = client(d).request(req)
+    assert r.type == pb.Response.OK, r.error.msg
+    return list(r.peerStore.protos)
+
+
+def _learn_a_peer(d: HomeDaemon, other) -> bytes:
+    """Connect ``d`` to the harness daemon ``other``; wait until identify filled the peerstore."""
+    from test_daemon_harness import Daemon  # noqa: F401 (type of ``other``)
+
+    other_client = ControlClient.for_address(other.control, timeout=10)
+    peer, addrs = other_client.identify()
+    client(d).connect(peer, addrs)
+    deadline = time.monotonic() + 20
+    while "/ipfs/ping/1.0.0" not in _protocols(d, peer):
+        assert time.monotonic() < deadline, "identify never filled the peerstore"
+        time.sleep(0.1)
+    return peer
+
+
+def test_random_frames_lose_nothing_from_the_peerstore(daemon):
+    from test_daemon_harness import Daemon
+
+    with Daemon() as other:
+        peer = _learn_a_peer(daemon, other)
+        before = _peer_info(daemon, peer)
+        rng = random.Random(5)
+        for _ in range(300):
+            s = raw(daemon)
+            try:
+                s.sendall(encode_frame(rng.randbytes(rng.randrange(0, 48))))
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(65536):
+                    pass
+            except OSError:
+                pass
+            s.close()
+        after = _peer_info(daemon, peer)
+        assert after.peer.id == peer and set(after.peer.addrs) >= set(before.peer.addrs)
+        assert "/ipfs/ping/1.0.0" in _protocols(daemon, peer)
+
+
+def test_the_peerstore_survives_a_restart(short_home):
+    from test_daemon_harness import Daemon
+
+    with Daemon() as other:
+        first = HomeDaemon(short_home)
+        try:
+            peer = _learn_a_peer(first, other)
+            addrs = set(_peer_info(first, peer).peer.addrs)
+            protocols = set(_protocols(first, peer))
+        finally:
+            first.stop()  # SIGTERM: the peerstore is written on the way out
+        again = HomeDaemon(short_home)
+        try:
+            assert client(again).list_peers() == []  # not connected, only remembered
+            info = _peer_info(again, peer)
+            assert set(info.peer.addrs) == addrs
+            assert set(_protocols(again, peer)) == protocols
+            # What was remembered is usable: reconnect by peer id alone.
+            client(again).connect(peer, [])
+            assert [p.id for p in client(again).list_peers()] == [peer]
+        finally:
+            again.stop()
