@@ -93,6 +93,55 @@ def verify_ed25519_through_native() -> None:
     Ed25519PublicKey.verify = verify
 
 
+def per_peer_connection_cap(limit: int):
+    """A swarm notifee that closes a peer's connections beyond ``limit`` as they arrive.
+
+    py-libp2p trims per-peer excess only outside the grace period (120 s by default),
+    so a peer could hold any number of fresh connections; the cap is a bound against
+    abuse and applies at once. The newest connections go first.
+    """
+    from libp2p.abc import INotifee
+
+    class PerPeerCap(INotifee):
+        async def connected(self, network, conn) -> None:
+            try:
+                peer = conn.muxed_conn.peer_id
+                conns = list(network.get_connections(peer))
+            except Exception:
+                return
+            excess = len(conns) - limit
+            if excess <= 0:
+                return
+            newest = sorted(conns, key=lambda c: getattr(c, "_created_at", 0.0) or 0.0)
+            for extra in [conn, *reversed(newest)]:
+                if excess <= 0:
+                    break
+                if getattr(extra, "is_closed", False):
+                    continue
+                try:
+                    await extra.close()
+                except Exception:
+                    pass
+                excess -= 1
+
+        async def disconnected(self, network, conn) -> None:
+            pass
+
+        async def opened_stream(self, network, stream) -> None:
+            pass
+
+        async def closed_stream(self, network, stream) -> None:
+            pass
+
+        async def listen(self, network, multiaddr) -> None:
+            pass
+
+        async def listen_close(self, network, multiaddr) -> None:
+            pass
+
+    return PerPeerCap()
+
+
 def build_host(key_pair, options: HostOptions):
     """Create (not start) a py-libp2p ``BasicHost`` that only speaks Noise.
 
@@ -131,7 +180,7 @@ def build_host(key_pair, options: HostOptions):
     # failed resource acquisitions (any peers, any cause) refuse every new connection
     # for 60 s, so a few bad peers would lock everyone out. Per-peer rate limits stay.
     resources = new_resource_manager(enable_circuit_breaker=False)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt=security,
         muxer_opt=muxers,
@@ -140,3 +189,5 @@ def build_host(key_pair, options: HostOptions):
         announce_addrs=announce,
         resource_manager=resources,
     )
+    host.get_network().register_notifee(per_peer_connection_cap(options.max_conns_per_peer))
+    return host
