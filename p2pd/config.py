@@ -47,8 +47,9 @@ grace = "120s"
 max_control_frame = 4194304
 # A control client that sends nothing for this long is disconnected.
 control_idle_timeout = "30s"
-# Connections per remote peer, and concurrent control-socket clients.
+# Connections per remote peer, streams per connection, concurrent control-socket clients.
 max_conns_per_peer = 3
+max_streams_per_conn = 512
 max_control_clients = 256
 
 [blockstore]
@@ -110,6 +111,7 @@ class Config:
     max_control_frame: int = 4 << 20
     control_idle_timeout: float = 30.0
     max_conns_per_peer: int = 3
+    max_streams_per_conn: int = 512
     max_control_clients: int = 256
     blockstore_cache_bytes: int = 64 << 20
     dht: bool = False
@@ -132,6 +134,8 @@ class Config:
             raise ConfigError("limits.control_idle_timeout must be positive")
         if self.max_conns_per_peer < 1 or self.max_control_clients < 1:
             raise ConfigError("limits.max_conns_per_peer and max_control_clients must be >= 1")
+        if self.max_streams_per_conn < 1:
+            raise ConfigError("limits.max_streams_per_conn must be >= 1")
         if not 0 <= self.blockstore_cache_bytes <= 1 << 40:
             raise ConfigError("blockstore.cache_mib must be between 0 and 1048576")
         if self.pubsub_router not in ("gossipsub", "floodsub"):
@@ -208,6 +212,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
             _get(doc, "limits", "control_idle_timeout", (str, int, float), "30s")
         )
         c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 3)
+        c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
         c.dht = _get(doc, "dht", "enabled", bool, False)

@@ -66,6 +66,7 @@ class Node:
                 conn_high=config.conn_high,
                 conn_grace=config.conn_grace,
                 max_conns_per_peer=config.max_conns_per_peer,
+                max_streams_per_conn=config.max_streams_per_conn,
             ),
         )
         self.peer_id = self.host.get_id()

@@ -36,6 +36,7 @@ class HostOptions:
     conn_high: int = 512
     conn_grace: float = 120.0
     max_conns_per_peer: int = 3
+    max_streams_per_conn: int = 512
     dial_timeout: float = 10.0
 
 
@@ -93,12 +94,13 @@ def verify_ed25519_through_native() -> None:
     Ed25519PublicKey.verify = verify
 
 
-def per_peer_connection_cap(limit: int):
-    """A swarm notifee that closes a peer's connections beyond ``limit`` as they arrive.
+def per_peer_connection_cap(limit: int, max_streams: int = 512):
+    """A swarm notifee enforcing two bounds as connections and streams arrive.
 
-    py-libp2p trims per-peer excess only outside the grace period (120 s by default),
-    so a peer could hold any number of fresh connections; the cap is a bound against
-    abuse and applies at once. The newest connections go first.
+    Connections: a peer's connections beyond ``limit`` are closed at once, newest
+    first (py-libp2p trims per-peer excess only outside the grace period, 120 s by
+    default, so a peer could hold any number of fresh connections). Streams: a stream
+    that would make its connection carry more than ``max_streams`` is reset.
     """
     from libp2p.abc import INotifee
 
@@ -128,7 +130,12 @@ def per_peer_connection_cap(limit: int):
             pass
 
         async def opened_stream(self, network, stream) -> None:
-            pass
+            conn = getattr(stream, "swarm_conn", None)
+            try:
+                if conn is not None and len(conn.get_streams()) > max_streams:
+                    await stream.reset()
+            except Exception:
+                pass
 
         async def closed_stream(self, network, stream) -> None:
             pass
@@ -189,5 +196,7 @@ def build_host(key_pair, options: HostOptions):
         announce_addrs=announce,
         resource_manager=resources,
     )
-    host.get_network().register_notifee(per_peer_connection_cap(options.max_conns_per_peer))
+    host.get_network().register_notifee(
+        per_peer_connection_cap(options.max_conns_per_peer, options.max_streams_per_conn)
+    )
     return host

@@ -33,13 +33,12 @@ def _lp(text: str) -> bytes:
 async def _read_lp(stream: trio.SocketStream, buf: bytearray) -> str:
     while True:
         n = shift = used = 0
-        for used, byte in enumerate(buf, 1):
+        for i, byte in enumerate(buf):
             n |= (byte & 0x7F) << shift
             shift += 7
             if not byte & 0x80:
+                used = i + 1
                 break
-        else:
-            used = 0
         if used and len(buf) >= used + n:
             text = bytes(buf[used : used + n]).decode()
             del buf[: used + n]

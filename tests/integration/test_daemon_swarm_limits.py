@@ -92,3 +92,4 @@ def test_trim_closes_the_least_valuable_peers_down_to_the_low_water_mark():
         finally:
             for o in others:
                 o.stop()
+
