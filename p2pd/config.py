@@ -52,6 +52,11 @@ max_conns_per_peer = 3
 max_streams_per_conn = 512
 max_control_clients = 256
 
+[perf]
+# Answer the libp2p perf protocol (/perf/1.0.0), up to max_bytes per request.
+enabled = true
+max_bytes = 1073741824
+
 [blockstore]
 # In-memory LRU of recently read blocks, in MiB (0 turns it off).
 cache_mib = 64
@@ -114,6 +119,8 @@ class Config:
     max_streams_per_conn: int = 512
     max_control_clients: int = 256
     blockstore_cache_bytes: int = 64 << 20
+    perf: bool = True
+    perf_max_bytes: int = 1 << 30
     dht: bool = False
     dht_mode: str = "auto"
     pubsub: bool = False
@@ -136,6 +143,8 @@ class Config:
             raise ConfigError("limits.max_conns_per_peer and max_control_clients must be >= 1")
         if self.max_streams_per_conn < 1:
             raise ConfigError("limits.max_streams_per_conn must be >= 1")
+        if not 0 <= self.perf_max_bytes <= 1 << 40:
+            raise ConfigError("perf.max_bytes must be between 0 and 2**40")
         if not 0 <= self.blockstore_cache_bytes <= 1 << 40:
             raise ConfigError("blockstore.cache_mib must be between 0 and 1048576")
         if self.pubsub_router not in ("gossipsub", "floodsub"):
@@ -215,6 +224,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
+        c.perf = _get(doc, "perf", "enabled", bool, True)
+        c.perf_max_bytes = _get(doc, "perf", "max_bytes", int, 1 << 30)
         c.dht = _get(doc, "dht", "enabled", bool, False)
         c.dht_mode = _get(doc, "dht", "mode", str, "auto")
         c.pubsub = _get(doc, "pubsub", "enabled", bool, False)

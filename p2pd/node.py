@@ -20,6 +20,7 @@ import trio
 from .config import Config
 from .errors import P2PDError
 from .identity import PrivateKeyRecord, to_key_pair
+from .net import perf
 from .net.host import AGENT_VERSION, HostOptions, build_host, separate_ephemeral_ports
 from .peerbook import PeerBook, PeerEntry
 
@@ -75,6 +76,14 @@ class Node:
         self.datastore = datastore
         self.peerbook = PeerBook(datastore) if datastore is not None else None
         self._last_seen: dict[bytes, float] = {}
+        if config.perf:
+            self.set_stream_handler(perf.PERF_PROTOCOL, self._serve_perf)
+
+    async def _serve_perf(self, stream) -> None:
+        try:
+            await perf.serve(stream, self.config.perf_max_bytes)
+        except Exception as exc:  # one peer's failure is logged, never raised further
+            log.debug("perf request failed: %s", exc)
 
     # -- lifetime ----------------------------------------------------------------------
 

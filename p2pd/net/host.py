@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import trio
+
 from .. import __version__
 from ..errors import ConfigError
 
@@ -94,6 +96,55 @@ def verify_ed25519_through_native() -> None:
     Ed25519PublicKey.verify = verify
 
 
+def read_whole_yamux_buffers() -> None:
+    """Make py-libp2p's ``YamuxStream.read()`` (no size) take its buffer in one slice.
+
+    py-libp2p 0.8 drains the buffer in 64 KiB slices, deleting each from the front of
+    a bytearray and appending it to a ``bytes`` result: quadratic in what is buffered.
+    With its 16 MiB windows a 64 MiB upload ran at ~5 MB/s and a 128 MiB one timed out.
+    Here the buffered bytes are taken at once and credited in one window update; the
+    end-of-stream, reset and finalisation rules are the library's. Sized reads
+    (``read(n)``) are untouched. Idempotent.
+    """
+    from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamReset
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    if getattr(YamuxStream.read, "_p2pd", False):
+        return
+    sized_read = YamuxStream.read
+
+    async def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n != -1:
+            return await sized_read(self, n)
+        while True:
+            buffer = self.conn.stream_buffers.get(self.stream_id)
+            if buffer is None:
+                if self.reset_received:
+                    raise MuxedStreamReset("Stream was reset")
+                raise MuxedStreamEOF("Stream buffer closed")
+            if buffer:
+                data = bytes(buffer)
+                buffer.clear()
+                await self._auto_tune_and_send_window_update(bytes_read=len(data))
+                if self.closed and not buffer:
+                    await self.conn._finalize_stream(self, fully_closed=True)
+                return data
+            if self.reset_received:
+                raise MuxedStreamReset("Stream was reset")
+            if self.recv_closed:
+                raise MuxedStreamEOF("Stream is closed for receiving")
+            if self.conn.event_shutting_down.is_set():
+                raise MuxedStreamEOF("Connection shut down")
+            try:
+                await self.conn.stream_events[self.stream_id].wait()
+                self.conn.stream_events[self.stream_id] = trio.Event()
+            except KeyError:
+                raise MuxedStreamEOF("Stream was removed during read") from None
+
+    read._p2pd = True
+    YamuxStream.read = read
+
+
 def per_peer_connection_cap(limit: int, max_streams: int = 512):
     """A swarm notifee enforcing two bounds as connections and streams arrive.
 
@@ -167,6 +218,7 @@ def build_host(key_pair, options: HostOptions):
     # py-libp2p reads the agent version from this module global when it answers identify.
     identify_module.AGENT_VERSION = AGENT_VERSION
     verify_ed25519_through_native()
+    read_whole_yamux_buffers()
 
     security = {
         TProtocol(NOISE_PROTOCOL): NoiseTransport(key_pair, noise_privkey=new_x25519().private_key),
