@@ -145,6 +145,18 @@ def read_whole_yamux_buffers() -> None:
     YamuxStream.read = read
 
 
+def no_dial_stagger() -> None:
+    """Dial a peer's addresses without py-libp2p's fixed 250 ms head start per address.
+
+    py-libp2p 0.8 waits ``_HAPPY_EYEBALLS_DELAY`` after starting each address's dial even
+    when it is the last (or only) one and even when it already succeeded, so every
+    outbound connection took at least 250 ms. With 0 all addresses are dialed at once.
+    """
+    from libp2p.network import swarm
+
+    swarm._HAPPY_EYEBALLS_DELAY = 0.0
+
+
 def per_peer_connection_cap(limit: int, max_streams: int = 512):
     """A swarm notifee enforcing two bounds as connections and streams arrive.
 
@@ -219,6 +231,7 @@ def build_host(key_pair, options: HostOptions):
     identify_module.AGENT_VERSION = AGENT_VERSION
     verify_ed25519_through_native()
     read_whole_yamux_buffers()
+    no_dial_stagger()
 
     security = {
         TProtocol(NOISE_PROTOCOL): NoiseTransport(key_pair, noise_privkey=new_x25519().private_key),
