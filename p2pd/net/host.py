@@ -157,6 +157,25 @@ def no_dial_stagger() -> None:
     swarm._HAPPY_EYEBALLS_DELAY = 0.0
 
 
+#: How long a WebSocket client may take to complete the HTTP upgrade.
+WS_HANDSHAKE_TIMEOUT = 10.0
+
+
+def bound_websocket_handshakes(timeout: float = WS_HANDSHAKE_TIMEOUT) -> None:
+    """Give WebSocket upgrades a deadline (py-libp2p ignores its own ``handshake_timeout``).
+
+    The listener calls trio-websocket's ``serve_websocket`` without ``connect_timeout``,
+    whose default is 60 s: a client sending nothing, or bytes that never end an HTTP
+    request, held a connection that long. Idempotent.
+    """
+    import functools
+
+    from libp2p.transport.websocket import listener
+    from trio_websocket import serve_websocket
+
+    listener.serve_websocket = functools.partial(serve_websocket, connect_timeout=timeout)
+
+
 def per_peer_connection_cap(limit: int, max_streams: int = 512):
     """A swarm notifee enforcing two bounds as connections and streams arrive.
 
@@ -232,6 +251,7 @@ def build_host(key_pair, options: HostOptions):
     verify_ed25519_through_native()
     read_whole_yamux_buffers()
     no_dial_stagger()
+    bound_websocket_handshakes()
 
     security = {
         TProtocol(NOISE_PROTOCOL): NoiseTransport(key_pair, noise_privkey=new_x25519().private_key),

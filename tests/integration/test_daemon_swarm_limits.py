@@ -93,3 +93,48 @@ def test_trim_closes_the_least_valuable_peers_down_to_the_low_water_mark():
             for o in others:
                 o.stop()
 
+
+
+def _closed_within(port: int, data: bytes, seconds: float) -> tuple[bool, bytes]:
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", port), timeout=seconds)
+    got = b""
+    try:
+        if data:
+            s.sendall(data)
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return True, got
+            got += chunk
+    except ConnectionResetError:  # closed with our bytes unread: a reset is a close
+        return True, got
+    except (TimeoutError, OSError):
+        return False, got
+    finally:
+        s.close()
+
+
+def test_garbage_and_silence_before_the_handshake_are_bounded_on_tcp_and_ws():
+    import os
+
+    with Daemon(host_addrs="/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/tcp/0/ws") as d:
+        tcp = tcp_port(d)
+        ws = int(next(a for a in d.addrs if "/ws" in a).split("/tcp/")[1].split("/")[0])
+        cases = [
+            (tcp, os.urandom(300)),                      # garbage instead of multistream
+            (tcp, b"\xff\xff\xff\xff\x0f"),              # an absurd length prefix
+            (tcp, b"\x13/multistream/1.0"),              # a truncated frame, then silence
+            (tcp, b""),                                  # silence
+            (ws, os.urandom(300)),                       # garbage instead of HTTP
+            (ws, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),  # HTTP without the upgrade
+            (ws, b""),                                   # silence
+        ]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(cases)) as pool:  # all at once: the daemon serves them together
+            results = list(pool.map(lambda case: _closed_within(case[0], case[1], 25), cases))
+            assert client(d).identify()  # and answers its control client meanwhile
+        for (port, data), (closed, _) in zip(cases, results, strict=True):
+            assert closed, (port, data[:20])
