@@ -78,6 +78,21 @@ class Node:
         self._last_seen: dict[bytes, float] = {}
         if config.perf:
             self.set_stream_handler(perf.PERF_PROTOCOL, self._serve_perf)
+        self.dht = None
+        self._own_datastore = None
+        if config.dht:
+            from .kad.service import DHTService
+
+            if datastore is None:  # harness mode: a private RocksDB, removed at exit
+                import tempfile
+
+                from .store import Datastore
+
+                self._own_datastore = tempfile.mkdtemp(prefix="p2pd-dht-")
+                datastore = Datastore.open(self._own_datastore)
+                self.datastore = datastore
+            self.dht = DHTService(self, datastore, server=config.dht_mode != "client")
+            self.dht.attach()
 
     async def _serve_perf(self, stream) -> None:
         try:
@@ -98,11 +113,45 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     if self.peerbook is not None:
                         nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
+                    if self.dht is not None:
+                        await nursery.start(self.dht.run, self._bootstrap_peers())
                     task_status.started()
                     await trio.sleep_forever()
             finally:
                 if self.peerbook is not None:
                     self.save_peers()
+                if self._own_datastore is not None:
+                    import shutil
+
+                    self.datastore.close()
+                    shutil.rmtree(self._own_datastore, ignore_errors=True)
+
+    def _bootstrap_peers(self) -> list[tuple[bytes, list[bytes]]]:
+        """``(peer id, [addr])`` for each configured bootstrap multiaddr with a /p2p/ part."""
+        if not self.config.bootstrap:
+            return []
+        out = []
+        for text in self.config.bootstrap_peers:
+            try:
+                ma = self._multiaddr.Multiaddr(text)
+                peer = self.parse_peer_id(_peer_from_multiaddr(ma))
+                bare = ma.decapsulate_code(self._multiaddr.protocols.P_P2P)
+                out.append((peer.to_bytes(), [bare.to_bytes()]))
+            except Exception as exc:
+                log.warning("bootstrap address %s skipped: %s", text, exc)
+        return out
+
+    def remember_addrs(self, peer_raw: bytes, addrs: Sequence[bytes]) -> None:
+        """Learned addresses of a peer (from the DHT) go into the peerstore."""
+        try:
+            peer = self.parse_peer_id(peer_raw)
+            maddrs = [self._multiaddr.Multiaddr(a) for a in addrs[:16]]
+            self.host.get_peerstore().add_addrs(peer, maddrs, 0)
+        except Exception as exc:
+            log.debug("addresses for %s not kept: %s", peer_raw.hex()[:16], exc)
+
+    def own_addrs(self) -> list[bytes]:
+        return [a.to_bytes() for a in self.listen_addrs()]
 
     # -- the persistent peerstore --------------------------------------------------------
 
@@ -364,6 +413,12 @@ class Node:
             except Exception as exc:  # keep trimming the others
                 log.debug("trim: closing %s failed: %s", peer, exc)
         return closed
+
+
+def _peer_from_multiaddr(ma) -> bytes:
+    from libp2p.peer.id import ID
+
+    return ID.from_base58(ma.value_for_protocol("p2p")).to_bytes()
 
 
 def _newest(conns) -> float:

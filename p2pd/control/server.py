@@ -175,7 +175,9 @@ class ControlServer:
                     response = await self._dispatch[request.type](request)
                 except NodeError as exc:
                     response = error_response(str(exc))
-                await stream.send_all(encode_message(response))
+                # Streaming requests (DHT FIND_PROVIDERS, ...) answer with several messages.
+                for one in response if isinstance(response, list) else [response]:
+                    await stream.send_all(encode_message(one))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
@@ -318,10 +320,14 @@ class ControlServer:
             return ok_response(peerStore=pb.PeerstoreResponse(peer=info))
         raise NodeError(f"unsupported PEERSTORE request type {ps.type}")
 
-    async def _dht(self, request: pb.Request) -> pb.Response:
-        if not self.node.config.dht:
+    async def _dht(self, request: pb.Request) -> pb.Response | list[pb.Response]:
+        if not self.node.config.dht or self.node.dht is None:
             raise NodeError("DHT not enabled: start the daemon with -dht (or [dht] enabled)")
-        raise NodeError("DHT requests are not implemented yet by this daemon")
+        if not request.HasField("dht"):
+            raise NodeError("DHT request without a DHTRequest")
+        from .dht import handle_dht
+
+        return await handle_dht(self.node, request.dht)
 
     async def _pubsub(self, request: pb.Request) -> pb.Response:
         if not self.node.config.pubsub:

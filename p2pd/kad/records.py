@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from .. import native
 from ..blocks import cbor
 from ..errors import P2PDError
-from ..proto import ipns_pb2
+from ..proto import ipns_record_pb2 as ipns_pb2
 from ..varint import decode_uvarint
 
 MAX_IPNS_RECORD = 10 * 1024

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from p2pd.blocks import cbor
 from p2pd.kad import records
 from p2pd.kad.records import RecordInvalid
-from p2pd.proto import ipns_pb2
+from p2pd.proto import ipns_record_pb2 as ipns_pb2
 
 NOW = 1_800_000_000.0  # 2027-01-15
 FUTURE = b"2030-01-01T00:00:00.000000000Z"

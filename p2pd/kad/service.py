@@ -1,0 +1,378 @@
+"""The trio edge of the DHT: ``/ipfs/kad/1.0.0`` streams in and out around the sans-IO core.
+
+- Server mode answers FIND_NODE, GET_PROVIDERS, ADD_PROVIDER (only for the sender
+  itself), PUT_VALUE (validated, best record kept), GET_VALUE and PING; several requests
+  may share one stream; a stream idle for a minute, or carrying a malformed message,
+  is closed. Client mode (``-dhtClient``) does not register the handler.
+- Lookups run :class:`p2pd.kad.lookup.Lookup` with alpha queries in flight.
+- Peers enter the routing table only after they answered one of our queries (so only
+  DHT servers do); peers that connect and announce the protocol are checked that way by
+  a maintenance loop, which also refreshes stale buckets and sweeps expired providers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import trio
+
+from . import records
+from .keyspace import key_for
+from .lookup import Lookup
+from .providers import ProviderStore
+from .routing import RoutingTable
+from .wire import (
+    PROTOCOL,
+    KadFrameDecoder,
+    KadMessage,
+    KadWireError,
+    MessageType,
+    PeerInfo,
+    Record,
+    decode_message,
+    encode_message,
+)
+
+log = logging.getLogger(__name__)
+
+QUERY_TIMEOUT = 10.0
+STREAM_IDLE = 60.0
+MAX_REQUESTS_PER_STREAM = 256
+MAINTENANCE_INTERVAL = 5.0
+
+
+class DHTService:
+    def __init__(self, node, datastore, *, server: bool = True) -> None:
+        self.node = node
+        self.me = node.peer_id_bytes
+        self.server = server
+        self.table = RoutingTable(self.me)
+        self.providers = ProviderStore(datastore)
+        self.records = datastore.records
+        self.ds = datastore
+        self._checked: set[bytes] = set()
+
+    # -- lifetime ------------------------------------------------------------------------
+    def attach(self) -> None:
+        if self.server:
+            self.node.set_stream_handler(PROTOCOL, self._serve_stream)
+
+    async def run(self, bootstrap: list[tuple[bytes, list[bytes]]],
+                  *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        for peer, addrs in bootstrap:
+            try:
+                await self.node.connect(peer, addrs, QUERY_TIMEOUT)
+            except Exception as exc:
+                log.info("bootstrap peer %s unreachable: %s", peer.hex()[:16], exc)
+        if bootstrap:
+            await self.lookup(key_for(self.me))
+        while True:
+            await self._maintain()
+            await trio.sleep(MAINTENANCE_INTERVAL)
+
+    async def _maintain(self) -> None:
+        now = trio.current_time()
+        for summary in self.node.peers():
+            peer = summary.peer_id
+            if peer in self._checked or peer in self.table:
+                continue
+            if PROTOCOL in self.node.peer_protocols(peer):
+                self._checked.add(peer)
+                reply = await self._query(peer, KadMessage(MessageType.FIND_NODE, key=self.me))
+                if reply is not None:
+                    self._learn(reply)
+        for target in self.table.refresh_targets(now, rng=None)[:4]:
+            await self.lookup(target)
+            self.table.touched(target, now)
+        self.providers.sweep(_wall())
+
+    # -- server side ---------------------------------------------------------------------
+    async def _serve_stream(self, stream) -> None:
+        sender = _remote_peer(stream)
+        decoder = KadFrameDecoder()
+        try:
+            for _ in range(MAX_REQUESTS_PER_STREAM):
+                frame = None
+                with trio.move_on_after(STREAM_IDLE):
+                    while frame is None:
+                        frame = decoder.next_frame()
+                        if frame is None:
+                            data = await _read(stream)
+                            decoder.receive_data(data)
+                            if not data:
+                                frame = decoder.next_frame()
+                                if frame is None:
+                                    return
+                if frame is None:
+                    return  # idle
+                reply = self.answer(sender, decode_message(frame))
+                if reply is not None:
+                    await stream.write(encode_message(reply))
+        except KadWireError as exc:
+            log.info("kad: malformed message from %s: %s", sender.hex()[:16], exc)
+            await _reset(stream)
+            return
+        except Exception as exc:
+            log.debug("kad stream ended: %r", exc)
+            await _reset(stream)
+            return
+        await _close(stream)
+
+    def answer(self, sender: bytes, msg: KadMessage) -> KadMessage | None:
+        """The response to one request (sans-IO but for the node's peerstore)."""
+        t = msg.type
+        if t == MessageType.PING:
+            return KadMessage(MessageType.PING)
+        if t == MessageType.FIND_NODE:
+            return KadMessage(t, key=msg.key, closer=self._closer(key_for(msg.key), sender))
+        if t == MessageType.GET_PROVIDERS:
+            provs = [PeerInfo(p.peer, p.addrs) for p in self.providers.get(msg.key, _wall())]
+            return KadMessage(t, key=msg.key, providers=provs,
+                              closer=self._closer(key_for(msg.key), sender))
+        if t == MessageType.ADD_PROVIDER:
+            for p in msg.providers:
+                if p.id == sender:
+                    self.providers.add(msg.key, sender, p.addrs, _wall())
+                else:
+                    log.info("kad: %s tried to add a provider record for another peer",
+                             sender.hex()[:16])
+            return None
+        if t == MessageType.PUT_VALUE:
+            if msg.record is None or msg.record.key != msg.key:
+                raise KadWireError("PUT_VALUE without a record for its key")
+            self.store_record(msg.key, msg.record.value)
+            return msg
+        if t == MessageType.GET_VALUE:
+            value = self.local_record(msg.key)
+            rec = Record(msg.key, value) if value is not None else None
+            return KadMessage(t, key=msg.key, record=rec,
+                              closer=self._closer(key_for(msg.key), sender))
+        raise KadWireError(f"unsupported request type {t}")
+
+    def _closer(self, target: int, exclude: bytes) -> list[PeerInfo]:
+        out = []
+        for peer in self.table.closest(target, 21):
+            if peer != exclude and len(out) < 20:
+                out.append(PeerInfo(peer, self.node.peer_addrs(peer)))
+        return out
+
+    # -- records -------------------------------------------------------------------------
+    def store_record(self, key: bytes, value: bytes) -> None:
+        """Validate and keep ``value`` unless the stored one is better; RecordInvalid if bad."""
+        try:
+            records.validate(key, value, _wall())
+        except records.RecordInvalid as exc:
+            raise KadWireError(f"invalid record: {exc}") from None
+        current = self.local_record(key)
+        if current is not None and current != value:
+            if records.select(key, [current, value]) == 0:
+                return
+        self.records.put(key, value)
+
+    def local_record(self, key: bytes) -> bytes | None:
+        value = self.records.get(key)
+        if value is None:
+            return None
+        try:
+            records.validate(key, value, _wall())
+        except records.RecordInvalid:
+            self.records.delete(key)  # expired since it was stored
+            return None
+        return value
+
+    # -- client side ---------------------------------------------------------------------
+    async def _query(self, peer: bytes, msg: KadMessage) -> KadMessage | None:
+        try:
+            with trio.fail_after(QUERY_TIMEOUT):
+                stream, _proto, _addr = await self.node.open_stream(peer, [PROTOCOL],
+                                                                    QUERY_TIMEOUT)
+                try:
+                    await stream.write(encode_message(msg))
+                    if msg.type == MessageType.ADD_PROVIDER:
+                        return KadMessage(MessageType.ADD_PROVIDER)
+                    decoder = KadFrameDecoder()
+                    while (frame := decoder.next_frame()) is None:
+                        data = await _read(stream)
+                        decoder.receive_data(data)
+                        if not data and decoder.next_frame() is None:
+                            raise KadWireError("stream closed before the answer")
+                    reply = decode_message(frame)
+                finally:
+                    await _close(stream)
+        except Exception as exc:
+            log.debug("kad query to %s failed: %r", peer.hex()[:16], exc)
+            self.table.failed(peer)
+            return None
+        self.table.add(peer, trio.current_time())
+        return reply
+
+    def _learn(self, reply: KadMessage) -> None:
+        for p in [*reply.closer, *reply.providers]:
+            if p.addrs and p.id != self.me:
+                self.node.remember_addrs(p.id, p.addrs)
+
+    async def lookup(self, target: int, make: Callable[[], KadMessage] | None = None,
+                     stop: Callable[[bytes, KadMessage], bool] | None = None) -> Lookup:
+        """Iterative lookup toward ``target``; ``stop`` ends it early when it returns True."""
+        make = make or (lambda: KadMessage(MessageType.FIND_NODE, key=target.to_bytes(32, "big")))
+        lk = Lookup(target, self.table.closest(target), trio.current_time(), local_id=self.me,
+                    timeout=QUERY_TIMEOUT)
+        send, recv = trio.open_memory_channel(math.inf)
+
+        async def ask(peer: bytes) -> None:
+            await send.send((peer, await self._query(peer, make())))
+
+        async with trio.open_nursery() as nursery:
+            while not lk.done:
+                for peer in lk.next_queries(trio.current_time()):
+                    nursery.start_soon(ask, peer)
+                with trio.move_on_after(1.0):
+                    peer, reply = await recv.receive()
+                    if reply is None:
+                        lk.failed(peer)
+                    else:
+                        self._learn(reply)
+                        lk.answered(peer, [p.id for p in reply.closer], trio.current_time())
+                        if stop is not None and stop(peer, reply):
+                            break
+            nursery.cancel_scope.cancel()
+        return lk
+
+    # -- operations for the control socket -------------------------------------------------
+    async def closest_peers(self, key: bytes) -> list[bytes]:
+        return (await self.lookup(key_for(key), self._find_node(key))).closest()
+
+    def _find_node(self, key: bytes) -> Callable[[], KadMessage]:
+        return lambda: KadMessage(MessageType.FIND_NODE, key=key)
+
+    async def find_peer(self, peer: bytes) -> list[bytes] | None:
+        addrs = self.node.peer_addrs(peer)
+        if addrs:
+            return addrs
+        found: list[bytes] = []
+
+        def stop(_from: bytes, reply: KadMessage) -> bool:
+            for p in reply.closer:
+                if p.id == peer and p.addrs:
+                    found.extend(p.addrs)
+                    return True
+            return False
+
+        await self.lookup(key_for(peer), self._find_node(peer), stop)
+        return found or (self.node.peer_addrs(peer) or None)
+
+    async def find_providers(self, key: bytes, count: int = 20) -> list[PeerInfo]:
+        out = {p.peer: PeerInfo(p.peer, p.addrs) for p in self.providers.get(key, _wall())}
+
+        def stop(_from: bytes, reply: KadMessage) -> bool:
+            for p in reply.providers:
+                out.setdefault(p.id, p)
+            return len(out) >= count
+
+        if len(out) < count:
+            await self.lookup(key_for(key), lambda: KadMessage(MessageType.GET_PROVIDERS,
+                                                               key=key), stop)
+        return list(out.values())[:count]
+
+    async def provide(self, key: bytes) -> int:
+        """Announce ourselves as a provider of ``key`` to the k closest peers; returns how many."""
+        self.providers.add(key, self.me, [], _wall())
+        self.providers.provide(key, _wall())
+        closest = await self.closest_peers(key)
+        me = PeerInfo(self.me, self.node.own_addrs())
+        msg = KadMessage(MessageType.ADD_PROVIDER, key=key, providers=[me])
+        done = 0
+        async with trio.open_nursery() as nursery:
+            async def send_one(peer: bytes) -> None:
+                nonlocal done
+                if await self._query(peer, msg) is not None:
+                    done += 1
+            for peer in closest:
+                nursery.start_soon(send_one, peer)
+        return done
+
+    async def put_value(self, key: bytes, value: bytes) -> int:
+        try:
+            records.validate(key, value, _wall())
+        except records.RecordInvalid as exc:
+            raise ValueError(f"invalid record: {exc}") from None
+        self.store_record(key, value)
+        closest = await self.closest_peers(key)
+        msg = KadMessage(MessageType.PUT_VALUE, key=key, record=Record(key, value))
+        done = 0
+        async with trio.open_nursery() as nursery:
+            async def send_one(peer: bytes) -> None:
+                nonlocal done
+                if await self._query(peer, msg) is not None:
+                    done += 1
+            for peer in closest:
+                nursery.start_soon(send_one, peer)
+        return done
+
+    async def get_values(self, key: bytes, quorum: int = 3) -> list[bytes]:
+        """Valid values for ``key`` from the network (and ours), best first; stale peers
+        that answered with a worse value are sent the best one."""
+        found: dict[bytes, bytes] = {}  # peer -> value
+        local = self.local_record(key)
+        if local is not None:
+            found[self.me] = local
+
+        def stop(peer: bytes, reply: KadMessage) -> bool:
+            if reply.record is not None and reply.record.key == key:
+                try:
+                    records.validate(key, reply.record.value, _wall())
+                    found[peer] = reply.record.value
+                except records.RecordInvalid:
+                    log.info("kad: %s answered an invalid record", peer.hex()[:16])
+            return len(found) >= quorum
+
+        await self.lookup(key_for(key), lambda: KadMessage(MessageType.GET_VALUE, key=key), stop)
+        if not found:
+            return []
+        values = list(dict.fromkeys(found.values()))
+        best = values[records.select(key, values)]
+        self.store_record(key, best)
+        stale = [p for p, v in found.items() if v != best and p != self.me]
+        msg = KadMessage(MessageType.PUT_VALUE, key=key, record=Record(key, best))
+        for peer in stale:  # correct peers that hold an older record
+            await self._query(peer, msg)
+        return [best] + [v for v in values if v != best]
+
+
+def _wall() -> float:
+    import time
+
+    return time.time()
+
+
+def _remote_peer(stream) -> bytes:
+    try:
+        return stream.muxed_conn.peer_id.to_bytes()
+    except Exception:
+        return b""
+
+
+async def _read(stream) -> bytes:
+    from libp2p.network.stream.exceptions import StreamEOF
+
+    try:
+        return await stream.read()
+    except StreamEOF:
+        return b""
+
+
+async def _close(stream) -> None:
+    try:
+        await stream.close()
+    except Exception:
+        await _reset(stream)
+
+
+async def _reset(stream) -> None:
+    try:
+        await stream.reset()
+    except Exception:
+        pass

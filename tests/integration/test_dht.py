@@ -1,0 +1,104 @@
+"""The DHT between our daemons (-dht): provide/find providers, find peer, put/get values
+with validation, closest peers streamed, over real processes and the daemon protocol."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import nacl.signing
+import pytest
+from test_daemon_harness import Daemon
+
+from p2pd.blocks import CID, Codec
+from p2pd.control.client import ControlClient
+from p2pd.control.codec import FrameDecoder, decode_response, encode_message
+from p2pd.proto import daemon_pb2 as pb
+
+
+def client(d: Daemon) -> ControlClient:
+    return ControlClient.for_address(d.control, timeout=60)
+
+
+def dht(d: Daemon, **fields) -> list[pb.Response]:
+    """One DHT request; every response until the one that ends it (streams end with END)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(str(d.sock))
+    s.sendall(encode_message(pb.Request(type=pb.Request.DHT, dht=pb.DHTRequest(**fields))))
+    decoder, out = FrameDecoder(), []
+    try:
+        while True:
+            while (frame := decoder.next_frame()) is None:
+                decoder.receive_data(s.recv(65536))
+            r = decode_response(frame)
+            out.append(r)
+            streaming = out[0].HasField("dht") and out[0].dht.type == pb.DHTResponse.BEGIN
+            if r.type == pb.Response.ERROR or not streaming or (
+                    r.HasField("dht") and r.dht.type == pb.DHTResponse.END):
+                return out
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def network():
+    ds = [Daemon("-dht") for _ in range(5)]
+    try:
+        ids = [client(d).identify() for d in ds]
+        for d in ds[1:]:
+            client(d).connect(*ids[0])
+        client(ds[2]).connect(*ids[1])
+        client(ds[4]).connect(*ids[3])
+        time.sleep(7)  # one maintenance round: connected DHT servers enter the tables
+        yield ds, [i[0] for i in ids]
+    finally:
+        for d in ds:
+            d.stop()
+
+
+def test_provide_then_find_providers_from_elsewhere(network):
+    ds, ids = network
+    cid = CID.for_block(b"provided by the fifth daemon", Codec.RAW)
+    [ok] = dht(ds[4], type=pb.DHTRequest.PROVIDE, cid=bytes(cid))
+    assert ok.type == pb.Response.OK, ok.error.msg
+    replies = dht(ds[1], type=pb.DHTRequest.FIND_PROVIDERS, cid=bytes(cid), count=1)
+    assert replies[0].dht.type == pb.DHTResponse.BEGIN and replies[-1].dht.type == pb.DHTResponse.END
+    found = [r.dht.peer.id for r in replies[1:-1]]
+    assert ids[4] in found
+
+
+def test_find_peer_and_closest_peers(network):
+    ds, ids = network
+    [r] = dht(ds[2], type=pb.DHTRequest.FIND_PEER, peer=ids[4])
+    assert r.type == pb.Response.OK and r.dht.peer.id == ids[4] and r.dht.peer.addrs
+    replies = dht(ds[3], type=pb.DHTRequest.GET_CLOSEST_PEERS, key=b"some key")
+    closest = [r.dht.value for r in replies[1:-1]]
+    assert closest and set(closest) <= set(ids)
+
+
+def test_put_and_get_a_public_key_record(network):
+    ds, ids = network
+    sk = nacl.signing.SigningKey(bytes(range(32)))
+    proto = b"\x08\x01\x12\x20" + bytes(sk.verify_key)
+    key = b"/pk/" + bytes([0x00, len(proto)]) + proto
+    [r] = dht(ds[2], type=pb.DHTRequest.PUT_VALUE, key=key, value=proto)
+    assert r.type == pb.Response.OK, r.error.msg
+    [r] = dht(ds[4], type=pb.DHTRequest.GET_VALUE, key=key)
+    assert r.type == pb.Response.OK and r.dht.value == proto
+
+
+def test_invalid_records_and_unknown_namespaces_are_refused(network):
+    ds, _ids = network
+    [r] = dht(ds[1], type=pb.DHTRequest.PUT_VALUE, key=b"/pk/" + b"\x00\x04abcd", value=b"junk")
+    assert r.type == pb.Response.ERROR and "invalid record" in r.error.msg
+    [r] = dht(ds[1], type=pb.DHTRequest.PUT_VALUE, key=b"/nope/x", value=b"v")
+    assert r.type == pb.Response.ERROR and "namespace" in r.error.msg
+    [r] = dht(ds[1], type=pb.DHTRequest.FIND_PROVIDERS, cid=b"\xff\xff")
+    assert r.type == pb.Response.ERROR and "cid" in r.error.msg
+
+
+def test_dht_requests_without_dht_get_a_clear_error():
+    with Daemon() as d:
+        [r] = dht(d, type=pb.DHTRequest.FIND_PEER, peer=b"\x00\x04abcd")
+        assert r.type == pb.Response.ERROR and "not enabled" in r.error.msg
