@@ -63,7 +63,8 @@ def test_provide_then_find_providers_from_elsewhere(network):
     [ok] = dht(ds[4], type=pb.DHTRequest.PROVIDE, cid=bytes(cid))
     assert ok.type == pb.Response.OK, ok.error.msg
     replies = dht(ds[1], type=pb.DHTRequest.FIND_PROVIDERS, cid=bytes(cid), count=1)
-    assert replies[0].dht.type == pb.DHTResponse.BEGIN and replies[-1].dht.type == pb.DHTResponse.END
+    assert replies[0].dht.type == pb.DHTResponse.BEGIN
+    assert replies[-1].dht.type == pb.DHTResponse.END
     found = [r.dht.peer.id for r in replies[1:-1]]
     assert ids[4] in found
 
