@@ -48,7 +48,7 @@ max_control_frame = 4194304
 # A control client that sends nothing for this long is disconnected.
 control_idle_timeout = "30s"
 # Connections per remote peer, streams per connection, concurrent control-socket clients.
-max_conns_per_peer = 3
+max_conns_per_peer = 8
 max_streams_per_conn = 512
 max_control_clients = 256
 
@@ -115,7 +115,7 @@ class Config:
     conn_grace: float = 120.0
     max_control_frame: int = 4 << 20
     control_idle_timeout: float = 30.0
-    max_conns_per_peer: int = 3
+    max_conns_per_peer: int = 8
     max_streams_per_conn: int = 512
     max_control_clients: int = 256
     blockstore_cache_bytes: int = 64 << 20
@@ -220,7 +220,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.control_idle_timeout = parse_duration(
             _get(doc, "limits", "control_idle_timeout", (str, int, float), "30s")
         )
-        c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 3)
+        c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 8)
         c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20

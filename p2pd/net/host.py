@@ -37,7 +37,7 @@ class HostOptions:
     conn_low: int = 256
     conn_high: int = 512
     conn_grace: float = 120.0
-    max_conns_per_peer: int = 3
+    max_conns_per_peer: int = 8
     max_streams_per_conn: int = 512
     dial_timeout: float = 10.0
 
@@ -102,12 +102,12 @@ def read_whole_yamux_buffers() -> None:
     py-libp2p 0.8 drains the buffer in 64 KiB slices, deleting each from the front of
     a bytearray and appending it to a ``bytes`` result: quadratic in what is buffered.
     With its 16 MiB windows a 64 MiB upload ran at ~5 MB/s and a 128 MiB one timed out.
-    Here the buffered bytes are taken at once and credited in one window update; the
+    Here the buffered bytes are taken at once (credited in the same 64 KiB steps); the
     end-of-stream, reset and finalisation rules are the library's. Sized reads
     (``read(n)``) are untouched. Idempotent.
     """
     from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamReset
-    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+    from libp2p.stream_muxer.yamux.yamux import MAX_MESSAGE_SIZE, YamuxStream
 
     if getattr(YamuxStream.read, "_p2pd", False):
         return
@@ -125,7 +125,11 @@ def read_whole_yamux_buffers() -> None:
             if buffer:
                 data = bytes(buffer)
                 buffer.clear()
-                await self._auto_tune_and_send_window_update(bytes_read=len(data))
+                # Credit the peer in the library's own 64 KiB steps, so the window
+                # updates on the wire are the ones py-libp2p would have sent.
+                for _ in range(0, len(data), MAX_MESSAGE_SIZE):
+                    await self._auto_tune_and_send_window_update(
+                        bytes_read=min(MAX_MESSAGE_SIZE, len(data) - _))
                 if self.closed and not buffer:
                     await self.conn._finalize_stream(self, fully_closed=True)
                 return data
@@ -179,10 +183,11 @@ def bound_websocket_handshakes(timeout: float = WS_HANDSHAKE_TIMEOUT) -> None:
 def per_peer_connection_cap(limit: int, max_streams: int = 512):
     """A swarm notifee enforcing two bounds as connections and streams arrive.
 
-    Connections: a peer's connections beyond ``limit`` are closed at once, newest
-    first (py-libp2p trims per-peer excess only outside the grace period, 120 s by
-    default, so a peer could hold any number of fresh connections). Streams: a stream
-    that would make its connection carry more than ``max_streams`` is reset.
+    Connections: a peer's connections beyond ``limit`` are closed at once, idle ones
+    first, the newest among those (py-libp2p trims per-peer excess only outside the
+    grace period, 120 s by default, so a peer could hold any number of fresh ones).
+    Streams: a stream that would make its connection carry more than ``max_streams``
+    is reset.
     """
     from libp2p.abc import INotifee
 
@@ -196,8 +201,16 @@ def per_peer_connection_cap(limit: int, max_streams: int = 512):
             excess = len(conns) - limit
             if excess <= 0:
                 return
-            newest = sorted(conns, key=lambda c: getattr(c, "_created_at", 0.0) or 0.0)
-            for extra in [conn, *reversed(newest)]:
+
+            def idle_first(c) -> tuple[int, float]:
+                try:
+                    streams = len(c.get_streams())
+                except Exception:
+                    streams = 0
+                return streams, -(getattr(c, "_created_at", 0.0) or 0.0)
+
+            # Connections carrying streams are closed last; among equals, the newest first.
+            for extra in sorted(conns, key=idle_first):
                 if excess <= 0:
                     break
                 if getattr(extra, "is_closed", False):

@@ -31,7 +31,11 @@ const node = await createLibp2p({
   addresses: { listen: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'] },
   transports: [tcp(), webSockets()],
   connectionEncrypters: [noise()],
-  streamMuxers: [yamux()],
+  // js-yamux credits the sender as soon as bytes reach a stream's read buffer and aborts the
+  // stream when that buffer passes maxReadBufferLength (4 MiB by default). This node sends
+  // and reads 16 MiB in one event loop, so a fast peer can fill the buffer while the loop
+  // is busy sending: give the buffer room for the whole test payload.
+  streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: 64 * 1024 * 1024 } })],
   services: { identify: identify(), ping: ping() },
   connectionManager: { inboundConnectionThreshold: 1000 }
 })
