@@ -155,6 +155,7 @@ async def test_js_dials_us_identify_and_ping(peers, ws):
 
 async def test_16_mib_echo_from_us_to_js_is_byte_identical(peers):
     ours, js = peers
+    await hang_up(ours, js)  # a fresh connection, whatever earlier tests left behind
     peer, addr = split(js.addr(False))
     client = Client(Multiaddr(ours.control))
     await client.connect(ID(peer), [Multiaddr(addr)])
@@ -187,6 +188,7 @@ async def test_16_mib_echo_from_us_to_js_is_byte_identical(peers):
 
 async def test_16_mib_echo_from_js_to_us_is_byte_identical(peers):
     ours, js = peers
+    await hang_up(ours, js)  # a fresh connection, whatever earlier tests left behind
     handler_dir = Path(tempfile.mkdtemp(prefix="p2pd-h", dir="/tmp"))
     client = Client(Multiaddr(ours.control), Multiaddr(f"/unix{handler_dir}/h.sock"))
 
