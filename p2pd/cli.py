@@ -13,7 +13,7 @@ from . import __version__
 from .errors import P2PDError
 from .goflags import FlagSet
 
-SUBCOMMANDS = ("add", "id", "peers", "connect", "disconnect", "ping", "status")
+SUBCOMMANDS = ("add", "id", "peers", "connect", "disconnect", "ping", "status", "dht")
 
 DESCRIPTION = """\
 p2pd - a libp2p peer-to-peer daemon (Kademlia DHT, gossipsub, Bitswap, daemon protocol)
@@ -23,6 +23,7 @@ usage:
   p2pd add [options] PATH      import a file or directory as UnixFS (--only-hash: print the CID only)
   p2pd id|peers|status         the running daemon's identity, peers, status (--json for scripts)
   p2pd connect MULTIADDR/p2p/ID | disconnect ID | ping ID    act through the running daemon
+  p2pd dht findpeer|findprovs|get|put|provide ...            the running daemon's DHT
   p2pd --version               print the version
   p2pd SUBCOMMAND --help       help for a subcommand
 """
@@ -100,12 +101,15 @@ def _run_subcommand(argv: list[str]) -> int:
     add.add_argument("--chunker", default="size-262144", help="chunker: size-N (default size-262144)")
     add.add_argument("-r", "--recursive", action="store_true", help="accepted for kubo compatibility")
     add.add_argument("-q", "--quiet", action="store_true", help="print only the root CID")
-    from .control import commands
+    from .control import commands, dht_cli
 
     commands.add_parsers(sub)
+    dht_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "add":
         return _cmd_add(args)
+    if args.command == "dht":
+        return dht_cli.run(args)
     if args.command in commands.COMMANDS:
         return commands.run(args)
     return 2  # pragma: no cover - argparse enforces the choices

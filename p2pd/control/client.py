@@ -87,6 +87,32 @@ class ControlClient:
         with self._connect() as sock:
             return self._exchange(sock, request)[0]
 
+    def request_stream(self, request: pb.Request) -> list[pb.Response]:
+        """A request answered by several messages (DHT BEGIN, VALUE..., END): the VALUEs."""
+        with self._connect() as sock:
+            first, rest = self._exchange(sock, request)
+            if not (first.HasField("dht") and first.dht.type == pb.DHTResponse.BEGIN):
+                return [first]
+            decoder = FrameDecoder()
+            decoder.receive_data(rest)
+            out: list[pb.Response] = []
+            while True:
+                while (frame := decoder.next_frame()) is None:
+                    try:
+                        data = sock.recv(65536)
+                    except TimeoutError:
+                        raise P2PDError(
+                            f"the daemon did not finish within {self.timeout:g} s") from None
+                    decoder.receive_data(data)
+                    if not data and decoder.next_frame() is None:
+                        raise P2PDError("the daemon closed the connection mid-answer")
+                response = decode_response(frame)
+                if response.type == pb.Response.ERROR:
+                    raise RequestFailed(response.error.msg or "the daemon reported an error")
+                if response.HasField("dht") and response.dht.type == pb.DHTResponse.END:
+                    return out
+                out.append(response)
+
     def identify(self) -> tuple[bytes, list[bytes]]:
         r = self.request(pb.Request(type=pb.Request.IDENTIFY))
         return r.identify.id, list(r.identify.addrs)

@@ -3,7 +3,10 @@ with validation, closest peers streamed, over real processes and the daemon prot
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
 
 import nacl.signing
@@ -103,3 +106,32 @@ def test_dht_requests_without_dht_get_a_clear_error():
     with Daemon() as d:
         [r] = dht(d, type=pb.DHTRequest.FIND_PEER, peer=b"\x00\x04abcd")
         assert r.type == pb.Response.ERROR and "not enabled" in r.error.msg
+
+
+def p2pd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "p2pd", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_dht_cli(network, tmp_path):
+    from p2pd.blocks.multibase import b58encode
+
+    ds, ids = network
+    cid = str(CID.for_block(b"provided through the CLI", Codec.RAW))
+    out = p2pd("dht", "provide", cid, "--api", ds[3].control)
+    assert out.returncode == 0 and out.stdout.strip() == "provided", out.stderr
+    out = p2pd("dht", "findprovs", cid, "-n", "1", "--api", ds[0].control, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["Providers"] == [b58encode(ids[3])]
+    out = p2pd("dht", "findpeer", b58encode(ids[2]), "--api", ds[4].control)
+    assert out.returncode == 0 and out.stdout.startswith("/ip4/127.0.0.1/tcp/"), out.stderr
+    sk = nacl.signing.SigningKey(bytes([42]) * 32)
+    proto = b"\x08\x01\x12\x20" + bytes(sk.verify_key)
+    pid = b58encode(bytes([0x00, len(proto)]) + proto)
+    (tmp_path / "v").write_bytes(proto)
+    out = p2pd("dht", "put", f"/pk/{pid}", str(tmp_path / "v"), "--api", ds[1].control)
+    assert out.returncode == 0, out.stderr
+    out = p2pd("dht", "get", f"/pk/{pid}", "--api", ds[2].control, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["Value"] == proto.hex(), out.stderr
+    out = p2pd("dht", "findprovs", "not-a-cid", "--api", ds[0].control)
+    assert out.returncode == 1 and out.stderr.startswith("p2pd: ") and "\n" == out.stderr[-1]
