@@ -37,6 +37,8 @@ from .wire import (
 
 log = logging.getLogger(__name__)
 
+TABLE_KEY = b"kad/routing-table"
+TABLE_SAVE_INTERVAL = 60.0
 QUERY_TIMEOUT = 10.0
 STREAM_IDLE = 60.0
 MAX_REQUESTS_PER_STREAM = 256
@@ -59,19 +61,68 @@ class DHTService:
         if self.server:
             self.node.set_stream_handler(PROTOCOL, self._serve_stream)
 
+    # -- the table across restarts ---------------------------------------------------------
+    def save_table(self) -> None:
+        """The routing table's peer ids, in the datastore (their addresses are in the
+        peerstore, which home mode keeps too)."""
+        from ..varint import encode_uvarint
+
+        blob = b"".join(encode_uvarint(len(e.peer)) + e.peer for e in self.table.peers())
+        self.ds.meta.put(TABLE_KEY, blob)
+
+    def saved_table(self) -> list[bytes]:
+        from ..varint import decode_uvarint
+
+        blob, out, pos = self.ds.meta.get(TABLE_KEY) or b"", [], 0
+        try:
+            while pos < len(blob) and len(out) < 256 * self.table.k:
+                n, pos = decode_uvarint(blob, pos)
+                if not 0 < n <= 128 or pos + n > len(blob):
+                    break
+                out.append(bytes(blob[pos : pos + n]))
+                pos += n
+        except ValueError:
+            log.warning("kad: the saved routing table is damaged; starting empty")
+        return out
+
     async def run(self, bootstrap: list[tuple[bytes, list[bytes]]],
                   *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        try:
+            await self._run(bootstrap)
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    self.save_table()
+                except Exception as exc:
+                    log.warning("kad: routing table not saved: %s", exc)
+
+    async def _run(self, bootstrap: list[tuple[bytes, list[bytes]]]) -> None:
+        # Peers from the last run are candidates: each enters the table again once it answers.
+        saved = [p for p in self.saved_table() if p != self.me]
+        if saved:
+            async with trio.open_nursery() as nursery:
+                for peer in saved[:200]:
+                    nursery.start_soon(self._check, peer)
+        last_save = trio.current_time()
         for peer, addrs in bootstrap:
             try:
                 await self.node.connect(peer, addrs, QUERY_TIMEOUT)
             except Exception as exc:
                 log.info("bootstrap peer %s unreachable: %s", peer.hex()[:16], exc)
-        if bootstrap:
+        if bootstrap or saved:
             await self.lookup(key_for(self.me))
         while True:
             await self._maintain()
+            if trio.current_time() - last_save >= TABLE_SAVE_INTERVAL:
+                self.save_table()
+                last_save = trio.current_time()
             await trio.sleep(MAINTENANCE_INTERVAL)
+
+    async def _check(self, peer: bytes) -> None:
+        reply = await self._query(peer, KadMessage(MessageType.FIND_NODE, key=self.me))
+        if reply is not None:
+            self._learn(reply)
 
     async def _maintain(self) -> None:
         now = trio.current_time()
@@ -81,9 +132,7 @@ class DHTService:
                 continue
             if PROTOCOL in self.node.peer_protocols(peer):
                 self._checked.add(peer)
-                reply = await self._query(peer, KadMessage(MessageType.FIND_NODE, key=self.me))
-                if reply is not None:
-                    self._learn(reply)
+                await self._check(peer)
         for target in self.table.refresh_targets(now, rng=None)[:4]:
             await self.lookup(target)
             self.table.touched(target, now)

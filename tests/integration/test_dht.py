@@ -135,3 +135,73 @@ def test_dht_cli(network, tmp_path):
     assert out.returncode == 0 and json.loads(out.stdout)["Value"] == proto.hex(), out.stderr
     out = p2pd("dht", "findprovs", "not-a-cid", "--api", ds[0].control)
     assert out.returncode == 1 and out.stderr.startswith("p2pd: ") and "\n" == out.stderr[-1]
+
+
+def test_the_routing_table_is_reused_after_a_restart(tmp_path):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from test_daemon_bad_input import CONFIG, HomeDaemon
+
+    base = Path(tempfile.mkdtemp(prefix="p2pd-", dir="/tmp"))
+    home = base / "home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text(CONFIG + "[dht]\nenabled = true\n")
+    b, c = Daemon("-dht"), Daemon("-dht")
+    try:
+        first = HomeDaemon(home, config=None)
+        try:
+            ca = ControlClient(_endpoint(first), timeout=30)
+            for other in (b, c):
+                ca.connect(*client(other).identify())
+            time.sleep(7)  # a maintenance round puts both in the table
+            before = {r.dht.value for r in dht_home(first, type=pb.DHTRequest.GET_CLOSEST_PEERS,
+                                                     key=b"k")[1:-1]}
+            assert before == {bytes.fromhex(x) for x in (_hex(b), _hex(c))}
+        finally:
+            first.stop()
+        # What the stopped daemon left in its RocksDB: the table's peer ids.
+        from p2pd.kad.service import TABLE_KEY
+        from p2pd.store import Datastore
+        from p2pd.varint import decode_uvarint
+
+        with Datastore.open(home / "datastore") as ds:
+            blob, saved, pos = ds.meta.get(TABLE_KEY), set(), 0
+            while pos < len(blob):
+                n, pos = decode_uvarint(blob, pos)
+                saved.add(blob[pos : pos + n])
+                pos += n
+        assert saved == before
+        again = HomeDaemon(home, config=None)
+        try:
+            deadline = time.monotonic() + 15
+            after: set[bytes] = set()
+            while time.monotonic() < deadline and after != before:
+                replies = dht_home(again, type=pb.DHTRequest.GET_CLOSEST_PEERS, key=b"k")
+                after = {r.dht.value for r in replies[1:-1]}
+                time.sleep(0.5)
+            assert after == before  # no connect request: the saved table and peerstore did it
+        finally:
+            again.stop()
+    finally:
+        b.stop()
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _endpoint(d):
+    from p2pd.control.endpoint import Endpoint
+
+    return Endpoint("unix", path=d.sock)
+
+
+def _hex(d: Daemon) -> str:
+    return client(d).identify()[0].hex()
+
+
+def dht_home(d, **fields) -> list[pb.Response]:
+    class _D:
+        sock = d.sock
+
+    return dht(_D, **fields)
