@@ -12,7 +12,7 @@ import sys
 import time
 
 #: Benchmark names in the order ``all`` runs them.
-BENCHES = ["hash", "import", "ed25519", "stream", "connect", "idle", "kad-sim"]
+BENCHES = ["hash", "import", "ed25519", "stream", "connect", "idle", "kad-sim", "kad"]
 
 FIELDS = ("bench", "metric", "value", "unit", "peer", "peer_value", "ratio")
 
