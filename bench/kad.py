@@ -58,14 +58,20 @@ class Ours:
         s.sendall(encode_message(req))
         decoder = FrameDecoder()
         found = False
+        first = True
         while True:
             while (frame := decoder.next_frame()) is None:
                 decoder.receive_data(s.recv(65536))
-            r = decode_response(frame)
-            if r.HasField("dht") and r.dht.type == pb.DHTResponse.VALUE:
+            if first:  # a Response with BEGIN, then bare DHTResponses
+                r = decode_response(frame)
+                first = False
+                if r.type == pb.Response.ERROR:
+                    break
+                continue
+            value = pb.DHTResponse.FromString(frame)
+            if value.type == pb.DHTResponse.VALUE:
                 found = True
-            if r.type == pb.Response.ERROR or (r.HasField("dht") and
-                                               r.dht.type == pb.DHTResponse.END):
+            if value.type == pb.DHTResponse.END:
                 break
         s.close()
         if not found:

@@ -87,15 +87,16 @@ class ControlClient:
         with self._connect() as sock:
             return self._exchange(sock, request)[0]
 
-    def request_stream(self, request: pb.Request) -> list[pb.Response]:
-        """A request answered by several messages (DHT BEGIN, VALUE..., END): the VALUEs."""
+    def request_stream(self, request: pb.Request) -> list[pb.DHTResponse]:
+        """A DHT request answered as a stream (Response with BEGIN, bare DHTResponse VALUEs,
+        a bare END): the VALUEs. A single answer comes back as a one-item list."""
         with self._connect() as sock:
             first, rest = self._exchange(sock, request)
             if not (first.HasField("dht") and first.dht.type == pb.DHTResponse.BEGIN):
-                return [first]
+                return [first.dht]
             decoder = FrameDecoder()
             decoder.receive_data(rest)
-            out: list[pb.Response] = []
+            out: list[pb.DHTResponse] = []
             while True:
                 while (frame := decoder.next_frame()) is None:
                     try:
@@ -106,12 +107,14 @@ class ControlClient:
                     decoder.receive_data(data)
                     if not data and decoder.next_frame() is None:
                         raise P2PDError("the daemon closed the connection mid-answer")
-                response = decode_response(frame)
-                if response.type == pb.Response.ERROR:
-                    raise RequestFailed(response.error.msg or "the daemon reported an error")
-                if response.HasField("dht") and response.dht.type == pb.DHTResponse.END:
+                value = pb.DHTResponse()
+                try:
+                    value.ParseFromString(frame)
+                except Exception:
+                    raise P2PDError("the daemon sent a malformed DHT answer") from None
+                if value.type == pb.DHTResponse.END:
                     return out
-                out.append(response)
+                out.append(value)
 
     def identify(self) -> tuple[bytes, list[bytes]]:
         r = self.request(pb.Request(type=pb.Request.IDENTIFY))

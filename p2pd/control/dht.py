@@ -2,8 +2,9 @@
 
 Single answers: FIND_PEER (``dht.peer``), GET_PUBLIC_KEY and GET_VALUE (``dht.value``),
 PUT_VALUE and PROVIDE (plain OK). Streamed answers, as the go daemon sends them: an OK
-response with a BEGIN ``DHTResponse``, one VALUE per result, then END —
-FIND_PROVIDERS (``peer``), GET_CLOSEST_PEERS and FIND_PEERS_CONNECTED_TO_PEER (``value`` =
+response with a BEGIN ``DHTResponse``, then one bare ``DHTResponse`` VALUE per result,
+then a bare END —
+FIND_PROVIDERS and FIND_PEERS_CONNECTED_TO_PEER (``peer``), GET_CLOSEST_PEERS (``value`` =
 peer id), SEARCH_VALUE (``value``).
 """
 
@@ -22,10 +23,11 @@ def _node_error(msg: str) -> NodeError:
     return NodeError(msg)
 
 
-def _stream(values: list[pb.DHTResponse]) -> list[pb.Response]:
-    out = [ok_response(dht=pb.DHTResponse(type=pb.DHTResponse.BEGIN))]
-    out += [pb.Response(type=pb.Response.OK, dht=v) for v in values]
-    out.append(pb.Response(type=pb.Response.OK, dht=pb.DHTResponse(type=pb.DHTResponse.END)))
+def _stream(values: list[pb.DHTResponse]) -> list:
+    """As the go daemon streams: a Response carrying BEGIN, then bare DHTResponses, then END."""
+    out: list = [ok_response(dht=pb.DHTResponse(type=pb.DHTResponse.BEGIN))]
+    out += values
+    out.append(pb.DHTResponse(type=pb.DHTResponse.END))
     return out
 
 
@@ -58,7 +60,8 @@ async def handle_dht(node, req: pb.DHTRequest):
         if t == pb.DHTRequest.FIND_PEERS_CONNECTED_TO_PEER:
             peer = node.parse_peer_id(req.peer).to_bytes()
             peers = await dht.closest_peers(peer)
-            return _stream([pb.DHTResponse(type=pb.DHTResponse.VALUE, value=p) for p in peers])
+            return _stream([pb.DHTResponse(type=pb.DHTResponse.VALUE, peer=pb.PeerInfo(
+                id=p, addrs=node.peer_addrs(p))) for p in peers])
         if t == pb.DHTRequest.GET_PUBLIC_KEY:
             peer = node.parse_peer_id(req.peer).to_bytes()
             values = await dht.get_values(b"/pk/" + peer)

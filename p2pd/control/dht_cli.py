@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     elif cmd == "findprovs":
         rs = client.request_stream(request(type=pb.DHTRequest.FIND_PROVIDERS,
                                            cid=_cid(args.cid), count=args.num_providers))
-        ids = [b58encode(r.dht.peer.id) for r in rs]
+        ids = [b58encode(r.peer.id) for r in rs]
         print(json.dumps({"Providers": ids}) if args.json else "\n".join(ids))
     elif cmd == "get":
         r = client.request(request(type=pb.DHTRequest.GET_VALUE, key=_key(args.key)))

@@ -320,7 +320,7 @@ class ControlServer:
             return ok_response(peerStore=pb.PeerstoreResponse(peer=info))
         raise NodeError(f"unsupported PEERSTORE request type {ps.type}")
 
-    async def _dht(self, request: pb.Request) -> pb.Response | list[pb.Response]:
+    async def _dht(self, request: pb.Request) -> pb.Response | list:
         if not self.node.config.dht or self.node.dht is None:
             raise NodeError("DHT not enabled: start the daemon with -dht (or [dht] enabled)")
         if not request.HasField("dht"):

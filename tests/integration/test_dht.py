@@ -34,7 +34,10 @@ def dht(d: Daemon, **fields) -> list[pb.Response]:
         while True:
             while (frame := decoder.next_frame()) is None:
                 decoder.receive_data(s.recv(65536))
-            r = decode_response(frame)
+            if not out:
+                r = decode_response(frame)
+            else:  # after BEGIN the daemon streams bare DHTResponses, as the go daemon does
+                r = pb.Response(type=pb.Response.OK, dht=pb.DHTResponse.FromString(frame))
             out.append(r)
             streaming = out[0].HasField("dht") and out[0].dht.type == pb.DHTResponse.BEGIN
             if r.type == pb.Response.ERROR or not streaming or (
@@ -205,3 +208,29 @@ def dht_home(d, **fields) -> list[pb.Response]:
         sock = d.sock
 
     return dht(_D, **fields)
+
+
+async def test_unmodified_p2pclient_drives_the_dht(network):
+    """p2pclient (PyPI 0.3.0) reads streamed DHT answers exactly as the go daemon sends them."""
+    from multiaddr import Multiaddr
+    from p2pclient import Client
+    from p2pclient.libp2p_stubs.peer.id import ID
+
+    ds, ids = network
+    ca, cb = Client(Multiaddr(ds[1].control)), Client(Multiaddr(ds[3].control))
+    cid = bytes(CID.for_block(b"provided through p2pclient", Codec.RAW))
+    await ca.dht_provide(cid)
+    providers = await cb.dht_find_providers(cid, 1)
+    assert [p.peer_id.to_bytes() for p in providers] == [ids[1]]
+    info = await cb.dht_find_peer(ID(ids[4]))
+    assert info.peer_id.to_bytes() == ids[4] and info.addrs
+    closest = await cb.dht_get_closest_peers(b"some key")
+    assert closest and {p.to_bytes() for p in closest} <= set(ids)
+    near = await cb.dht_find_peers_connected_to_peer(ID(ids[0]))
+    assert near and all(p.peer_id.to_bytes() in ids for p in near)
+    sk = nacl.signing.SigningKey(bytes([77]) * 32)
+    proto = b"\x08\x01\x12\x20" + bytes(sk.verify_key)
+    key = b"/pk/" + bytes([0x00, len(proto)]) + proto
+    await ca.dht_put_value(key, proto)
+    assert await cb.dht_get_value(key) == proto
+    assert await cb.dht_search_value(key) == (proto,)

@@ -62,7 +62,10 @@ def dht(d: Daemon, **fields) -> list[pb.Response]:
         while True:
             while (frame := decoder.next_frame()) is None:
                 decoder.receive_data(s.recv(65536))
-            r = decode_response(frame)
+            if not out:
+                r = decode_response(frame)
+            else:  # after BEGIN the daemon streams bare DHTResponses, as the go daemon does
+                r = pb.Response(type=pb.Response.OK, dht=pb.DHTResponse.FromString(frame))
             out.append(r)
             streaming = out[0].HasField("dht") and out[0].dht.type == pb.DHTResponse.BEGIN
             if r.type == pb.Response.ERROR or not streaming or (
