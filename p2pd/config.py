@@ -71,7 +71,10 @@ router = "gossipsub"
 
 [bootstrap]
 enabled = false
+# Empty: the public IPFS bootstrap peers (/dnsaddr/bootstrap.libp2p.io, resolved via DNS).
 peers = []
+# DNS resolver for /dnsaddr (host:port); empty: the first nameserver in /etc/resolv.conf.
+dns_resolver = ""
 """
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -127,6 +130,7 @@ class Config:
     pubsub_router: str = "gossipsub"
     bootstrap: bool = False
     bootstrap_peers: list[str] = field(default_factory=list)
+    dns_resolver: str = ""
 
     def validate(self) -> Config:
         """Refuse values the node cannot run with; return ``self``."""
@@ -232,6 +236,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.pubsub_router = _get(doc, "pubsub", "router", str, "gossipsub")
         c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
         c.bootstrap_peers = _get(doc, "bootstrap", "peers", list, [])
+        c.dns_resolver = _get(doc, "bootstrap", "dns_resolver", str, "")
     if "listen" in flags:
         c.control_listen = flags["listen"]
     if "id" in flags:

@@ -114,7 +114,7 @@ class Node:
                     if self.peerbook is not None:
                         nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
                     if self.dht is not None:
-                        await nursery.start(self.dht.run, self._bootstrap_peers())
+                        await nursery.start(self.dht.run, self._bootstrap_peers)
                     task_status.started()
                     await trio.sleep_forever()
             finally:
@@ -126,20 +126,30 @@ class Node:
                     self.datastore.close()
                     shutil.rmtree(self._own_datastore, ignore_errors=True)
 
-    def _bootstrap_peers(self) -> list[tuple[bytes, list[bytes]]]:
-        """``(peer id, [addr])`` for each configured bootstrap multiaddr with a /p2p/ part."""
+    async def _bootstrap_peers(self) -> list[tuple[bytes, list[bytes]]]:
+        """``(peer id, [addrs])`` for the bootstrap list (the public IPFS peers unless one is
+        configured), ``/dnsaddr`` entries resolved through ``_dnsaddr`` TXT records."""
+        from .net import dnsaddr
+
         if not self.config.bootstrap:
             return []
-        out = []
-        for text in self.config.bootstrap_peers:
+        texts = self.config.bootstrap_peers or list(dnsaddr.DEFAULT_BOOTSTRAP)
+        found: dict[bytes, list[bytes]] = {}
+        for text in texts:
             try:
-                ma = self._multiaddr.Multiaddr(text)
-                peer = self.parse_peer_id(_peer_from_multiaddr(ma))
-                bare = ma.decapsulate_code(self._multiaddr.protocols.P_P2P)
-                out.append((peer.to_bytes(), [bare.to_bytes()]))
+                resolved = [text]
+                if text.startswith("/dnsaddr/"):
+                    resolver = dnsaddr.resolver_address(self.config.dns_resolver or None)
+                    with trio.fail_after(15):
+                        resolved = await dnsaddr.resolve(text, resolver)
+                for one in resolved:
+                    ma = self._multiaddr.Multiaddr(one)
+                    peer = self.parse_peer_id(_peer_from_multiaddr(ma)).to_bytes()
+                    bare = ma.decapsulate_code(self._multiaddr.protocols.P_P2P)
+                    found.setdefault(peer, []).append(bare.to_bytes())
             except Exception as exc:
                 log.warning("bootstrap address %s skipped: %s", text, exc)
-        return out
+        return list(found.items())
 
     def remember_addrs(self, peer_raw: bytes, addrs: Sequence[bytes]) -> None:
         """Learned addresses of a peer (from the DHT) go into the peerstore."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -85,11 +85,13 @@ class DHTService:
             log.warning("kad: the saved routing table is damaged; starting empty")
         return out
 
-    async def run(self, bootstrap: list[tuple[bytes, list[bytes]]],
+    async def run(self, bootstrap: Callable[[], Awaitable[list[tuple[bytes, list[bytes]]]]],
                   *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``bootstrap()`` gives the peers to join through (it may
+        resolve /dnsaddr names, so it runs after the node is up)."""
         task_status.started()
         try:
-            await self._run(bootstrap)
+            await self._run(await bootstrap())
         finally:
             with trio.CancelScope(shield=True):
                 try:

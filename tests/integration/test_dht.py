@@ -234,3 +234,36 @@ async def test_unmodified_p2pclient_drives_the_dht(network):
     await ca.dht_put_value(key, proto)
     assert await cb.dht_get_value(key) == proto
     assert await cb.dht_search_value(key) == (proto,)
+
+
+def test_bootstrap_through_dnsaddr_and_a_local_resolver():
+    """-bootstrapPeers /dnsaddr/... resolves via _dnsaddr TXT records on a local DNS server,
+    keeps only the named peer's entries, and joins through it."""
+    import os
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    from dnsserver import TxtServer
+
+    b, c = Daemon("-dht"), Daemon("-dht")
+    server = TxtServer({"_dnsaddr.boot.test": [
+        f"dnsaddr={b.addrs[0]}/p2p/{b.peer_id}",
+        f"dnsaddr={c.addrs[0]}/p2p/{c.peer_id}",
+    ]})
+    try:
+        env = dict(os.environ, P2PD_DNS_RESOLVER=server.address)
+        with Daemon("-dht", "-bootstrap", "-bootstrapPeers",
+                    f"/dnsaddr/boot.test/p2p/{b.peer_id}", env=env) as d:
+            deadline = time.monotonic() + 20
+            peers: list[bytes] = []
+            while time.monotonic() < deadline:
+                peers = [p.id for p in client(d).list_peers()]
+                if peers:
+                    break
+                time.sleep(0.2)
+            b_id, c_id = client(b).identify()[0], client(c).identify()[0]
+            assert b_id in peers and c_id not in peers
+            assert "_dnsaddr.boot.test" in server.queries
+    finally:
+        server.close()
+        b.stop()
+        c.stop()
