@@ -13,14 +13,18 @@ from . import __version__
 from .errors import P2PDError
 from .goflags import FlagSet
 
-SUBCOMMANDS = ("add", "id", "peers", "connect", "disconnect", "ping", "status", "dht")
+SUBCOMMANDS = ("add", "id", "peers", "connect", "disconnect", "ping", "status", "dht",
+               "cat", "get", "pin", "repo", "block")
 
 DESCRIPTION = """\
 p2pd - a libp2p peer-to-peer daemon (Kademlia DHT, gossipsub, Bitswap, daemon protocol)
 
 usage:
   p2pd [flags]                 run the daemon (go libp2p daemon flags, below)
-  p2pd add [options] PATH      import a file or directory as UnixFS (--only-hash: print the CID only)
+  p2pd add [options] PATH      import a file or directory as UnixFS, pinned and provided
+                               (through the running daemon; --only-hash: print the CID only)
+  p2pd cat CID | get CID -o PATH                             fetch over Bitswap
+  p2pd pin add|rm|ls | repo gc|stat | block get|put|stat     blocks and pins
   p2pd id|peers|status         the running daemon's identity, peers, status (--json for scripts)
   p2pd connect MULTIADDR/p2p/ID | disconnect ID | ping ID    act through the running daemon
   p2pd dht findpeer|findprovs|get|put|provide ...            the running daemon's DHT
@@ -101,10 +105,17 @@ def _run_subcommand(argv: list[str]) -> int:
     add.add_argument("--chunker", default="size-262144", help="chunker: size-N (default size-262144)")
     add.add_argument("-r", "--recursive", action="store_true", help="accepted for kubo compatibility")
     add.add_argument("-q", "--quiet", action="store_true", help="print only the root CID")
-    from .control import commands, dht_cli
+    add.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                     help="pin the added root (default: yes)")
+    add.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar on stderr (default: when stderr is a terminal)")
+    add.add_argument("--api", metavar="MULTIADDR", default=None,
+                     help="daemon control address (default /unix/$P2PD_HOME/p2pd.sock)")
+    from .control import blocks_cli, commands, dht_cli
 
     commands.add_parsers(sub)
     dht_cli.add_parser(sub)
+    blocks_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "add":
         return _cmd_add(args)
@@ -112,6 +123,8 @@ def _run_subcommand(argv: list[str]) -> int:
         return dht_cli.run(args)
     if args.command in commands.COMMANDS:
         return commands.run(args)
+    if args.command in blocks_cli.COMMANDS:
+        return blocks_cli.run(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 
@@ -136,7 +149,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
         if args.only_hash:
             result = import_path(path, None, **options)
         else:
-            result = _add_to_local_repo(path, options)
+            result = _add_through_daemon(args, path, options)
+            if result is None:  # no daemon: straight into $P2PD_HOME's repo, as `ipfs add`
+                result = _add_to_local_repo(path, options, pin=args.pin)
     except PermissionError as exc:
         raise InvalidUnixFS(f"{exc.filename or path}: permission denied") from None
     except IsADirectoryError as exc:
@@ -148,8 +163,31 @@ def _cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_to_local_repo(path: str, options: dict):
+def _add_through_daemon(args: argparse.Namespace, path: str, options: dict):
+    """Add through the running daemon (it holds the repo); None when none runs."""
+    from types import SimpleNamespace
+
+    from .blocks.cid import CID
+    from .control.blocks_cli import add_via_daemon
+    from .control.client import ControlClient, DaemonNotRunning
+
+    client = ControlClient.for_address(args.api, 24 * 3600.0)
+    try:
+        final = add_via_daemon(client, path, chunk_size=options["chunk_size"],
+                               cid_version=options["cid_version"],
+                               raw_leaves=options["raw_leaves"], pin=args.pin,
+                               progress=args.progress)
+    except DaemonNotRunning:
+        if args.api:
+            raise
+        return None
+    return SimpleNamespace(cid=CID.from_bytes(final.cid), size=final.size)
+
+
+def _add_to_local_repo(path: str, options: dict, pin: bool = True):
     """Import into $P2PD_HOME's blockstore, as ``ipfs add`` does when no daemon runs."""
+    import os
+
     from .blocks.blockstore import Blockstore
     from .blocks.importer import import_path
     from .home import datastore_path, ensure_home, resolve_home
@@ -159,8 +197,14 @@ def _add_to_local_repo(path: str, options: dict):
     datastore = Datastore.open(datastore_path(home))
     try:
         # One bulk write: no WAL per buffer, one flush at the end makes it all durable.
-        with Blockstore(datastore).bulk() as writer:
-            return import_path(path, writer, **options)
+        store = Blockstore(datastore)
+        with store.bulk() as writer:
+            result = import_path(path, writer, **options)
+        if pin:  # after the flush: a pin never points at a missing block
+            from .blocks.pins import Pins
+
+            Pins(datastore, store).add(result.cid, os.path.basename(os.path.normpath(path)))
+        return result
     finally:
         datastore.close()
 

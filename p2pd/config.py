@@ -61,6 +61,12 @@ max_bytes = 1073741824
 # In-memory LRU of recently read blocks, in MiB (0 turns it off).
 cache_mib = 64
 
+[bitswap]
+# Trade blocks with /ipfs/bitswap/1.2.0 (1.1.0, 1.0.0). `provide`: what `p2pd add`
+# announces on the DHT: "roots" (the added root CIDs), "all" (every block) or "none".
+enabled = true
+provide = "roots"
+
 [dht]
 enabled = false
 mode = "auto"   # auto, server or client
@@ -124,6 +130,8 @@ class Config:
     blockstore_cache_bytes: int = 64 << 20
     perf: bool = True
     perf_max_bytes: int = 1 << 30
+    bitswap: bool = True
+    provide: str = "roots"
     dht: bool = False
     dht_mode: str = "auto"
     pubsub: bool = False
@@ -153,6 +161,8 @@ class Config:
             raise ConfigError("blockstore.cache_mib must be between 0 and 1048576")
         if self.pubsub_router not in ("gossipsub", "floodsub"):
             raise ConfigError(f"unknown pubsub router {self.pubsub_router!r}")
+        if self.provide not in ("roots", "all", "none"):
+            raise ConfigError(f"bitswap.provide must be roots, all or none (got {self.provide!r})")
         if self.dht_mode not in ("auto", "server", "client"):
             raise ConfigError(f"unknown DHT mode {self.dht_mode!r}")
         for addr in [*self.host_addrs, *self.announce_addrs, *self.bootstrap_peers]:
@@ -230,6 +240,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
         c.perf = _get(doc, "perf", "enabled", bool, True)
         c.perf_max_bytes = _get(doc, "perf", "max_bytes", int, 1 << 30)
+        c.bitswap = _get(doc, "bitswap", "enabled", bool, True)
+        c.provide = _get(doc, "bitswap", "provide", str, "roots")
         c.dht = _get(doc, "dht", "enabled", bool, False)
         c.dht_mode = _get(doc, "dht", "mode", str, "auto")
         c.pubsub = _get(doc, "pubsub", "enabled", bool, False)

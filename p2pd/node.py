@@ -79,20 +79,28 @@ class Node:
         if config.perf:
             self.set_stream_handler(perf.PERF_PROTOCOL, self._serve_perf)
         self.dht = None
+        self.repo = None
         self._own_datastore = None
+        if (config.dht or config.bitswap) and datastore is None:
+            # Harness mode: a private RocksDB, removed at exit.
+            import tempfile
+
+            from .store import Datastore
+
+            self._own_datastore = tempfile.mkdtemp(prefix="p2pd-node-")
+            datastore = Datastore.open(self._own_datastore)
+            self.datastore = datastore
         if config.dht:
             from .kad.service import DHTService
 
-            if datastore is None:  # harness mode: a private RocksDB, removed at exit
-                import tempfile
-
-                from .store import Datastore
-
-                self._own_datastore = tempfile.mkdtemp(prefix="p2pd-dht-")
-                datastore = Datastore.open(self._own_datastore)
-                self.datastore = datastore
             self.dht = DHTService(self, datastore, server=config.dht_mode != "client")
             self.dht.attach()
+        if config.bitswap:
+            from .exchange.repo import Repo
+
+            self.repo = Repo(self, datastore, cache_bytes=config.blockstore_cache_bytes,
+                             provide=config.provide)
+            self.repo.attach()
 
     async def _serve_perf(self, stream) -> None:
         try:
@@ -113,6 +121,8 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     if self.peerbook is not None:
                         nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
+                    if self.repo is not None:
+                        await nursery.start(self.repo.run)
                     if self.dht is not None:
                         await nursery.start(self.dht.run, self._bootstrap_peers)
                     task_status.started()

@@ -116,6 +116,49 @@ class ControlClient:
                     return out
                 out.append(value)
 
+    def _next_response(self, sock: socket.socket, decoder: FrameDecoder) -> pb.Response:
+        while (frame := decoder.next_frame()) is None:
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                raise P2PDError(f"the daemon did not answer within {self.timeout:g} s") from None
+            decoder.receive_data(data)
+            if not data and decoder.next_frame() is None:
+                raise P2PDError("the daemon closed the connection mid-answer")
+        response = decode_response(frame)
+        if response.type == pb.Response.ERROR:
+            raise RequestFailed(response.error.msg or "the daemon reported an unspecified error")
+        return response
+
+    def request_progress(self, request: pb.Request, on_progress) -> pb.BlocksResponse:
+        """A BLOCKS request that may report progress first: ``on_progress(BlocksResponse)``
+        for each report, then the final BlocksResponse is returned."""
+        with self._connect() as sock:
+            sock.sendall(encode_message(request))
+            decoder = FrameDecoder()
+            while True:
+                response = self._next_response(sock, decoder)
+                if response.blocks.progress:
+                    on_progress(response.blocks)
+                    continue
+                return response.blocks
+
+    def request_bytes(self, request: pb.Request):
+        """A CAT-like request: yields the announced size (an int), then bytes pieces."""
+        with self._connect() as sock:
+            first, rest = self._exchange(sock, request)
+            yield first.blocks.size
+            if rest:
+                yield rest
+            while True:
+                try:
+                    data = sock.recv(1 << 20)
+                except TimeoutError:
+                    raise P2PDError(f"the daemon stalled for {self.timeout:g} s") from None
+                if not data:
+                    return
+                yield data
+
     def identify(self) -> tuple[bytes, list[bytes]]:
         r = self.request(pb.Request(type=pb.Request.IDENTIFY))
         return r.identify.id, list(r.identify.addrs)

@@ -167,6 +167,12 @@ class ControlServer:
                         error_response(f"no request within {self.idle_timeout:g} s; closing"),
                     )
                     return
+                if request.type == pb.Request.BLOCKS:
+                    from .blocks import serve_blocks
+
+                    if not await serve_blocks(self.node, request, stream):
+                        return
+                    continue
                 if request.type == pb.Request.STREAM_OPEN:
                     handed_off = True
                     await self._stream_open(request, stream, decoder)

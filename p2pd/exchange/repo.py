@@ -1,0 +1,237 @@
+"""A node's blocks: the blockstore, pins, garbage collection and Bitswap, behind the
+operations the control socket offers (add, cat, get, pin, gc, block get/put/stat).
+
+Consistency under ``kill -9``: an add writes its blocks (one bulk write, flushed) before
+its pin; a fetch stores each message's blocks durably before walking on, and pins only
+when the whole DAG is local. So a pin never points at a missing block, every stored block
+verified before it was written, and a restarted ``get`` finds what it already has.
+Garbage collection runs alone: adds and fetches wait while it runs, and it waits for
+those in progress to finish (their blocks are not pinned yet).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from ..blocks.blockstore import Blockstore
+from ..blocks.cid import CID
+from ..blocks.exporter import export_file, export_path, stat
+from ..blocks.importer import ImportResult, import_path
+from ..blocks.multicodec import Codec
+from ..blocks.pins import Pins
+from .service import BitswapService, FetchStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Progress:
+    """Shared with a worker thread: plain ints, read by the control handler."""
+
+    done: int = 0
+    total: int = 0
+    blocks: int = 0
+    peers: int = 0
+
+
+class _CountingSink:
+    """The importer's sink: the blockstore's bulk writer plus progress and, when peers
+    wait for blocks, the CIDs they may want."""
+
+    def __init__(self, writer, progress: Progress, watch: set[bytes]) -> None:
+        self.writer = writer
+        self.progress = progress
+        self.watch = watch
+        self.wanted: list[CID] = []
+        self.cids: list[CID] = []
+        self.collect_all = False
+
+    def put_many(self, blocks: Iterable) -> int:
+        items = list(blocks)
+        n = self.writer.put_many(items)
+        for cid, data in items:
+            self.progress.done += memoryview(data).nbytes
+            self.progress.blocks += 1
+            if self.collect_all:
+                self.cids.append(cid)
+            if cid.multihash in self.watch:
+                self.wanted.append(cid)
+        return n
+
+
+class Repo:
+    def __init__(self, node, datastore, *, cache_bytes: int, provide: str = "roots") -> None:
+        self.node = node
+        self.datastore = datastore
+        self.store = Blockstore(datastore, cache_bytes=cache_bytes)
+        self.pins = Pins(datastore, self.store)
+        self.bitswap = BitswapService(node, self.store)
+        self.provide_mode = provide
+        self._gc_lock = trio.Lock()
+        self._writers = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self) -> None:
+        self.bitswap.attach()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.bitswap.run)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- the writer / collector exclusion ------------------------------------------------------
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        async with self._gc_lock:  # waits while a collection runs
+            self._writers += 1
+            self._idle = trio.Event()
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if not self._writers:
+                self._idle.set()
+
+    # -- add ----------------------------------------------------------------------------------
+    async def add(self, path: str, *, chunk_size: int, cid_version: int, raw_leaves: bool | None,
+                  pin: bool = True, progress: Progress | None = None) -> ImportResult:
+        progress = progress or Progress()
+        progress.total = await trio.to_thread.run_sync(_tree_size, path)
+        async with self._writing():
+            watch = set(self.bitswap.engine._wanted_by)
+            options = dict(chunk_size=chunk_size, cid_version=cid_version, raw_leaves=raw_leaves)
+
+            def work() -> tuple[ImportResult, _CountingSink]:
+                with self.store.bulk() as writer:
+                    sink = _CountingSink(writer, progress, watch)
+                    sink.collect_all = self.provide_mode == "all"
+                    return import_path(path, sink, **options), sink
+
+            result, sink = await trio.to_thread.run_sync(work)
+            if pin:
+                self.pins.add(result.cid, os.path.basename(os.path.normpath(path)))
+        if sink.wanted and self.bitswap.engine.blocks_added(sink.wanted):
+            self.bitswap._work.set()
+        self._announce([result.cid] if self.provide_mode == "roots" else sink.cids)
+        return result
+
+    def _announce(self, cids: list[CID]) -> None:
+        """Provide on the DHT in the background (``[bitswap] provide``)."""
+        dht = self.node.dht
+        if dht is None or self.provide_mode == "none" or not cids or self._nursery is None:
+            return
+
+        async def provide_all() -> None:
+            for cid in cids:
+                try:
+                    await dht.provide(cid.multihash)
+                except Exception as exc:
+                    log.info("providing %s failed: %s", cid, exc)
+
+        self._nursery.start_soon(provide_all)
+
+    # -- fetch, get, cat --------------------------------------------------------------------------
+    async def fetch(self, cid: CID, *, timeout: float | None = None, offline: bool = False,
+                    progress: Progress | None = None) -> FetchStats:
+        progress = progress or Progress()
+
+        def report(stats: FetchStats) -> None:
+            progress.done = stats.bytes_fetched
+            progress.blocks = stats.blocks_fetched + stats.blocks_local
+            progress.peers = stats.peers
+
+        if offline:
+            from ..blocks.pins import missing_blocks
+
+            missing = missing_blocks(self.store, cid, limit=1)
+            if missing:
+                raise FileNotFoundError(f"block {missing[0]} is not stored (offline)")
+            return FetchStats()
+        async with self._writing():
+            return await self.bitswap.fetch(cid, timeout=timeout, progress=report)
+
+    async def get(self, cid: CID, dest: str, *, timeout: float | None = None,
+                  offline: bool = False, progress: Progress | None = None) -> int:
+        progress = progress or Progress()
+        await self.fetch(cid, timeout=timeout, offline=offline, progress=progress)
+        return await trio.to_thread.run_sync(export_path, self.store, cid, dest)
+
+    async def cat_size(self, cid: CID, *, timeout: float | None = None,
+                       offline: bool = False) -> int:
+        await self.fetch(cid, timeout=timeout, offline=offline)
+        node = await trio.to_thread.run_sync(stat, self.store, cid)
+        if not node.is_file:
+            raise IsADirectoryError(f"{cid} is a {node.type.name.lower()}, not a file; use get")
+        return node.content_size()
+
+    async def cat(self, cid: CID) -> AsyncIterator[bytes]:
+        pieces = export_file(self.store, cid)
+        while True:
+            piece = await trio.to_thread.run_sync(next, pieces, None)
+            if piece is None:
+                return
+            yield piece
+
+    # -- pins and gc ------------------------------------------------------------------------------
+    async def pin_add(self, cid: CID, *, timeout: float | None = None, offline: bool = False):
+        async with self._writing():
+            if not offline:
+                await self.bitswap.fetch(cid, timeout=timeout)
+            return self.pins.add(cid)
+
+    def pin_rm(self, cid: CID) -> None:
+        self.pins.remove(cid)
+
+    def pin_ls(self):
+        return self.pins.list()
+
+    async def gc(self) -> tuple[int, int]:
+        async with self._gc_lock:
+            await self._idle.wait()
+            return await trio.to_thread.run_sync(self.pins.gc)
+
+    # -- single blocks --------------------------------------------------------------------------
+    async def block_get(self, cid: CID, *, timeout: float | None = None,
+                        offline: bool = False) -> bytes:
+        if offline or self.store.has(cid):
+            return self.store.get(cid)
+        async with self._writing():
+            return await self.bitswap.fetch_block(cid, timeout=timeout)
+
+    async def block_put(self, data: bytes, codec: int = Codec.RAW, version: int = 1) -> CID:
+        cid = CID.for_block(data, codec, version)
+        async with self._writing():
+            self.store.put(cid, data)
+        if self.bitswap.engine.blocks_added([cid]):
+            self.bitswap._work.set()
+        return cid
+
+    def block_size(self, cid: CID) -> int:
+        return self.store.size(cid)
+
+    def stats(self) -> dict:
+        return {"blocks": self.store.count(), "pins": len(self.pins.list()),
+                **self.bitswap.stats()}
+
+
+def _tree_size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,522 @@
+"""The trio edge of Bitswap: streams in and out around the sans-IO engine and sessions.
+
+* Inbound: a handler for ``/ipfs/bitswap/1.2.0``, ``1.1.0`` and ``1.0.0`` reads
+  length-prefixed messages until the peer closes its side (Helia opens a stream per
+  message batch; kubo keeps one open). A malformed message resets that stream and counts
+  against the peer; the node keeps serving everyone else.
+* Outbound: one sender task per peer keeps a stream open while there is traffic (closed
+  after ``SEND_IDLE`` seconds of quiet; Helia drops an idle inbound stream after 10 s),
+  merges pending wantlist changes into one message, and reopens the stream once if a
+  write fails.
+* Serving: one worker asks the :class:`~p2pd.exchange.engine.Engine` for the next peer
+  (fair, by debt ratio) whose sender has room, and hands it the next message.
+* Fetching: :meth:`BitswapService.fetch` runs a :class:`~p2pd.exchange.session.Session`
+  over every connected peer plus the DHT's providers of the root, walks the DAG as blocks
+  arrive (blocks already stored are read locally, so an interrupted fetch resumes where it
+  stopped), and stores each message's blocks with one verified batch write.
+* Penalties: unrequested blocks and malformed messages add to a peer's penalty; past
+  ``BAN_PENALTY`` the peer is dropped from sessions and ignored for ``BAN_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from ..blocks.blockstore import Blockstore
+from ..blocks.cid import CID
+from ..blocks.pins import children
+from ..errors import P2PDError
+from .engine import Engine
+from .session import Session
+from .wire import (
+    PROTOCOL_100,
+    PROTOCOL_120,
+    PROTOCOLS,
+    BitswapFrameDecoder,
+    BitswapMessage,
+    BitswapWireError,
+    WantEntry,
+    decode_message,
+    encode_message,
+)
+
+log = logging.getLogger(__name__)
+
+SEND_IDLE = 5.0
+SEND_TIMEOUT = 30.0
+OPEN_TIMEOUT = 10.0
+RECEIVE_IDLE = 60.0
+#: Bytes of blocks queued towards one peer before the worker serves someone else.
+SENDER_ROOM = 8 << 20
+BAN_PENALTY = 100
+BAN_SECONDS = 600.0
+UNWANTED_BLOCK_PENALTY = 2
+MALFORMED_PENALTY = 20
+POLL_INTERVAL = 0.05
+PEER_REFRESH = 1.0
+PROVIDER_SEARCH_INTERVAL = 5.0
+
+
+class FetchError(P2PDError):
+    """A fetch could not complete (timeout, nobody has the blocks)."""
+
+
+@dataclass(slots=True)
+class FetchStats:
+    blocks_fetched: int = 0
+    bytes_fetched: int = 0
+    blocks_local: int = 0
+    peers: int = 0
+
+
+@dataclass(eq=False)
+class _Fetch:
+    session: Session
+    inbox: list = field(default_factory=list)  # (cid, data) stored blocks for this fetch
+    wake: trio.Event = field(default_factory=trio.Event)
+
+    def poke(self) -> None:
+        self.wake.set()
+
+
+class _Sender:
+    """Everything we send to one peer, over one stream at a time."""
+
+    def __init__(self, service: BitswapService, peer: bytes) -> None:
+        self.service = service
+        self.peer = peer
+        self.wants: dict[bytes, WantEntry] = {}  # multihash -> latest change
+        self.messages: list[BitswapMessage] = []
+        self.queued_bytes = 0
+        self.wake = trio.Event()
+        self.protocol: str | None = None
+        self.failed = False
+
+    def add_wants(self, entries: list[WantEntry]) -> None:
+        for e in entries:
+            self.wants[e.cid.multihash] = e
+        self.wake.set()
+
+    def add_message(self, msg: BitswapMessage) -> None:
+        self.messages.append(msg)
+        self.queued_bytes += sum(len(d) for _c, d in msg.blocks)
+        self.wake.set()
+
+    async def run(self) -> None:
+        stream = None
+        try:
+            while True:
+                if not (self.wants or self.messages):
+                    self.wake = trio.Event()
+                    with trio.move_on_after(SEND_IDLE):
+                        await self.wake.wait()
+                    if not (self.wants or self.messages):
+                        if stream is not None:
+                            await _close(stream)
+                            stream = None
+                        if self.service._sender_idle(self):
+                            return
+                        continue
+                msg = self._next()
+                for attempt in (0, 1):
+                    if stream is None:
+                        stream = await self._open()
+                        if stream is None:
+                            self.service._peer_unreachable(self.peer)
+                            self.messages.clear()
+                            self.wants.clear()
+                            self.queued_bytes = 0
+                            break
+                    try:
+                        with trio.fail_after(SEND_TIMEOUT):
+                            await stream.write(encode_message(msg, self.protocol or PROTOCOL_120))
+                        break
+                    except Exception as exc:
+                        log.debug("bitswap: write to %s failed (%r)", self.peer.hex()[:16], exc)
+                        await _reset(stream)
+                        stream = None
+                        if attempt:
+                            self.service._peer_unreachable(self.peer)
+                if msg.blocks:
+                    self.queued_bytes -= sum(len(d) for _c, d in msg.blocks)
+                    self.service._work.set()
+        finally:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await _close(stream)
+
+    def _next(self) -> BitswapMessage:
+        if self.messages:
+            msg = self.messages.pop(0)
+        else:
+            msg = BitswapMessage()
+        if self.wants:
+            msg.wants = list(self.wants.values())
+            self.wants = {}
+        return msg
+
+    async def _open(self):
+        try:
+            stream, proto, _addr = await self.service.node.open_stream(
+                self.peer, list(PROTOCOLS), OPEN_TIMEOUT)
+        except Exception as exc:
+            log.debug("bitswap: no stream to %s: %s", self.peer.hex()[:16], exc)
+            return None
+        self.protocol = proto
+        if proto != PROTOCOL_120:
+            self.service._old_protocol(self.peer)
+        return stream
+
+
+class BitswapService:
+    def __init__(self, node, blockstore: Blockstore, *, provide: Callable | None = None) -> None:
+        self.node = node
+        self.store = blockstore
+        self.engine = Engine(blockstore)
+        self._senders: dict[bytes, _Sender] = {}
+        self._fetches: set[_Fetch] = set()
+        self._wanted: dict[bytes, set[_Fetch]] = {}
+        self._work = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.penalties: dict[bytes, int] = {}
+        self.banned: dict[bytes, float] = {}
+        self.blocks_received = 0
+        self.unwanted_blocks = 0
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def attach(self) -> None:
+        for proto in PROTOCOLS:
+            self.node.set_stream_handler(proto, self._serve_stream)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._serve_wants)
+            nursery.start_soon(self._forget_gone_peers)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- inbound ----------------------------------------------------------------------------
+    async def _serve_stream(self, stream) -> None:
+        peer = _remote_peer(stream)
+        decoder = BitswapFrameDecoder()
+        try:
+            while True:
+                frame = decoder.next_frame()
+                if frame is None:
+                    with trio.move_on_after(RECEIVE_IDLE) as idle:
+                        data = await _read(stream)
+                    if idle.cancelled_caught:
+                        break
+                    decoder.receive_data(data)
+                    if not data:
+                        if decoder.next_frame() is None:
+                            break
+                    continue
+                if self._is_banned(peer):
+                    break
+                await self.handle_message(peer, decode_message(frame))
+        except BitswapWireError as exc:
+            log.info("bitswap: malformed message from %s: %s", peer.hex()[:16], exc)
+            self._penalise(peer, MALFORMED_PENALTY)
+            await _reset(stream)
+            return
+        except Exception as exc:
+            log.debug("bitswap stream from %s ended: %r", peer.hex()[:16], exc)
+            await _reset(stream)
+            return
+        await _close(stream)
+
+    async def handle_message(self, peer: bytes, msg: BitswapMessage) -> None:
+        """One decoded message from ``peer`` (public for tests and the simulator)."""
+        if msg.blocks:
+            await self._take_blocks(peer, msg)
+        elif msg.haves or msg.dont_haves:
+            self._presences(peer, msg)
+        if msg.wants or msg.full:
+            self.engine.receive(peer, msg)
+            if self.engine.has_work(peer):
+                self._work.set()
+
+    async def _take_blocks(self, peer: bytes, msg: BitswapMessage) -> None:
+        wanted, unwanted = [], 0
+        for cid, data in msg.blocks:
+            if cid.multihash in self._wanted:
+                wanted.append((cid, data))
+            else:
+                unwanted += 1
+        if unwanted:
+            self.unwanted_blocks += unwanted
+            self._penalise(peer, UNWANTED_BLOCK_PENALTY * unwanted)
+        if wanted:
+            # Verified (native batch hash) and durable in one write before anyone uses them.
+            await trio.to_thread.run_sync(self.store.put_many, wanted)
+            self.blocks_received += len(wanted)
+            self.engine.record_received(peer, sum(len(d) for _c, d in wanted), len(wanted))
+        now = trio.current_time()
+        fetches: set[_Fetch] = set()
+        for cid, _data in wanted:
+            fetches |= self._wanted.pop(cid.multihash, set())
+        for fetch in fetches | self._presence_fetches(msg):
+            got, _ = fetch.session.receive(peer, msg, now)
+            fetch.inbox.extend(got)
+            fetch.poke()
+        if wanted and self.engine.blocks_added([c for c, _d in wanted]):
+            self._work.set()
+
+    def _presence_fetches(self, msg: BitswapMessage) -> set[_Fetch]:
+        out: set[_Fetch] = set()
+        for cid in (*msg.haves, *msg.dont_haves):
+            out |= self._wanted.get(cid.multihash, set())
+        return out
+
+    def _presences(self, peer: bytes, msg: BitswapMessage) -> None:
+        now = trio.current_time()
+        for fetch in self._presence_fetches(msg):
+            fetch.session.receive(peer, msg, now)
+            fetch.poke()
+
+    # -- serving ----------------------------------------------------------------------------
+    async def _serve_wants(self) -> None:
+        while True:
+            peer = self.engine.pick_peer(self._has_room)
+            if peer is None:
+                self._work = trio.Event()
+                await self._work.wait()
+                continue
+            msg = self.engine.next_message(peer)
+            if msg is not None:
+                self._sender(peer).add_message(msg)
+            await trio.sleep(0)
+
+    def _has_room(self, peer: bytes) -> bool:
+        sender = self._senders.get(peer)
+        return sender is None or sender.queued_bytes < SENDER_ROOM
+
+    async def _forget_gone_peers(self) -> None:
+        while True:
+            await trio.sleep(10)
+            connected = {p.peer_id for p in self.node.peers()}
+            for peer in list(self.engine.ledgers):
+                if peer not in connected:
+                    self.engine.peer_gone(peer)
+            now = trio.current_time()
+            for peer, until in list(self.banned.items()):
+                if until <= now:
+                    del self.banned[peer]
+                    self.penalties.pop(peer, None)
+
+    # -- senders ----------------------------------------------------------------------------
+    def _sender(self, peer: bytes) -> _Sender:
+        sender = self._senders.get(peer)
+        if sender is None:
+            sender = self._senders[peer] = _Sender(self, peer)
+            self._nursery.start_soon(sender.run)
+        return sender
+
+    def _sender_idle(self, sender: _Sender) -> bool:
+        """An idle sender retires (a new one starts with the next message)."""
+        if self._senders.get(sender.peer) is sender:
+            del self._senders[sender.peer]
+        return True
+
+    def _peer_unreachable(self, peer: bytes) -> None:
+        for fetch in self._fetches:
+            if peer in fetch.session.peers:
+                fetch.session.remove_peer(peer)
+                fetch.poke()
+
+    def _old_protocol(self, peer: bytes) -> None:
+        for fetch in self._fetches:
+            state = fetch.session.peers.get(peer)
+            if state is not None:
+                state.supports_have = False
+
+    # -- penalties --------------------------------------------------------------------------
+    def _penalise(self, peer: bytes, amount: int) -> None:
+        total = self.penalties.get(peer, 0) + amount
+        self.penalties[peer] = total
+        if total >= BAN_PENALTY and peer not in self.banned:
+            log.warning("bitswap: ignoring peer %s for %g s (penalty %d)",
+                        peer.hex()[:16], BAN_SECONDS, total)
+            self.banned[peer] = trio.current_time() + BAN_SECONDS
+            self.engine.peer_gone(peer)
+            self._peer_unreachable(peer)
+
+    def _is_banned(self, peer: bytes) -> bool:
+        until = self.banned.get(peer)
+        return until is not None and until > trio.current_time()
+
+    # -- fetching ---------------------------------------------------------------------------
+    async def fetch(self, root: CID, *, progress: Callable[[FetchStats], None] | None = None,
+                    timeout: float | None = None, providers: bool = True) -> FetchStats:
+        """Make every block of the DAG under ``root`` local; returns what it took.
+
+        Blocks already stored are read, not fetched, so a fetch cut short (even by
+        ``kill -9``) resumes where it stopped.
+        """
+        stats = FetchStats()
+        fetch = _Fetch(Session())
+        self._fetches.add(fetch)
+        try:
+            with trio.fail_after(timeout if timeout else math.inf):
+                await self._run_fetch(root, fetch, stats, progress, providers)
+        except trio.TooSlowError:
+            missing = len(fetch.session.wants)
+            raise FetchError(
+                f"fetching {root} timed out after {timeout:g} s with {missing} blocks still "
+                f"missing ({stats.blocks_fetched} fetched from {stats.peers} peers)") from None
+        finally:
+            self._fetches.discard(fetch)
+            for cid in fetch.session.pending():
+                waiting = self._wanted.get(cid.multihash)
+                if waiting is not None:
+                    waiting.discard(fetch)
+                    if not waiting:
+                        del self._wanted[cid.multihash]
+            for peer, msg in fetch.session.cancel_all().items():
+                if peer in self._senders:
+                    self._senders[peer].add_wants(msg.wants)
+        return stats
+
+    async def fetch_block(self, cid: CID, *, timeout: float | None = None) -> bytes:
+        """One block, from the store or the network (not its children)."""
+        if not self.store.has(cid):
+            stats = FetchStats()
+            fetch = _Fetch(Session())
+            self._fetches.add(fetch)
+            try:
+                with trio.fail_after(timeout if timeout else math.inf):
+                    await self._run_fetch(cid, fetch, stats, None, True, recurse=False)
+            except trio.TooSlowError:
+                raise FetchError(f"block {cid} not found within {timeout:g} s") from None
+            finally:
+                self._fetches.discard(fetch)
+                self._wanted.pop(cid.multihash, None)
+        return self.store.get(cid)
+
+    async def _run_fetch(self, root: CID, fetch: _Fetch, stats: FetchStats, progress,
+                         providers: bool, *, recurse: bool = True) -> None:
+        session = fetch.session
+        local = [root]
+        last_refresh = -math.inf
+        last_search = -math.inf
+        searching = False
+
+        async def search() -> None:
+            nonlocal searching
+            try:
+                await self._find_providers(root, session)
+            finally:
+                searching = False
+                fetch.poke()
+
+        while True:
+            # Walk what is local; want what is not.
+            while local:
+                cid = local.pop()
+                if self.store.has(cid):
+                    stats.blocks_local += 1
+                    if recurse:
+                        local.extend(children(cid, self.store.get(cid)))
+                else:
+                    session.want([cid])
+                    self._wanted.setdefault(cid.multihash, set()).add(fetch)
+            for cid, data in fetch.inbox:
+                stats.blocks_fetched += 1
+                stats.bytes_fetched += len(data)
+                if recurse:
+                    local.extend(children(cid, data))
+            fetch.inbox.clear()
+            if local:
+                continue
+            if progress is not None:
+                progress(stats)
+            if session.done:
+                return
+            now = trio.current_time()
+            if now - last_refresh >= PEER_REFRESH:
+                last_refresh = now
+                for summary in self.node.peers():
+                    if not self._is_banned(summary.peer_id):
+                        session.add_peer(summary.peer_id)
+                stats.peers = sum(1 for s in session.peers.values() if s.useful)
+            if (providers and not searching and self.node.dht is not None
+                    and (session.stuck() or not session.peers)
+                    and now - last_search >= PROVIDER_SEARCH_INTERVAL):
+                last_search = now
+                searching = True
+                self._nursery.start_soon(search)
+            for peer, msg in session.poll(now).items():
+                if self._is_banned(peer):
+                    continue
+                self._sender(peer).add_wants(msg.wants)
+            fetch.wake = trio.Event()
+            with trio.move_on_after(POLL_INTERVAL if session.peers else PEER_REFRESH):
+                await fetch.wake.wait()
+
+    async def _find_providers(self, root: CID, session: Session) -> None:
+        dht = self.node.dht
+        keys = [root.multihash] + [c.multihash for c in session.pending()[:2]]
+        for key in dict.fromkeys(keys):
+            try:
+                with trio.move_on_after(30):
+                    found = await dht.find_providers(key, 10)
+            except Exception as exc:
+                log.debug("bitswap: provider search failed: %s", exc)
+                continue
+            for prov in found:
+                if prov.id == self.node.peer_id_bytes or self._is_banned(prov.id):
+                    continue
+                try:
+                    await self.node.connect(prov.id, prov.addrs, OPEN_TIMEOUT)
+                    session.add_peer(prov.id)
+                except Exception as exc:
+                    log.debug("bitswap: provider %s unreachable: %s", prov.id.hex()[:16], exc)
+
+    # -- what the daemon reports ------------------------------------------------------------
+    def stats(self) -> dict:
+        return {
+            "peers": len(self.engine.ledgers),
+            "blocks_received": self.blocks_received,
+            "unwanted_blocks": self.unwanted_blocks,
+            "banned": len(self.banned),
+        }
+
+
+def _remote_peer(stream) -> bytes:
+    try:
+        return stream.muxed_conn.peer_id.to_bytes()
+    except Exception:
+        return b""
+
+
+async def _read(stream) -> bytes:
+    from libp2p.network.stream.exceptions import StreamEOF
+
+    try:
+        return await stream.read()
+    except StreamEOF:
+        return b""
+
+
+async def _close(stream) -> None:
+    try:
+        await stream.close()
+    except Exception:
+        pass
+
+
+async def _reset(stream) -> None:
+    try:
+        await stream.reset()
+    except Exception:
+        pass
+
+
+__all__ = ["BitswapService", "FetchError", "FetchStats", "PROTOCOL_100"]
