@@ -60,6 +60,7 @@ MALFORMED_PENALTY = 20
 POLL_INTERVAL = 0.05
 PEER_REFRESH = 1.0
 PROVIDER_SEARCH_INTERVAL = 5.0
+RECENT_BLOCKS = 4096
 
 
 class FetchError(P2PDError):
@@ -186,7 +187,13 @@ class BitswapService:
         self.penalties: dict[bytes, int] = {}
         self.banned: dict[bytes, float] = {}
         self.blocks_received = 0
+        self.blocks_sent = 0
         self.unwanted_blocks = 0
+        self.duplicate_blocks = 0
+        #: peers that sent us blocks we wanted (kept small: a count is what is reported)
+        self._givers: set[bytes] = set()
+        #: recently received multihashes: a late copy of one is a duplicate, not spam
+        self._recent: dict[bytes, None] = {}
 
     # -- lifetime ---------------------------------------------------------------------------
     def attach(self) -> None:
@@ -248,6 +255,8 @@ class BitswapService:
         for cid, data in msg.blocks:
             if cid.multihash in self._wanted:
                 wanted.append((cid, data))
+            elif cid.multihash in self._recent:
+                self.duplicate_blocks += 1
             else:
                 unwanted += 1
         if unwanted:
@@ -257,6 +266,12 @@ class BitswapService:
             # Verified (native batch hash) and durable in one write before anyone uses them.
             await trio.to_thread.run_sync(self.store.put_many, wanted)
             self.blocks_received += len(wanted)
+            if len(self._givers) < 4096:
+                self._givers.add(peer)
+            for cid, _data in wanted:
+                self._recent[cid.multihash] = None
+            while len(self._recent) > RECENT_BLOCKS:
+                del self._recent[next(iter(self._recent))]
             self.engine.record_received(peer, sum(len(d) for _c, d in wanted), len(wanted))
         now = trio.current_time()
         fetches: set[_Fetch] = set()
@@ -291,6 +306,7 @@ class BitswapService:
                 continue
             msg = self.engine.next_message(peer)
             if msg is not None:
+                self.blocks_sent += len(msg.blocks)
                 self._sender(peer).add_message(msg)
             await trio.sleep(0)
 
@@ -484,7 +500,10 @@ class BitswapService:
         return {
             "peers": len(self.engine.ledgers),
             "blocks_received": self.blocks_received,
+            "blocks_sent": self.blocks_sent,
+            "providers_used": len(self._givers),
             "unwanted_blocks": self.unwanted_blocks,
+            "duplicate_blocks": self.duplicate_blocks,
             "banned": len(self.banned),
         }
 
