@@ -1,8 +1,9 @@
 """Pins and garbage collection over the blockstore.
 
 A pin is recursive (the root and everything it links to stays) and lives at
-``/pins/<CIDv1 bytes>`` in the datastore. The value is a small record:
-``varint(version) varint(created, unix seconds) name``.
+``/pins/<CIDv1 bytes>`` in the datastore (so ``Qm...`` and its ``bafy...`` form are one
+pin). The value is a small record: ``varint(version) varint(created, unix seconds)
+varint(n) <the CID as given, n bytes> name``.
 
 Consistency rule (what makes ``kill -9`` harmless): a pin is written only after every
 block of its DAG is durably stored (:func:`missing_blocks` is empty), so no pin ever
@@ -146,10 +147,16 @@ def _key(cid: CID) -> bytes:
 
 
 def _encode(pin: Pin) -> bytes:
-    return encode_uvarint(PIN_VERSION) + encode_uvarint(pin.created) + pin.name.encode()
+    given = pin.cid.to_bytes()
+    return (encode_uvarint(PIN_VERSION) + encode_uvarint(pin.created)
+            + encode_uvarint(len(given)) + given + pin.name.encode())
 
 
 def _decode(cid: CID, value: bytes) -> Pin:
     _version, pos = decode_uvarint(value, 0)
     created, pos = decode_uvarint(value, pos)
-    return Pin(cid, created, value[pos:].decode("utf-8", "replace"))
+    n, pos = decode_uvarint(value, pos)
+    given = CID.from_bytes(value[pos:pos + n])
+    if given.multihash != cid.multihash:
+        raise PinError("pin record names another CID than its key")
+    return Pin(given, created, value[pos + n:].decode("utf-8", "replace"))

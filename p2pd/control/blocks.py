@@ -163,6 +163,9 @@ async def _answer(repo, req: pb.BlocksRequest, stream) -> list[pb.Response]:
                                                      size=repo.block_size(cid)))]
     if t == B.STAT:
         return [ok_response(blocks=pb.BlocksResponse(stats=json.dumps(repo.stats())))]
+    if t == B.VERIFY:
+        report = await repo.verify()
+        return [ok_response(blocks=pb.BlocksResponse(stats=json.dumps(report)))]
     raise ValueError(f"unknown BLOCKS request type {t}")
 
 

@@ -51,6 +51,8 @@ def add_parsers(sub) -> None:
     common(repo_sub.add_parser("gc", help="remove every block no pin reaches"))
     p = common(repo_sub.add_parser("stat", help="blocks, pins, Bitswap counters"))
     p.add_argument("--json", action="store_true")
+    p = common(repo_sub.add_parser("verify", help="re-hash every block, check every pin"))
+    p.add_argument("--json", action="store_true")
     block = sub.add_parser("block", help="block get|put|stat")
     block_sub = block.add_subparsers(dest="block_command", required=True)
     p = common(block_sub.add_parser("get", help="write a raw block to stdout"))
@@ -205,12 +207,15 @@ def run(args: argparse.Namespace) -> int:
             r = client.request(_request(args, type=B.GC)).blocks
             print(f"removed {r.blocks} blocks ({_size(r.size)})")
             return 0
-        stats = json.loads(client.request(_request(args, type=B.STAT)).blocks.stats)
+        kind = B.VERIFY if args.repo_command == "verify" else B.STAT
+        stats = json.loads(client.request(_request(args, type=kind)).blocks.stats)
         if args.json:
             print(json.dumps(stats))
         else:
             for key, value in stats.items():
                 print(f"{key}: {value}")
+        if args.repo_command == "verify" and (stats["blocks_bad"] or stats["pins_incomplete"]):
+            return 1
         return 0
     if cmd == "block":
         sub = args.block_command

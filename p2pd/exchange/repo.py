@@ -219,6 +219,28 @@ class Repo:
     def block_size(self, cid: CID) -> int:
         return self.store.size(cid)
 
+    async def verify(self) -> dict:
+        """Re-hash every stored block (a bad one is quarantined) and check that every
+        pin's DAG is complete."""
+        from ..blocks.pins import missing_blocks
+        from ..errors import BlockNotFound, CorruptBlock
+
+        def work() -> dict:
+            ok = bad = 0
+            for cid in list(self.store.cids()):
+                try:
+                    self.store.cache.discard(cid.multihash)
+                    self.store.get(cid)
+                    ok += 1
+                except (CorruptBlock, BlockNotFound):
+                    bad += 1
+            incomplete = [str(p.cid) for p in self.pins.list()
+                          if missing_blocks(self.store, p.cid, limit=1)]
+            return {"blocks_ok": ok, "blocks_bad": bad, "pins": len(self.pins.list()),
+                    "pins_incomplete": incomplete}
+
+        return await trio.to_thread.run_sync(work)
+
     def stats(self) -> dict:
         return {"blocks": self.store.count(), "pins": len(self.pins.list()),
                 **self.bitswap.stats()}
