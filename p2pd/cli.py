@@ -198,12 +198,13 @@ def _add_to_local_repo(path: str, options: dict, pin: bool = True):
     try:
         # One bulk write: no WAL per buffer, one flush at the end makes it all durable.
         store = Blockstore(datastore)
-        with store.bulk() as writer:
+        with store.bulk(prehashed=True) as writer:
             result = import_path(path, writer, **options)
         if pin:  # after the flush: a pin never points at a missing block
             from .blocks.pins import Pins
 
-            Pins(datastore, store).add(result.cid, os.path.basename(os.path.normpath(path)))
+            Pins(datastore, store).add(result.cid, os.path.basename(os.path.normpath(path)),
+                                       complete=True)
         return result
     finally:
         datastore.close()

@@ -121,15 +121,17 @@ class ByteLRU:
 
 
 class BulkWriter:
-    """What :meth:`Blockstore.bulk` yields: verified, unlogged ``put_many``."""
+    """What :meth:`Blockstore.bulk` yields: unlogged ``put_many`` (verified unless the
+    writer was opened ``prehashed``)."""
 
-    __slots__ = ("_bs",)
+    __slots__ = ("_bs", "_prehashed")
 
-    def __init__(self, blockstore: Blockstore) -> None:
+    def __init__(self, blockstore: Blockstore, prehashed: bool = False) -> None:
         self._bs = blockstore
+        self._prehashed = prehashed
 
     def put_many(self, blocks: Iterable[tuple[CIDLike, Buffer]]) -> int:
-        return self._bs.put_many(blocks, _logged=False)
+        return self._bs.put_many(blocks, _logged=False, prehashed=self._prehashed)
 
 
 class Blockstore:
@@ -161,7 +163,7 @@ class Blockstore:
         self.put_many([(cid, data)])
 
     @contextlib.contextmanager
-    def bulk(self) -> Iterator[BulkWriter]:
+    def bulk(self, *, prehashed: bool = False) -> Iterator[BulkWriter]:
         """A writer for many blocks at once (an import): durable all together at the end.
 
         Its ``put_many`` verifies exactly like :meth:`put_many` but skips the WAL;
@@ -170,20 +172,27 @@ class Blockstore:
         it is acknowledged, so write what points at the blocks (a pin, a root) after
         the ``with`` block. On an exception the blocks written so far are still
         flushed (they are valid blocks; garbage collection removes them if unpinned).
+
+        ``prehashed=True`` is for a caller whose CIDs were computed from these very
+        bytes by :mod:`p2pd.native` a moment before, in this process (the UnixFS
+        importer, Bitswap's decoder): hashing them a second time proves nothing new, so
+        it is skipped. Sizes and identity CIDs are still checked. Bytes from anywhere
+        else (a client's block put, a peer's claim of a CID) always take the verified path.
         """
         ds = self._live()
         try:
-            yield BulkWriter(self)
+            yield BulkWriter(self, prehashed)
         finally:
             ds.flush()
 
-    def put_many(self, blocks: Iterable[tuple[CIDLike, Buffer]], *, _logged: bool = True) -> int:
+    def put_many(self, blocks: Iterable[tuple[CIDLike, Buffer]], *, _logged: bool = True,
+                 prehashed: bool = False) -> int:
         """Verify and store many blocks in one atomic write; return how many were given.
 
         All blocks are hashed with one native call before anything is written;
         if any block is invalid, :class:`InvalidBlock` names it and none of the
         batch is stored. Buffers may be memoryviews the caller reuses after this
-        returns: the datastore copies them.
+        returns: the datastore copies them. ``prehashed``: see :meth:`bulk`.
         """
         ds = self._live()
         items = list(blocks)
@@ -210,7 +219,7 @@ class Blockstore:
             digests.append(digest)
             hashed.append(data)
             hashed_cids.append(cid)
-        if hashed:
+        if hashed and not prehashed:
             bad = native.sha256_mismatches(digests, hashed)
             if bad:
                 first = hashed_cids[bad[0]]

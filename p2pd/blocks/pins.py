@@ -49,10 +49,10 @@ def children(cid: CID, block: bytes) -> list[CID]:
     return [link.cid for link in dagpb.decode_node(block).links]
 
 
-def walk(store: Blockstore, root: CID) -> Iterator[tuple[CID, bytes | None]]:
-    """Every block of the DAG under ``root`` that is reachable locally, breadth first,
-    each multihash once; ``(cid, None)`` for a block that is missing or corrupt (its
-    children are then unknown)."""
+def walk(store: Blockstore, root: CID) -> Iterator[tuple[CID, bool]]:
+    """Every block of the DAG under ``root``, breadth first, each multihash once, with
+    whether it is stored. Only dag-pb nodes are read (for their links); raw leaves are
+    only looked up in the index. A missing or corrupt node's children are unknown."""
     seen = {root.multihash}
     level = [root]
     depth = 0
@@ -61,12 +61,15 @@ def walk(store: Blockstore, root: CID) -> Iterator[tuple[CID, bytes | None]]:
             raise PinError(f"DAG under {root} is deeper than {MAX_DEPTH} levels")
         nxt = []
         for cid in level:
+            if cid.codec != Codec.DAG_PB:
+                yield cid, store.has(cid)
+                continue
             try:
                 block = store.get(cid)
             except (BlockNotFound, CorruptBlock):
-                yield cid, None
+                yield cid, False
                 continue
-            yield cid, block
+            yield cid, True
             for child in children(cid, block):
                 if child.multihash not in seen:
                     seen.add(child.multihash)
@@ -77,8 +80,8 @@ def walk(store: Blockstore, root: CID) -> Iterator[tuple[CID, bytes | None]]:
 
 def missing_blocks(store: Blockstore, root: CID, limit: int = 1 << 30) -> list[CID]:
     out = []
-    for cid, block in walk(store, root):
-        if block is None:
+    for cid, present in walk(store, root):
+        if not present:
             out.append(cid)
             if len(out) >= limit:
                 break
@@ -91,9 +94,12 @@ class Pins:
         self.space = datastore.pins
         self.store = store
 
-    def add(self, cid: CID, name: str = "") -> Pin:
-        """Pin ``cid`` recursively; every block of its DAG must be stored already."""
-        missing = missing_blocks(self.store, cid, limit=1)
+    def add(self, cid: CID, name: str = "", *, complete: bool = False) -> Pin:
+        """Pin ``cid`` recursively; every block of its DAG must be stored already.
+
+        ``complete=True`` skips the walk that checks it, for a caller that has just
+        durably written the whole DAG itself (the importer, after its bulk flush)."""
+        missing = [] if complete else missing_blocks(self.store, cid, limit=1)
         if missing:
             raise PinError(f"cannot pin {cid}: block {missing[0]} is not stored (fetch it first)")
         pin = Pin(cid, int(time.time()), name[:256])
@@ -122,7 +128,7 @@ class Pins:
         """Multihashes of every block under any pin."""
         keep: set[bytes] = set()
         for pin in self.list():
-            for cid, _block in walk(self.store, pin.cid):
+            for cid, _present in walk(self.store, pin.cid):
                 keep.add(cid.multihash)
         return keep
 

@@ -112,14 +112,16 @@ class Repo:
             options = dict(chunk_size=chunk_size, cid_version=cid_version, raw_leaves=raw_leaves)
 
             def work() -> tuple[ImportResult, _CountingSink]:
-                with self.store.bulk() as writer:
+                with self.store.bulk(prehashed=True) as writer:
                     sink = _CountingSink(writer, progress, watch)
                     sink.collect_all = self.provide_mode == "all"
                     return import_path(path, sink, **options), sink
 
             result, sink = await trio.to_thread.run_sync(work)
             if pin:
-                self.pins.add(result.cid, os.path.basename(os.path.normpath(path)))
+                # The bulk write above was flushed: the whole DAG is durably stored.
+                self.pins.add(result.cid, os.path.basename(os.path.normpath(path)),
+                              complete=True)
         if sink.wanted and self.bitswap.engine.blocks_added(sink.wanted):
             self.bitswap._work.set()
         self._announce([result.cid] if self.provide_mode == "roots" else sink.cids)
