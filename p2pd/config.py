@@ -8,6 +8,7 @@ validated here, so the node never sees a negative limit or an unparsable address
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -68,7 +69,9 @@ enabled = true
 provide = "roots"
 
 [dht]
-enabled = false
+# Kademlia on /ipfs/kad/1.0.0: "server" answers queries (a home node with a public or
+# forwarded port), "client" only asks; "auto" is server.
+enabled = true
 mode = "auto"   # auto, server or client
 
 [pubsub]
@@ -76,8 +79,10 @@ enabled = false
 router = "gossipsub"
 
 [bootstrap]
-enabled = false
-# Empty: the public IPFS bootstrap peers (/dnsaddr/bootstrap.libp2p.io, resolved via DNS).
+# Join the network through these peers at start. Empty: the public IPFS bootstrap peers
+# (/dnsaddr/bootstrap.libp2p.io, resolved via DNS). The environment variable
+# P2PD_BOOTSTRAP_PEERS (comma-separated multiaddrs, or "none") overrides this table.
+enabled = true
 peers = []
 # DNS resolver for /dnsaddr (host:port); empty: the first nameserver in /etc/resolv.conf.
 dns_resolver = ""
@@ -249,6 +254,12 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
         c.bootstrap_peers = _get(doc, "bootstrap", "peers", list, [])
         c.dns_resolver = _get(doc, "bootstrap", "dns_resolver", str, "")
+    env_peers = os.environ.get("P2PD_BOOTSTRAP_PEERS")
+    if env_peers is not None:  # between config.toml and the flags
+        if env_peers.strip().lower() == "none":
+            c.bootstrap, c.bootstrap_peers = False, []
+        else:
+            c.bootstrap_peers = _split(env_peers)
     if "listen" in flags:
         c.control_listen = flags["listen"]
     if "id" in flags:

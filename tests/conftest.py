@@ -1,11 +1,18 @@
 """Shared fixtures. Keep this small: fixtures used by one test file live in that file."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from p2pd.store import Datastore
+
+# Tests never leave 127.0.0.1. The default config.toml joins the public network (DHT on,
+# the public bootstrap peers, /dnsaddr through resolv.conf): every daemon a test starts
+# inherits these unless the test sets its own (a local DNS server, local peers).
+os.environ.setdefault("P2PD_BOOTSTRAP_PEERS", "none")
+os.environ.setdefault("P2PD_DNS_RESOLVER", "127.0.0.1:9")
 
 
 @pytest.fixture

@@ -246,3 +246,23 @@ def test_kill9_during_get_then_restart_resumes(short_home, tmp_path):  # noqa: F
             assert fetched == total_blocks - kept, (fetched, kept)  # nothing fetched twice
         finally:
             d.stop()
+
+
+def test_added_roots_are_provided_and_fetchers_find_them_through_the_dht(tmp_path):
+    """The fetcher is not connected to the provider: the DHT names it, Bitswap fetches."""
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    with Daemon("-dht") as hub, Daemon("-dht") as provider, Daemon("-dht") as fetcher:
+        connect(provider, hub)
+        connect(fetcher, hub)
+        time.sleep(6)  # a maintenance round: hub, provider and fetcher know each other
+        cid = out("add", "-q", "--cid-version", "1", "--api", provider.control, str(src)).strip()
+        deadline = time.monotonic() + 30
+        found = ""
+        while time.monotonic() < deadline and provider.peer_id not in found:
+            found = out("dht", "findprovs", "--api", hub.control, cid, check=False)
+            time.sleep(0.3)
+        assert provider.peer_id in found  # `p2pd add` provided the root
+        out("disconnect", "--api", fetcher.control, provider.peer_id, check=False)
+        out("get", "--api", fetcher.control, "--timeout", "60", cid, "-o", str(tmp_path / "got"))
+        assert sha(tmp_path / "got") == sha(src)

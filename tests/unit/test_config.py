@@ -90,3 +90,21 @@ def test_blockstore_cache_size_comes_from_the_file():
     assert resolve({}, {"blockstore": {"cache_mib": 256}}).blockstore_cache_bytes == 256 << 20
     with pytest.raises(ConfigError, match="cache_mib"):
         resolve({}, {"blockstore": {"cache_mib": -1}})
+
+
+def test_a_home_node_joins_the_network_by_default(monkeypatch):
+    monkeypatch.delenv("P2PD_BOOTSTRAP_PEERS", raising=False)
+    c = resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    assert c.dht and c.dht_mode == "auto" and c.bootstrap and c.bootstrap_peers == []
+    assert c.bitswap and c.provide == "roots"
+    monkeypatch.setenv("P2PD_BOOTSTRAP_PEERS", "none")
+    c = resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    assert not c.bootstrap
+    monkeypatch.setenv("P2PD_BOOTSTRAP_PEERS", "/ip4/127.0.0.1/tcp/1/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ")
+    c = resolve({"bootstrapPeers": ""}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    assert c.bootstrap and c.bootstrap_peers == []  # the flag wins over the environment
+
+
+def test_provide_strategy_is_checked():
+    with pytest.raises(ConfigError, match="provide"):
+        resolve({}, {"bitswap": {"provide": "everything"}})
