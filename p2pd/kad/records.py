@@ -16,7 +16,6 @@ reason; ``select`` picks the best of several valid values for one key.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass
 
@@ -25,11 +24,13 @@ from google.protobuf.message import DecodeError
 from .. import native
 from ..blocks import cbor
 from ..errors import P2PDError
+from ..peerkeys import PeerKeyError, peer_id_from_public_key, public_key_in_peer_id
+from ..peerkeys import parse_public_key as _parse_public_key
 from ..proto import ipns_record_pb2 as ipns_pb2
-from ..varint import decode_uvarint
 
 MAX_IPNS_RECORD = 10 * 1024
 KEY_TYPE_ED25519 = 1
+
 
 
 class RecordInvalid(P2PDError, ValueError):
@@ -38,42 +39,15 @@ class RecordInvalid(P2PDError, ValueError):
 
 # -- keys and peer ids --------------------------------------------------------------------
 
-def peer_id_from_public_key(pubkey_proto: bytes) -> bytes:
-    """The peer id (multihash) of a serialized libp2p PublicKey: identity if <= 42 bytes."""
-    if len(pubkey_proto) <= 42:
-        return bytes([0x00, len(pubkey_proto)]) + pubkey_proto
-    return b"\x12\x20" + hashlib.sha256(pubkey_proto).digest()
-
-
 def parse_public_key(pubkey_proto: bytes) -> tuple[int, bytes]:
-    """``(key type, key bytes)`` from a PublicKey protobuf (fields 1 varint, 2 bytes)."""
-    pos, key_type, data = 0, None, None
+    """``(key type, key bytes)``; a malformed key is :class:`RecordInvalid` here."""
     try:
-        while pos < len(pubkey_proto):
-            tag, pos = decode_uvarint(pubkey_proto, pos)
-            if tag == 0x08:
-                key_type, pos = decode_uvarint(pubkey_proto, pos)
-            elif tag == 0x12:
-                n, pos = decode_uvarint(pubkey_proto, pos)
-                if pos + n > len(pubkey_proto):
-                    raise RecordInvalid("public key data runs past the end")
-                data, pos = pubkey_proto[pos : pos + n], pos + n
-            else:
-                raise RecordInvalid(f"unexpected field tag {tag} in a public key")
-    except ValueError as exc:
-        if isinstance(exc, RecordInvalid):
-            raise
-        raise RecordInvalid(f"malformed public key: {exc}") from None
-    if key_type is None or data is None:
-        raise RecordInvalid("public key lacks its type or data")
-    return key_type, bytes(data)
+        return _parse_public_key(pubkey_proto)
+    except PeerKeyError as exc:
+        raise RecordInvalid(str(exc)) from None
 
 
-def public_key_in_peer_id(peer_id: bytes) -> bytes | None:
-    """The PublicKey protobuf inlined in an identity-multihash peer id, if it is one."""
-    if len(peer_id) >= 2 and peer_id[0] == 0x00 and peer_id[1] == len(peer_id) - 2:
-        return peer_id[2:]
-    return None
+__all__ = ["peer_id_from_public_key", "public_key_in_peer_id", "parse_public_key"]
 
 
 def split_key(key: bytes) -> tuple[str, bytes]:
