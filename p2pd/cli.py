@@ -14,7 +14,7 @@ from .errors import P2PDError
 from .goflags import FlagSet
 
 SUBCOMMANDS = ("add", "id", "peers", "connect", "disconnect", "ping", "status", "dht",
-               "cat", "get", "pin", "repo", "block")
+               "cat", "get", "pin", "repo", "block", "pubsub")
 
 DESCRIPTION = """\
 p2pd - a libp2p peer-to-peer daemon (Kademlia DHT, gossipsub, Bitswap, daemon protocol)
@@ -28,6 +28,7 @@ usage:
   p2pd id|peers|status         the running daemon's identity, peers, status (--json for scripts)
   p2pd connect MULTIADDR/p2p/ID | disconnect ID | ping ID    act through the running daemon
   p2pd dht findpeer|findprovs|get|put|provide ...            the running daemon's DHT
+  p2pd pubsub sub|pub|peers|topics ...                       pubsub (daemon started with -pubsub)
   p2pd --version               print the version
   p2pd SUBCOMMAND --help       help for a subcommand
 """
@@ -111,11 +112,12 @@ def _run_subcommand(argv: list[str]) -> int:
                      help="progress bar on stderr (default: when stderr is a terminal)")
     add.add_argument("--api", metavar="MULTIADDR", default=None,
                      help="daemon control address (default /unix/$P2PD_HOME/p2pd.sock)")
-    from .control import blocks_cli, commands, dht_cli
+    from .control import blocks_cli, commands, dht_cli, pubsub_cli
 
     commands.add_parsers(sub)
     dht_cli.add_parser(sub)
     blocks_cli.add_parsers(sub)
+    pubsub_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "add":
         return _cmd_add(args)
@@ -123,6 +125,8 @@ def _run_subcommand(argv: list[str]) -> int:
         return dht_cli.run(args)
     if args.command in commands.COMMANDS:
         return commands.run(args)
+    if args.command == "pubsub":
+        return pubsub_cli.run(args)
     if args.command in blocks_cli.COMMANDS:
         return blocks_cli.run(args)
     return 2  # pragma: no cover - argparse enforces the choices

@@ -141,6 +141,8 @@ class Config:
     dht_mode: str = "auto"
     pubsub: bool = False
     pubsub_router: str = "gossipsub"
+    pubsub_sign: bool = True
+    pubsub_strict: bool = True
     bootstrap: bool = False
     bootstrap_peers: list[str] = field(default_factory=list)
     dns_resolver: str = ""
@@ -287,6 +289,10 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.pubsub = flags["pubsub"]
     if "pubsubRouter" in flags:
         c.pubsub_router = flags["pubsubRouter"]
+    if "pubsubSign" in flags:
+        c.pubsub_sign = flags["pubsubSign"]
+    if "pubsubSignStrict" in flags:
+        c.pubsub_strict = flags["pubsubSignStrict"]
     if "bootstrap" in flags:
         c.bootstrap = flags["bootstrap"]
     if "bootstrapPeers" in flags:

@@ -95,6 +95,13 @@ class Node:
 
             self.dht = DHTService(self, datastore, server=config.dht_mode != "client")
             self.dht.attach()
+        self.pubsub = None
+        if config.pubsub:
+            from .gossip.service import PubsubService
+
+            self.pubsub = PubsubService(self, mode=config.pubsub_router,
+                                        sign=config.pubsub_sign, strict=config.pubsub_strict)
+            self.pubsub.attach()
         if config.bitswap:
             from .exchange.repo import Repo
 
@@ -123,6 +130,8 @@ class Node:
                         nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
                     if self.repo is not None:
                         await nursery.start(self.repo.run)
+                    if self.pubsub is not None:
+                        await nursery.start(self.pubsub.run)
                     if self.dht is not None:
                         await nursery.start(self.dht.run, self._bootstrap_peers)
                     task_status.started()

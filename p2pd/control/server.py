@@ -167,6 +167,12 @@ class ControlServer:
                         error_response(f"no request within {self.idle_timeout:g} s; closing"),
                     )
                     return
+                if (request.type == pb.Request.PUBSUB and request.HasField("pubsub")
+                        and request.pubsub.type == pb.PSRequest.SUBSCRIBE):
+                    from .pubsub import serve_subscribe
+
+                    await serve_subscribe(self.node, request, stream)
+                    return
                 if request.type == pb.Request.BLOCKS:
                     from .blocks import serve_blocks
 
@@ -336,9 +342,9 @@ class ControlServer:
         return await handle_dht(self.node, request.dht)
 
     async def _pubsub(self, request: pb.Request) -> pb.Response:
-        if not self.node.config.pubsub:
-            raise NodeError("pubsub not enabled: start the daemon with -pubsub")
-        raise NodeError("PUBSUB requests are not implemented yet by this daemon")
+        from .pubsub import handle_pubsub
+
+        return await handle_pubsub(self.node, request)
 
 
 def _timeout(message) -> float | None:

@@ -1,0 +1,368 @@
+"""The trio edge of pubsub: streams in and out around the sans-IO :class:`Router`.
+
+* Each pubsub peer has one stream in each direction, as the pubsub spec asks: we open ours
+  (``/meshsub/1.1.0``, then ``1.0.0``, then ``/floodsub/1.0.0``) when a connection appears
+  (a network notifee, plus a reconciling sweep) and when a peer opens one to us; theirs is
+  read frame by frame into :meth:`Router.handle_rpc`.
+* A malformed RPC resets that stream and adds behaviour penalty; the peer's next stream
+  starts clean, its score remembers.
+* One writer task per peer sends what the router queued, at most ``MAX_QUEUED`` RPC frames
+  deep (beyond that the newest are dropped and counted: a slow peer cannot make us buffer
+  without bound).
+* A heartbeat task runs :meth:`Router.heartbeat` every second.
+* Local subscribers (control clients) get messages through bounded channels; a subscriber
+  that does not keep up loses messages, never the daemon's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from ..peerkeys import public_key_in_peer_id
+from .router import Params, Router, Validation
+from .wire import (
+    FLOODSUB,
+    MESHSUB_10,
+    MESHSUB_11,
+    Message,
+    PubsubFrameDecoder,
+    PubsubWireError,
+    decode_rpc,
+    encode_rpc,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED = 1024
+SUBSCRIBER_BUFFER = 1024
+OPEN_TIMEOUT = 10.0
+SWEEP_INTERVAL = 1.0
+RETRY_NON_PUBSUB = 30.0
+
+
+class _Writer:
+    def __init__(self, service: PubsubService, peer: bytes, stream, protocol: str) -> None:
+        self.service, self.peer, self.stream, self.protocol = service, peer, stream, protocol
+        self.frames: list[bytes] = []
+        self.wake = trio.Event()
+        self.dropped = 0
+
+    def push(self, frame: bytes) -> None:
+        if len(self.frames) >= MAX_QUEUED:
+            self.dropped += 1
+            return
+        self.frames.append(frame)
+        self.wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                if not self.frames:
+                    self.wake = trio.Event()
+                    await self.wake.wait()
+                    continue
+                frames, self.frames = self.frames, []
+                await self.stream.write(b"".join(frames))
+        except Exception as exc:
+            log.debug("pubsub: writing to %s failed: %r", self.peer.hex()[:16], exc)
+        finally:
+            self.service._writer_gone(self)
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.stream.reset()
+                except Exception:
+                    pass
+
+
+class PubsubService:
+    def __init__(self, node, *, mode: str = "gossipsub", sign: bool = True,
+                 strict: bool = True, params: Params | None = None) -> None:
+        self.node = node
+        self.me = node.peer_id_bytes
+        self.mode = mode
+        self.protocols = (MESHSUB_11, MESHSUB_10, FLOODSUB) if mode == "gossipsub" else (FLOODSUB,)
+        params = params or Params()
+        params.strict_sign = strict
+        self._key = node.key_pair.private_key
+        self._key_proto = node.key_pair.public_key.serialize()
+        self.validators: dict[str, Callable[[bytes, Message], Validation]] = {}
+        self.router = Router(self.me, params=params, mode=mode, validator=self._validate,
+                             signer=self._sign if sign else None)
+        self._writers: dict[bytes, _Writer] = {}
+        self._opening: set[bytes] = set()
+        self._pending: dict[bytes, list[bytes]] = {}
+        self._not_pubsub: dict[bytes, float] = {}
+        self._subscribers: dict[str, list[tuple]] = {}  # topic -> [(send, receive)]
+        self._nursery: trio.Nursery | None = None
+        self._events_send, self._events = trio.open_memory_channel(4096)
+
+    # -- lifetime -----------------------------------------------------------------------------
+    def attach(self) -> None:
+        for proto in self.protocols:
+            self.node.set_stream_handler(proto, self._inbound)
+        self.node.host.get_network().register_notifee(_Notifee(self._events_send))
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._heartbeat)
+            nursery.start_soon(self._connections)
+            nursery.start_soon(self._sweep)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- the application side -----------------------------------------------------------------
+    def _sign(self, m: Message) -> Message:
+        m.signature = self._key.sign(m.signed_bytes())
+        if public_key_in_peer_id(m.from_peer) is None:
+            m.key = self._key_proto
+        return m
+
+    def _validate(self, peer: bytes, m: Message) -> Validation:
+        fn = self.validators.get(m.topic)
+        if fn is None:
+            return Validation.ACCEPT
+        try:
+            return fn(peer, m)
+        except Exception as exc:  # a broken validator rejects, it does not crash the node
+            log.warning("pubsub validator for %r failed: %s", m.topic, exc)
+            return Validation.REJECT
+
+    def topics(self) -> list[str]:
+        return sorted(self.router.subscriptions)
+
+    def peers(self, topic: str | None = None) -> list[bytes]:
+        if topic:
+            return sorted(self.router.topics.get(topic, ()))
+        return sorted(self.router.peers)
+
+    def publish(self, topic: str, data: bytes) -> bytes:
+        if not topic:
+            raise ValueError("publish needs a topic")
+        msg_id = self.router.publish(topic, data, trio.current_time())
+        self._flush()
+        return msg_id
+
+    def subscribe(self, topic: str) -> trio.MemoryReceiveChannel:
+        """A channel of ``(msg_id, Message)`` for ``topic``; close it to unsubscribe."""
+        if not topic:
+            raise ValueError("subscribe needs a topic")
+        send, recv = trio.open_memory_channel(SUBSCRIBER_BUFFER)
+        self._subscribers.setdefault(topic, []).append((send, recv))
+        self.router.subscribe(topic, trio.current_time())
+        self._flush()
+        return recv
+
+    def unsubscribe(self, topic: str, channel: trio.MemoryReceiveChannel | None = None) -> None:
+        subs = self._subscribers.get(topic, [])
+        self._subscribers[topic] = [(s, r) for s, r in subs if r is not channel]
+        if not self._subscribers[topic]:
+            del self._subscribers[topic]
+            self.router.unsubscribe(topic, trio.current_time())
+            self._flush()
+
+    # -- moving RPCs ----------------------------------------------------------------------------
+    def _flush(self) -> None:
+        for peer, rpc in self.router.take_outgoing().items():
+            writer = self._writers.get(peer)
+            if writer is not None:
+                writer.push(encode_rpc(rpc))
+            elif peer in self._opening:  # our stream is being opened: keep a few
+                pending = self._pending.setdefault(peer, [])
+                if len(pending) < MAX_QUEUED:
+                    pending.append(encode_rpc(rpc))
+        for msg_id, msg in self.router.take_deliveries():
+            for send, recv in list(self._subscribers.get(msg.topic, ())):
+                try:
+                    send.send_nowait((msg_id, msg))
+                except trio.WouldBlock:
+                    log.info("pubsub: a slow subscriber of %r missed a message", msg.topic)
+                except trio.BrokenResourceError:
+                    self.unsubscribe(msg.topic, recv)
+        if self.router.px_candidates:
+            cands, self.router.px_candidates = self.router.px_candidates[:8], []
+            for peer in cands:
+                if self.node.knows_peer(peer):
+                    self._nursery.start_soon(self._connect_px, peer)
+
+    async def _connect_px(self, peer: bytes) -> None:
+        try:
+            await self.node.connect(peer, [], OPEN_TIMEOUT)
+        except Exception as exc:
+            log.debug("pubsub: PX peer %s unreachable: %s", peer.hex()[:16], exc)
+
+    async def _heartbeat(self) -> None:
+        interval = self.router.p.heartbeat_interval
+        while True:
+            await trio.sleep(interval)
+            self.router.heartbeat(trio.current_time())
+            self._flush()
+
+    # -- peers ------------------------------------------------------------------------------------
+    async def _connections(self) -> None:
+        async for kind, peer in self._events:
+            if kind == "up":
+                self._ensure_outbound(peer)
+            else:
+                if not self._connected(peer):
+                    self._drop(peer)
+
+    async def _sweep(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_INTERVAL)
+            now = trio.current_time()
+            connected = {p.peer_id for p in self.node.peers()}
+            for peer in connected:
+                if peer not in self._writers and self._not_pubsub.get(peer, 0) <= now:
+                    self._ensure_outbound(peer)
+            for peer in list(self.router.peers):
+                if peer not in connected:
+                    self._drop(peer)
+
+    def _connected(self, peer: bytes) -> bool:
+        return any(p.peer_id == peer for p in self.node.peers())
+
+    def _ensure_outbound(self, peer: bytes) -> None:
+        if peer == self.me or peer in self._writers or peer in self._opening \
+                or self._nursery is None:
+            return
+        self._opening.add(peer)
+        self._nursery.start_soon(self._open, peer)
+
+    async def _open(self, peer: bytes) -> None:
+        try:
+            stream, proto, _addr = await self.node.open_stream(peer, list(self.protocols),
+                                                               OPEN_TIMEOUT)
+        except Exception as exc:
+            log.debug("pubsub: %s speaks no pubsub: %s", peer.hex()[:16], exc)
+            self._not_pubsub[peer] = trio.current_time() + RETRY_NON_PUBSUB
+            self._pending.pop(peer, None)
+            return
+        finally:
+            self._opening.discard(peer)
+        ip = _ip_of(self.node.stream_remote_addr(stream))
+        writer = _Writer(self, peer, stream, proto)
+        self._writers[peer] = writer
+        for frame in self._pending.pop(peer, []):
+            writer.push(frame)
+        if peer in self.router.peers:
+            self.router.peers[peer].outbound = True
+        else:
+            self.router.add_peer(peer, proto, trio.current_time(), outbound=True, ip=ip)
+        self._nursery.start_soon(writer.run)
+        self._flush()
+
+    def _writer_gone(self, writer: _Writer) -> None:
+        if self._writers.get(writer.peer) is writer:
+            del self._writers[writer.peer]
+            self.router.remove_peer(writer.peer, trio.current_time())
+
+    def _drop(self, peer: bytes) -> None:
+        writer = self._writers.pop(peer, None)
+        if writer is not None:
+            self._nursery.start_soon(_reset, writer.stream)
+        self.router.remove_peer(peer, trio.current_time())
+
+    async def _inbound(self, stream) -> None:
+        try:
+            peer = stream.muxed_conn.peer_id.to_bytes()
+        except Exception:
+            await _reset(stream)
+            return
+        self._ensure_outbound(peer)
+        decoder = PubsubFrameDecoder()
+        try:
+            while True:
+                frame = decoder.next_frame()
+                if frame is None:
+                    data = await _read(stream)
+                    decoder.receive_data(data)
+                    if not data:
+                        if decoder.next_frame() is None:
+                            return
+                    continue
+                rpc = decode_rpc(frame)
+                if peer not in self.router.peers:  # their stream came before ours
+                    self.router.add_peer(peer, str(stream.get_protocol()), trio.current_time(),
+                                         ip=_ip_of(self.node.stream_remote_addr(stream)))
+                self.router.handle_rpc(peer, rpc, trio.current_time())
+                self._flush()
+        except PubsubWireError as exc:
+            log.info("pubsub: malformed RPC from %s: %s", peer.hex()[:16], exc)
+            self.router.score.add_penalty(peer)
+            await _reset(stream)
+        except Exception as exc:
+            log.debug("pubsub stream from %s ended: %r", peer.hex()[:16], exc)
+            await _reset(stream)
+
+    def stats(self) -> dict:
+        return {"peers": len(self.router.peers), "topics": self.topics(),
+                **self.router.counters,
+                "dropped_frames": sum(w.dropped for w in self._writers.values())}
+
+
+class _Notifee:
+    """py-libp2p network events, forwarded without blocking the swarm."""
+
+    def __init__(self, send: trio.MemorySendChannel) -> None:
+        self.send = send
+
+    def _put(self, kind: str, conn) -> None:
+        try:
+            self.send.send_nowait((kind, conn.muxed_conn.peer_id.to_bytes()))
+        except (trio.WouldBlock, trio.BrokenResourceError, AttributeError):
+            pass  # the sweep catches up
+
+    async def connected(self, network, conn) -> None:
+        self._put("up", conn)
+
+    async def disconnected(self, network, conn) -> None:
+        self._put("down", conn)
+
+    async def opened_stream(self, network, stream) -> None:
+        pass
+
+    async def closed_stream(self, network, stream) -> None:
+        pass
+
+    async def listen(self, network, multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network, multiaddr) -> None:
+        pass
+
+
+def _ip_of(addr: bytes) -> str | None:
+    if not addr:
+        return None
+    try:
+        import multiaddr
+
+        ma = multiaddr.Multiaddr(addr)
+        for proto in ("ip4", "ip6"):
+            try:
+                return ma.value_for_protocol(proto)
+            except Exception:
+                continue
+    except Exception:
+        return None
+    return None
+
+
+async def _read(stream) -> bytes:
+    from libp2p.network.stream.exceptions import StreamEOF
+
+    try:
+        return await stream.read()
+    except StreamEOF:
+        return b""
+
+
+async def _reset(stream) -> None:
+    try:
+        await stream.reset()
+    except Exception:
+        pass
