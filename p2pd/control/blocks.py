@@ -72,6 +72,8 @@ def _timeout(req: pb.BlocksRequest) -> float | None:
 def _path(req: pb.BlocksRequest) -> str:
     if not req.path:
         raise ValueError("this request needs a path")
+    if not isinstance(req.path, str):  # proto2 hands back bytes for invalid UTF-8
+        raise ValueError("path is not valid UTF-8")
     if not os.path.isabs(req.path):
         raise ValueError(f"path {req.path!r} must be absolute (the daemon has its own cwd)")
     return req.path

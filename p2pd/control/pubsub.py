@@ -20,20 +20,27 @@ def _service(node):
     return node.pubsub
 
 
+def _topic(req: pb.PSRequest) -> str:
+    if not isinstance(req.topic, str):  # proto2 hands back bytes for invalid UTF-8
+        raise NodeError("topic is not valid UTF-8")
+    return req.topic
+
+
 async def handle_pubsub(node, request: pb.Request) -> pb.Response:
     ps = _service(node)
     if not request.HasField("pubsub"):
         raise NodeError("PUBSUB request without a PSRequest")
     req = request.pubsub
+    topic = _topic(req)
     if req.type == pb.PSRequest.GET_TOPICS:
         return ok_response(pubsub=pb.PSResponse(topics=ps.topics()))
     if req.type == pb.PSRequest.LIST_PEERS:
-        return ok_response(pubsub=pb.PSResponse(peerIDs=ps.peers(req.topic or None)))
+        return ok_response(pubsub=pb.PSResponse(peerIDs=ps.peers(topic or None)))
     if req.type == pb.PSRequest.PUBLISH:
-        if not req.topic:
+        if not topic:
             raise NodeError("PUBLISH needs a topic")
         try:
-            ps.publish(req.topic, bytes(req.data))
+            ps.publish(topic, bytes(req.data))
         except ValueError as exc:
             raise NodeError(str(exc)) from None
         return ok_response()
@@ -44,7 +51,7 @@ async def serve_subscribe(node, request: pb.Request, stream) -> None:
     """SUBSCRIBE: OK, then PSMessages until the client goes away."""
     try:
         ps = _service(node)
-        topic = request.pubsub.topic
+        topic = _topic(request.pubsub)
         if not topic:
             raise NodeError("SUBSCRIBE needs a topic")
     except NodeError as exc:

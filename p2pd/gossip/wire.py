@@ -109,7 +109,9 @@ def _deterministic(m) -> bytes:
     return m.SerializeToString(deterministic=True)
 
 
-def _topic(t: str) -> str:
+def _topic(t: str | bytes) -> str:
+    if not isinstance(t, str):  # proto2 hands back bytes for invalid UTF-8
+        raise PubsubWireError("topic is not valid UTF-8")
     if len(t.encode()) > MAX_TOPIC:
         raise PubsubWireError(f"topic longer than {MAX_TOPIC} bytes")
     return t

@@ -100,3 +100,73 @@ def test_cli_pub_sub_peers_topics():
         finally:
             sub.kill()
             sub.wait()
+
+
+def _raw_control(d: Daemon, request: pb.Request) -> pb.Response:
+    import socket
+
+    from p2pd.control.codec import FrameDecoder, decode_response, encode_message
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(d.sock))
+    s.sendall(encode_message(request))
+    dec = FrameDecoder()
+    while (frame := dec.next_frame()) is None:
+        dec.receive_data(s.recv(4096))
+    s.close()
+    return decode_response(frame)
+
+
+async def test_garbage_and_bad_requests_get_clear_errors_and_the_node_keeps_serving():
+    import socket
+
+    from p2pd.blocks.multibase import b58decode
+    from p2pd.control.codec import FrameDecoder, decode_response, encode_message
+
+    with Daemon("-pubsub") as a, Daemon("-pubsub") as b:
+        await connect_all([a, b])
+        # bad control requests: one clear error each
+        r = _raw_control(a, pb.Request(type=pb.Request.PUBSUB, pubsub=pb.PSRequest(
+            type=pb.PSRequest.PUBLISH, data=b"x")))
+        assert r.type == pb.Response.ERROR and "topic" in r.error.msg
+        ps = pb.PSRequest(type=pb.PSRequest.PUBLISH).SerializeToString() + b"\x12\x02\xff\xfe"
+        raw = pb.Request(type=pb.Request.PUBSUB).SerializeToString() + b"\x42" + bytes(
+            [len(ps)]) + ps  # field 8 (pubsub) whose topic is invalid UTF-8
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(a.sock))
+        s.sendall(bytes([len(raw)]) + raw)
+        dec = FrameDecoder()
+        while (frame := dec.next_frame()) is None:
+            dec.receive_data(s.recv(4096))
+        s.close()
+        r = decode_response(frame)
+        assert r.type == pb.Response.ERROR and "UTF-8" in r.error.msg
+        # garbage on a meshsub stream from b to a: that stream is reset, a keeps serving b
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(b.sock))
+        s.sendall(encode_message(pb.Request(type=pb.Request.STREAM_OPEN, streamOpen=
+                  pb.StreamOpenRequest(peer=b58decode(a.peer_id), proto=["/meshsub/1.1.0"]))))
+        dec = FrameDecoder()
+        while (frame := dec.next_frame()) is None:
+            dec.receive_data(s.recv(4096))
+        assert decode_response(frame).type == pb.Response.OK
+        s.sendall(b"\xff\xff\xff\xff\x0f" + b"\x00" * 64)  # a 4 GiB frame announced
+        s.settimeout(10)
+        try:
+            assert s.recv(10) == b""  # reset: the control socket closes the pipe
+        except OSError:
+            pass
+        s.close()
+        stream = await client(b).pubsub_subscribe("after")
+
+        async def a_sees_b() -> bool:
+            return len(await client(a).pubsub_list_peers("after")) == 1
+        await wait_for(a_sees_b)
+        await trio.sleep(1.2)
+        await client(a).pubsub_publish("after", b"still works")
+        m = pb.PSMessage()
+        with trio.fail_after(10):
+            await read_pbmsg_safe(stream, m)
+        assert m.data == b"still works"
+        await stream.aclose()
