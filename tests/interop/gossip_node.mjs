@@ -5,6 +5,8 @@
 //   {"cmd":"subscribe","topic":T}            -> {"ok":true}
 //   {"cmd":"publish","topic":T,"data":HEX}   -> {"ok":true}
 //   {"cmd":"received"}                       -> {"messages":[{"from","seqno","data","topic"}...]}
+//   {"cmd":"publishMany","topic":T,"n":N,"size":S,"gapMs":G} -> {"ok":true}: N messages
+//        stamped with their publish time; {"cmd":"stamps"} -> {"stamps":[[sent ms, got ms]...]}
 //   {"cmd":"peers","topic":T}                -> {"peers":[ID...]} (pubsub peers subscribed to T)
 //   {"cmd":"raw","peerId":ID,"proto":P,"hex":HEX} -> {"ok":true}: write raw bytes on a new
 //        stream (for sending forged RPCs)
@@ -40,7 +42,8 @@ node.services.pubsub.addEventListener('message', (evt) => {
     from: m.from?.toString() ?? '',
     seqno: m.sequenceNumber != null ? m.sequenceNumber.toString(16) : '',
     data: Buffer.from(m.data).toString('hex'),
-    topic: m.topic
+    topic: m.topic,
+    at: performance.timeOrigin + performance.now()
   })
 })
 
@@ -61,6 +64,20 @@ async function run (msg) {
       return { ok: true }
     case 'received':
       return { messages: received }
+    case 'stamps':
+      // receive times (ms since the epoch) against the publish time stamped into the data
+      return { stamps: received.map(m => [Buffer.from(m.data, 'hex').readDoubleBE(0), m.at]) }
+    case 'publishMany': {
+      // n messages of `size` bytes, each starting with its publish time (float64 ms)
+      for (let i = 0; i < msg.n; i++) {
+        const data = Buffer.alloc(msg.size)
+        data.writeDoubleBE(performance.timeOrigin + performance.now(), 0)
+        data.writeUInt32BE(i, 8)
+        await node.services.pubsub.publish(msg.topic, new Uint8Array(data))
+        if (msg.gapMs) await new Promise(resolve => setTimeout(resolve, msg.gapMs))
+      }
+      return { ok: true }
+    }
     case 'peers':
       return { peers: node.services.pubsub.getSubscribers(msg.topic).map(p => p.toString()) }
     case 'raw': {
