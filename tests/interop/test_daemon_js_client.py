@@ -69,3 +69,17 @@ def test_dht_and_pubsub_get_not_enabled_errors(result):
 def test_disconnect_drops_the_peer(result):
     _, _, r = result
     assert r["disconnect"]["ok"] and r["peersAfter"] == []
+
+
+def test_pubsub_through_the_js_daemon_client():
+    if shutil.which("node") is None or not (HERE / "node_modules" / "@libp2p").exists():
+        pytest.skip("node or tests/interop/node_modules missing (run npm ci in tests/interop)")
+    with Daemon("-pubsub") as a, Daemon("-pubsub") as b:
+        out = subprocess.run(["node", "daemon_client_pubsub.mjs", str(a.sock), str(b.sock)],
+                             cwd=HERE, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["subscribers"] == [b.peer_id]
+    assert r["topicsB"] == ["js-topic"]
+    assert [m["data"] for m in r["received"]] == ["one", "two", "three"]
+    assert all(m["hasSig"] for m in r["received"])
