@@ -37,7 +37,8 @@ def test_response_parser_fuzz_raises_only_dns_errors(data, qid):
     assert isinstance(out, list) and len(out) <= dnsaddr.MAX_RESULTS
 
 
-def test_resolution_is_recursive_and_filtered_by_peer_id():
+def test_resolution_is_recursive_and_filtered_by_peer_id(monkeypatch):
+    monkeypatch.delenv("P2PD_DNS_RESOLVER", raising=False)  # the local server, not conftest's
     server = TxtServer({
         "_dnsaddr.boot.test": ["dnsaddr=/dnsaddr/east.boot.test",
                                f"dnsaddr=/ip4/127.0.0.1/tcp/4001/p2p/{B}", "unrelated=1"],
@@ -58,7 +59,8 @@ def test_resolution_is_recursive_and_filtered_by_peer_id():
         server.close()
 
 
-def test_a_loop_of_dnsaddr_names_is_bounded():
+def test_a_loop_of_dnsaddr_names_is_bounded(monkeypatch):
+    monkeypatch.delenv("P2PD_DNS_RESOLVER", raising=False)
     server = TxtServer({"_dnsaddr.loop.test": ["dnsaddr=/dnsaddr/loop.test"]})
     try:
         with pytest.raises(DNSError, match="deeper"):
