@@ -1,0 +1,28 @@
+"""The CLI progress bar: drawn on a terminal (bytes, percent, rate, ETA), silent elsewhere."""
+
+import io
+
+from p2pd.control.blocks_cli import ProgressBar
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bar_on_a_terminal_shows_bytes_rate_and_eta():
+    out = Tty()
+    bar = ProgressBar("fetching", stream=out)
+    bar.update(50 << 20, 100 << 20, force=True)
+    bar.close()
+    text = out.getvalue()
+    assert text.startswith("\rfetching [##########") and "50%" in text
+    assert "50.0 MiB/100.0 MiB" in text and "MiB/s" in text and "ETA" in text
+
+
+def test_quiet_in_pipes_and_files():
+    out = io.StringIO()  # not a terminal
+    bar = ProgressBar("adding", stream=out)
+    bar.update(1 << 20, 2 << 20, force=True)
+    bar.close()
+    assert out.getvalue() == ""
