@@ -17,7 +17,7 @@ def test_bar_on_a_terminal_shows_bytes_rate_and_eta():
     bar.close()
     text = out.getvalue()
     assert text.startswith("\rfetching [##########") and "50%" in text
-    assert "50.0 MiB/100.0 MiB" in text and "MiB/s" in text and "ETA" in text
+    assert "50.0 MiB/100.0 MiB" in text and "B/s" in text and "ETA" in text
 
 
 def test_quiet_in_pipes_and_files():
