@@ -195,7 +195,7 @@ class Router:
         for topic, members in self.mesh.items():
             if peer in members:
                 members.discard(peer)
-                self.score.prune(peer, topic)
+                self.score.prune(peer, topic, now)
         for members in self.fanout.values():
             members.discard(peer)
         self.score.remove_peer(peer, now)
@@ -233,7 +233,7 @@ class Router:
             self._rpc(peer).subscriptions.append((False, topic))
         for peer in self.mesh.pop(topic, set()):
             self._send_prune(peer, topic, now, self.p.unsubscribe_backoff)
-            self.score.prune(peer, topic)
+            self.score.prune(peer, topic, now)
 
     def publish(self, topic: str, data: bytes, now: float) -> bytes:
         """Sign (StrictSign) and send a message; returns its id. Raises ValueError when
@@ -269,7 +269,7 @@ class Router:
                 self.topics.get(topic, set()).discard(peer)
                 if peer in self.mesh.get(topic, ()):
                     self.mesh[topic].discard(peer)
-                    self.score.prune(peer, topic)
+                    self.score.prune(peer, topic, now)
         if self.score.score(peer, now) < self.th.graylist:
             self.counters["ignored_rpcs"] += 1
             return
@@ -392,7 +392,7 @@ class Router:
             members = self.mesh.get(pr.topic)
             if members is not None and peer in members:
                 members.discard(peer)
-                self.score.prune(peer, pr.topic)
+                self.score.prune(peer, pr.topic, now)
             backoff = float(pr.backoff) if pr.backoff else self.p.prune_backoff
             self.backoff[(pr.topic, peer)] = now + min(backoff, 3600.0)
             if pr.peers and score >= self.th.accept_px:
@@ -506,7 +506,7 @@ class Router:
         for peer in list(members):
             if peer not in self.peers or scores.get(peer, 0) < 0:
                 members.discard(peer)
-                self.score.prune(peer, topic)
+                self.score.prune(peer, topic, now)
                 if peer in self.peers:
                     self._send_prune(peer, topic, now, p.prune_backoff, px=False)
         if len(members) < p.d_lo:
@@ -531,7 +531,7 @@ class Router:
                         keep.append(q)
             for peer in members - set(keep):
                 members.discard(peer)
-                self.score.prune(peer, topic)
+                self.score.prune(peer, topic, now)
                 self._send_prune(peer, topic, now, p.prune_backoff)
         if self._ticks % p.opportunistic_graft_ticks == 0 and len(members) > 1:
             ranked = sorted(scores.get(q, 0) for q in members)

@@ -78,10 +78,8 @@ class Thresholds:
 class _TopicStats:
     in_mesh: bool = False
     graft_time: float = 0.0
-    mesh_time: float = 0.0
     first_deliveries: float = 0.0
     mesh_deliveries: float = 0.0
-    mesh_active: bool = False
     mesh_failure: float = 0.0
     invalid: float = 0.0
 
@@ -146,21 +144,24 @@ class PeerScore:
         st.connected = False
         st.expire = now + self.params.retain_score
         for topic, ts in st.topics.items():
-            self._leave_mesh(ts, topic)
+            self._leave_mesh(ts, topic, now)
 
     def graft(self, peer: bytes, topic: str, now: float) -> None:
         ts = self._topic(peer, topic)
         if ts is not None:
-            ts.in_mesh, ts.graft_time, ts.mesh_time, ts.mesh_active = True, now, 0.0, False
+            ts.in_mesh, ts.graft_time = True, now
 
-    def prune(self, peer: bytes, topic: str) -> None:
+    def prune(self, peer: bytes, topic: str, now: float) -> None:
         ts = self._topic(peer, topic)
         if ts is not None:
-            self._leave_mesh(ts, topic)
+            self._leave_mesh(ts, topic, now)
 
-    def _leave_mesh(self, ts: _TopicStats, topic: str) -> None:
+    def _leave_mesh(self, ts: _TopicStats, topic: str, now: float) -> None:
+        """P3b: a peer leaving the mesh with a delivery deficit (once P3 was active for
+        it) keeps that deficit, squared, as a decaying penalty."""
         tp = self._tp(topic)
-        if ts.in_mesh and ts.mesh_active and tp is not None \
+        if ts.in_mesh and tp is not None \
+                and now - ts.graft_time >= tp.mesh_message_deliveries_activation \
                 and ts.mesh_deliveries < tp.mesh_message_deliveries_threshold:
             deficit = tp.mesh_message_deliveries_threshold - ts.mesh_deliveries
             ts.mesh_failure += deficit * deficit

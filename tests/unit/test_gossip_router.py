@@ -251,3 +251,20 @@ def test_validator_reject_and_ignore():
 def test_px_and_params():
     assert Params().d == 6 and Params().d_lo == 4 and Params().d_hi == 12
     assert Params().heartbeat_interval == 1.0 and Params().fanout_ttl == 60.0
+
+
+def test_replayed_messages_are_dropped_as_duplicates():
+    net = Net(2)
+    a, b = net.nodes
+    net.link(a, b)
+    for node in net.nodes:
+        node.router.subscribe("t", net.now)
+    net.pump()
+    a.router.publish("t", b"once", net.now)
+    rpc = a.router.take_outgoing()[b.id]
+    b.router.handle_rpc(a.id, rpc, net.now)
+    for _ in range(5):  # the same signed message again and again
+        b.router.handle_rpc(a.id, RPC(messages=list(rpc.messages)), net.now)
+    assert len(b.router.take_deliveries()) == 1
+    assert b.router.counters["duplicates"] == 5
+    assert b.router.peer_score(a.id, net.now) >= 0  # replays are not invalid, only useless
