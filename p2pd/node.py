@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 60.0
 #: How often the peerstore is written to the datastore (and once more at shutdown).
 PEERSTORE_SAVE_INTERVAL = 30.0
+#: Handler changes within this window are announced with one identify push.
+IDENTIFY_PUSH_DELAY = 0.1
 
 
 class NodeError(P2PDError):
@@ -71,6 +73,8 @@ class Node:
             ),
         )
         self.peer_id = self.host.get_id()
+        self._nursery: trio.Nursery | None = None
+        self._push_pending = False
         self.agent_version = AGENT_VERSION
         self.started_at: float | None = None
         self.datastore = datastore
@@ -126,6 +130,7 @@ class Node:
             self.started_at = trio.current_time()
             try:
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     if self.peerbook is not None:
                         nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
                     if self.repo is not None:
@@ -395,11 +400,32 @@ class Node:
         from libp2p.custom_types import TProtocol
 
         self.host.set_stream_handler(TProtocol(protocol), handler)
+        self._protocols_changed()
 
     def remove_stream_handler(self, protocol: str) -> None:
         from libp2p.custom_types import TProtocol
 
         self.host.remove_stream_handler(TProtocol(protocol))
+        self._protocols_changed()
+
+    def _protocols_changed(self) -> None:
+        """Tell connected peers (identify push) once the node runs; a burst of handler
+        changes is one push."""
+        if self._nursery is None or self._push_pending:
+            return
+        self._push_pending = True
+        self._nursery.start_soon(self._push_identify)
+
+    async def _push_identify(self) -> None:
+        from libp2p.identity.identify_push.identify_push import push_identify_to_peers
+
+        await trio.sleep(IDENTIFY_PUSH_DELAY)
+        self._push_pending = False
+        with trio.move_on_after(30):
+            try:
+                await push_identify_to_peers(self.host)
+            except Exception as exc:  # a peer without push support is not our problem
+                log.debug("identify push failed: %s", exc)
 
     # -- connection manager ------------------------------------------------------------
 

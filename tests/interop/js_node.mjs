@@ -14,7 +14,7 @@ import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
+import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -36,7 +36,7 @@ const node = await createLibp2p({
   // and reads 16 MiB in one event loop, so a fast peer can fill the buffer while the loop
   // is busy sending: give the buffer room for the whole test payload.
   streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: 64 * 1024 * 1024 } })],
-  services: { identify: identify(), ping: ping() },
+  services: { identify: identify(), identifyPush: identifyPush(), ping: ping() },
   connectionManager: { inboundConnectionThreshold: 1000 }
 })
 

@@ -212,3 +212,22 @@ async def test_16_mib_echo_from_js_to_us_is_byte_identical(peers):
         assert result == {"sent": BIG, "received": BIG, "identical": True}
     finally:
         shutil.rmtree(handler_dir, ignore_errors=True)
+
+
+async def test_a_new_stream_handler_reaches_connected_js_peers_by_identify_push(peers):
+    ours, js = peers
+    await hang_up(ours, js)
+    peer, addr = split(js.addr(False))
+    control(ours).connect(peer, [addr])
+    with trio.fail_after(10):  # identify done: js knows our protocols
+        while "/ipfs/ping/1.0.0" not in (await trio.to_thread.run_sync(
+                lambda: js.call(cmd="peer", peerId=ours.peer_id)))["protocols"]:
+            await trio.sleep(0.05)
+    fresh = "/p2pd-test/pushed/1.0.0"
+    client = Client(Multiaddr(ours.control), Multiaddr(f"/unix{ours.dir}/push-handler.sock"))
+    async with client.listen():
+        await client.stream_handler(fresh, lambda *a: None)
+        with trio.fail_after(10):
+            while fresh not in (await trio.to_thread.run_sync(
+                    lambda: js.call(cmd="peer", peerId=ours.peer_id)))["protocols"]:
+                await trio.sleep(0.1)
