@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 60.0
 #: How often the peerstore is written to the datastore (and once more at shutdown).
 PEERSTORE_SAVE_INTERVAL = 30.0
+#: How often the connection manager compares the connection count with the high water mark.
+CONN_CHECK_INTERVAL = 1.0
 #: Handler changes within this window are announced with one identify push.
 IDENTIFY_PUSH_DELAY = 0.1
 
@@ -133,6 +135,8 @@ class Node:
                     self._nursery = nursery
                     if self.peerbook is not None:
                         nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
+                    if self.config.conn_manager:
+                        nursery.start_soon(self._keep_below_high_water)
                     if self.repo is not None:
                         await nursery.start(self.repo.run)
                     if self.pubsub is not None:
@@ -429,6 +433,17 @@ class Node:
 
     # -- connection manager ------------------------------------------------------------
 
+    async def _keep_below_high_water(self) -> None:
+        """The connection manager's automatic side: above the high water mark, trim to
+        the low one (sparing fresh and protected peers), checked every second."""
+        while True:
+            await trio.sleep(CONN_CHECK_INTERVAL)
+            if len(self.host.get_network().get_connections_map()) > self.config.conn_high:
+                closed = await self.trim(respect_grace=True)
+                if closed:
+                    log.info("connection manager: closed %d peers above the high water mark",
+                             closed)
+
     def tag_peer(self, peer_raw: bytes, tag: str, weight: int) -> None:
         peer = self.parse_peer_id(peer_raw)
         if not tag:
@@ -444,11 +459,13 @@ class Node:
     def peer_tag_value(self, peer_raw: bytes) -> int:
         return self.host.conn_manager.get_tag_value(self.parse_peer_id(peer_raw))
 
-    async def trim(self) -> int:
+    async def trim(self, *, respect_grace: bool = False) -> int:
         """Close the least valuable connections down to the low water mark.
 
         Peers are ranked by the sum of their tag weights (untagged first, then the
-        newest); protected peers are never closed. Returns how many peers were closed.
+        newest); protected peers are never closed. The automatic trim (above the high
+        water mark) also spares peers connected within the grace period; an explicit
+        TRIM request does not. Returns how many peers were closed.
         """
         network = self.host.get_network()
         conns = network.get_connections_map()
@@ -456,8 +473,10 @@ class Node:
         if excess <= 0:
             return 0
         tags = self.host.conn_manager
+        fresh_after = time.time() - self.config.conn_grace
         ranked = sorted(
-            (p for p in conns if not tags.is_protected(p)),
+            (p for p in conns if not tags.is_protected(p)
+             and not (respect_grace and _newest(conns[p]) > fresh_after)),
             key=lambda p: (tags.get_tag_value(p), -_newest(conns[p])),
         )
         closed = 0
@@ -477,7 +496,12 @@ def _peer_from_multiaddr(ma) -> bytes:
 
 
 def _newest(conns) -> float:
-    stamps = [getattr(c, "established_at", 0.0) or 0.0 for c in conns]
+    """Wall-clock time the newest live connection was made (py-libp2p's SwarmConn keeps it
+    as ``_created_at``); 0 when unknown."""
+    stamps = []
+    for c in conns:
+        stamp = getattr(c, "_created_at", None)
+        stamps.append(float(stamp) if isinstance(stamp, (int, float)) else 0.0)
     return max(stamps, default=0.0) if all(math.isfinite(s) for s in stamps) else 0.0
 
 

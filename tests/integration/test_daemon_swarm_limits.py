@@ -138,3 +138,30 @@ def test_garbage_and_silence_before_the_handshake_are_bounded_on_tcp_and_ws():
             assert client(d).identify()  # and answers its control client meanwhile
         for (port, data), (closed, _) in zip(cases, results, strict=True):
             assert closed, (port, data[:20])
+
+
+def test_above_the_high_water_mark_the_manager_trims_by_itself_sparing_tagged_peers():
+    with Daemon("-connManager", "-connLo=2", "-connHi=3", "-connGrace=1s") as d:
+        others = [Daemon() for _ in range(6)]
+        try:
+            ids = []
+            for o in others:
+                peer, addrs = client(o).identify()
+                client(d).connect(peer, addrs)
+                ids.append(peer)
+            r = client(d).request(pb.Request(type=pb.Request.CONNMANAGER,
+                                             connManager=pb.ConnManagerRequest(
+                                                 type=pb.ConnManagerRequest.TAG_PEER,
+                                                 peer=ids[4], tag="keep", weight=100)))
+            assert r.type == pb.Response.OK
+            deadline = time.monotonic() + 15
+            peers = ids
+            while time.monotonic() < deadline:
+                peers = [p.id for p in client(d).list_peers()]
+                if len(peers) <= 2:
+                    break
+                time.sleep(0.2)
+            assert len(peers) == 2 and ids[4] in peers  # no TRIM request was sent
+        finally:
+            for o in others:
+                o.stop()
