@@ -12,6 +12,7 @@ and ping are py-libp2p's; we only set the agent version it reports.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -94,6 +95,91 @@ def verify_ed25519_through_native() -> None:
         return native.verify(self.to_bytes(), data, signature)
 
     Ed25519PublicKey.verify = verify
+
+
+#: Most bytes one Yamux write hands to Noise at once (16 frames of 64 KiB).
+YAMUX_WRITE_BATCH = 1 << 20
+
+
+def batch_yamux_writes() -> None:
+    """Make py-libp2p's ``YamuxStream.write`` send what the window allows in one go.
+
+    py-libp2p 0.8 writes one 64 KiB Yamux frame per lock round and per
+    ``secured_conn.write``; 12 header bytes over the Noise plaintext limit (65,519 bytes),
+    each frame then becomes two Noise messages, two encryptions and two socket sends. And
+    when the send window is used up it polls it every 10 ms. Here a write takes as much
+    window as is open (up to ``YAMUX_WRITE_BATCH``), builds all its frames (still at most
+    64 KiB of payload each, as the peer expects) and hands them to Noise in one call, which
+    cuts them into full-size Noise messages; a writer waiting for window is woken by the
+    window update itself (``send_window`` becomes a property that signals increases).
+    Locks, the 5 s window timeout and the errors are the library's. Idempotent.
+    """
+    from libp2p.stream_muxer.exceptions import MuxedStreamError
+    from libp2p.stream_muxer.yamux.yamux import (
+        HEADER_SIZE,
+        MAX_MESSAGE_SIZE,
+        TYPE_DATA,
+        YAMUX_HEADER_FORMAT,
+        YamuxStream,
+    )
+
+    if getattr(YamuxStream.write, "_p2pd", False):
+        return
+    pack = struct.Struct(YAMUX_HEADER_FORMAT).pack
+
+    def get_window(self) -> int:
+        return self.__dict__.get("_p2pd_send_window", 0)
+
+    def set_window(self, value: int) -> None:
+        old = self.__dict__.get("_p2pd_send_window", 0)
+        self.__dict__["_p2pd_send_window"] = value
+        if value > old:
+            event = self.__dict__.get("_p2pd_window_event")
+            if event is not None:
+                event.set()
+
+    YamuxStream.send_window = property(get_window, set_window)
+
+    async def write(self, data: bytes) -> None:
+        if self.send_closed:
+            raise MuxedStreamError("Stream is closed for sending")
+        view = memoryview(data).cast("B")
+        total, sent = len(view), 0
+        while sent < total:
+            n = 0
+            async with self.rw_lock.write_lock():
+                if self.send_closed:
+                    raise MuxedStreamError("Stream is closed for sending")
+                async with self.window_lock:
+                    if self.closed:
+                        raise MuxedStreamError("Stream is closed")
+                    n = min(self.send_window, total - sent, YAMUX_WRITE_BATCH)
+                    if n > 0:
+                        self.send_window -= n
+                    else:
+                        self.__dict__["_p2pd_window_event"] = trio.Event()
+            if n <= 0:
+                with trio.move_on_after(5.0) as scope:
+                    while self.send_window <= 0 and not self.closed:
+                        event = self.__dict__.get("_p2pd_window_event")
+                        with trio.move_on_after(0.05):  # also notice closes
+                            await event.wait()
+                if scope.cancelled_caught:
+                    raise MuxedStreamError("Timed out waiting for window update after 5 seconds.")
+                continue
+            parts = []
+            for start in range(sent, sent + n, MAX_MESSAGE_SIZE):
+                chunk = view[start : min(start + MAX_MESSAGE_SIZE, sent + n)]
+                parts.append(pack(0, TYPE_DATA, 0, self.stream_id, len(chunk)))
+                parts.append(chunk)
+            async with self.conn._write_lock:
+                await self.conn.secured_conn.write(b"".join(parts))
+            await trio.lowlevel.checkpoint()
+            sent += n
+
+    write._p2pd = True
+    YamuxStream.write = write
+    assert HEADER_SIZE == 12  # the frame layout the packer above writes
 
 
 def read_whole_yamux_buffers() -> None:
@@ -263,6 +349,7 @@ def build_host(key_pair, options: HostOptions):
     identify_module.AGENT_VERSION = AGENT_VERSION
     verify_ed25519_through_native()
     read_whole_yamux_buffers()
+    batch_yamux_writes()
     no_dial_stagger()
     bound_websocket_handshakes()
 
