@@ -146,7 +146,8 @@ class _Sender:
                         if attempt:
                             self.service._peer_unreachable(self.peer)
                 if msg.blocks:
-                    self.queued_bytes -= sum(len(d) for _c, d in msg.blocks)
+                    self.queued_bytes = max(
+                        0, self.queued_bytes - sum(len(d) for _c, d in msg.blocks))
                     self.service._work.set()
         finally:
             if stream is not None:
