@@ -12,7 +12,6 @@ and ping are py-libp2p's; we only set the agent version it reports.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,142 +96,18 @@ def verify_ed25519_through_native() -> None:
     Ed25519PublicKey.verify = verify
 
 
-#: Most bytes one Yamux write hands to Noise at once (16 frames of 64 KiB).
-YAMUX_WRITE_BATCH = 1 << 20
+def use_our_yamux() -> None:
+    """Make py-libp2p's muxer negotiation build our :class:`~p2pd.net.yamux.YamuxConnection`.
 
-
-def batch_yamux_writes() -> None:
-    """Make py-libp2p's ``YamuxStream.write`` send what the window allows in one go.
-
-    py-libp2p 0.8 writes one 64 KiB Yamux frame per lock round and per
-    ``secured_conn.write``; 12 header bytes over the Noise plaintext limit (65,519 bytes),
-    each frame then becomes two Noise messages, two encryptions and two socket sends. And
-    when the send window is used up it polls it every 10 ms. Here a write takes as much
-    window as is open (up to ``YAMUX_WRITE_BATCH``), builds all its frames (still at most
-    64 KiB of payload each, as the peer expects) and hands them to Noise in one call, which
-    cuts them into full-size Noise messages; a writer waiting for window is woken by the
-    window update itself (``send_window`` becomes a property that signals increases).
-    Locks, the 5 s window timeout and the errors are the library's. Idempotent.
+    ``MuxerMultistream.new_conn`` constructs its own ``Yamux`` class by name whenever
+    ``/yamux/1.0.0`` is negotiated, whatever class the muxer table holds; the module
+    global it uses is pointed at ours (same constructor signature). Idempotent.
     """
-    from libp2p.stream_muxer.exceptions import MuxedStreamError
-    from libp2p.stream_muxer.yamux.yamux import (
-        HEADER_SIZE,
-        MAX_MESSAGE_SIZE,
-        TYPE_DATA,
-        YAMUX_HEADER_FORMAT,
-        YamuxStream,
-    )
+    from libp2p.stream_muxer import muxer_multistream
 
-    if getattr(YamuxStream.write, "_p2pd", False):
-        return
-    pack = struct.Struct(YAMUX_HEADER_FORMAT).pack
+    from .yamux import YamuxConnection
 
-    def get_window(self) -> int:
-        return self.__dict__.get("_p2pd_send_window", 0)
-
-    def set_window(self, value: int) -> None:
-        old = self.__dict__.get("_p2pd_send_window", 0)
-        self.__dict__["_p2pd_send_window"] = value
-        if value > old:
-            event = self.__dict__.get("_p2pd_window_event")
-            if event is not None:
-                event.set()
-
-    YamuxStream.send_window = property(get_window, set_window)
-
-    async def write(self, data: bytes) -> None:
-        if self.send_closed:
-            raise MuxedStreamError("Stream is closed for sending")
-        view = memoryview(data).cast("B")
-        total, sent = len(view), 0
-        while sent < total:
-            n = 0
-            async with self.rw_lock.write_lock():
-                if self.send_closed:
-                    raise MuxedStreamError("Stream is closed for sending")
-                async with self.window_lock:
-                    if self.closed:
-                        raise MuxedStreamError("Stream is closed")
-                    n = min(self.send_window, total - sent, YAMUX_WRITE_BATCH)
-                    if n > 0:
-                        self.send_window -= n
-                    else:
-                        self.__dict__["_p2pd_window_event"] = trio.Event()
-            if n <= 0:
-                with trio.move_on_after(5.0) as scope:
-                    while self.send_window <= 0 and not self.closed:
-                        event = self.__dict__.get("_p2pd_window_event")
-                        with trio.move_on_after(0.05):  # also notice closes
-                            await event.wait()
-                if scope.cancelled_caught:
-                    raise MuxedStreamError("Timed out waiting for window update after 5 seconds.")
-                continue
-            parts = []
-            for start in range(sent, sent + n, MAX_MESSAGE_SIZE):
-                chunk = view[start : min(start + MAX_MESSAGE_SIZE, sent + n)]
-                parts.append(pack(0, TYPE_DATA, 0, self.stream_id, len(chunk)))
-                parts.append(chunk)
-            async with self.conn._write_lock:
-                await self.conn.secured_conn.write(b"".join(parts))
-            await trio.lowlevel.checkpoint()
-            sent += n
-
-    write._p2pd = True
-    YamuxStream.write = write
-    assert HEADER_SIZE == 12  # the frame layout the packer above writes
-
-
-def read_whole_yamux_buffers() -> None:
-    """Make py-libp2p's ``YamuxStream.read()`` (no size) take its buffer in one slice.
-
-    py-libp2p 0.8 drains the buffer in 64 KiB slices, deleting each from the front of
-    a bytearray and appending it to a ``bytes`` result: quadratic in what is buffered.
-    With its 16 MiB windows a 64 MiB upload ran at ~5 MB/s and a 128 MiB one timed out.
-    Here the buffered bytes are taken at once (credited in the same 64 KiB steps); the
-    end-of-stream, reset and finalisation rules are the library's. Sized reads
-    (``read(n)``) are untouched. Idempotent.
-    """
-    from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamReset
-    from libp2p.stream_muxer.yamux.yamux import MAX_MESSAGE_SIZE, YamuxStream
-
-    if getattr(YamuxStream.read, "_p2pd", False):
-        return
-    sized_read = YamuxStream.read
-
-    async def read(self, n: int | None = -1) -> bytes:
-        if n is not None and n != -1:
-            return await sized_read(self, n)
-        while True:
-            buffer = self.conn.stream_buffers.get(self.stream_id)
-            if buffer is None:
-                if self.reset_received:
-                    raise MuxedStreamReset("Stream was reset")
-                raise MuxedStreamEOF("Stream buffer closed")
-            if buffer:
-                data = bytes(buffer)
-                buffer.clear()
-                # Credit the peer in the library's own 64 KiB steps, so the window
-                # updates on the wire are the ones py-libp2p would have sent.
-                for _ in range(0, len(data), MAX_MESSAGE_SIZE):
-                    await self._auto_tune_and_send_window_update(
-                        bytes_read=min(MAX_MESSAGE_SIZE, len(data) - _))
-                if self.closed and not buffer:
-                    await self.conn._finalize_stream(self, fully_closed=True)
-                return data
-            if self.reset_received:
-                raise MuxedStreamReset("Stream was reset")
-            if self.recv_closed:
-                raise MuxedStreamEOF("Stream is closed for receiving")
-            if self.conn.event_shutting_down.is_set():
-                raise MuxedStreamEOF("Connection shut down")
-            try:
-                await self.conn.stream_events[self.stream_id].wait()
-                self.conn.stream_events[self.stream_id] = trio.Event()
-            except KeyError:
-                raise MuxedStreamEOF("Stream was removed during read") from None
-
-    read._p2pd = True
-    YamuxStream.read = read
+    muxer_multistream.Yamux = YamuxConnection
 
 
 def no_dial_stagger() -> None:
@@ -341,22 +216,22 @@ def build_host(key_pair, options: HostOptions):
     from libp2p.identity.identify import identify as identify_module
     from libp2p.network.config import ConnectionConfig
     from libp2p.rcmgr.manager import new_resource_manager
-    from libp2p.security.noise.transport import Transport as NoiseTransport
     from libp2p.stream_muxer.mplex.mplex import Mplex
-    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    from .noise import NoiseTransport
+    from .yamux import YamuxConnection
 
     # py-libp2p reads the agent version from this module global when it answers identify.
     identify_module.AGENT_VERSION = AGENT_VERSION
     verify_ed25519_through_native()
-    read_whole_yamux_buffers()
-    batch_yamux_writes()
+    use_our_yamux()
     no_dial_stagger()
     bound_websocket_handshakes()
 
     security = {
         TProtocol(NOISE_PROTOCOL): NoiseTransport(key_pair, noise_privkey=new_x25519().private_key),
     }
-    muxers = {TProtocol(YAMUX_PROTOCOL): Yamux, TProtocol(MPLEX_PROTOCOL): Mplex}
+    muxers = {TProtocol(YAMUX_PROTOCOL): YamuxConnection, TProtocol(MPLEX_PROTOCOL): Mplex}
     conn_config = ConnectionConfig(
         max_connections=max(options.conn_high * 2, options.conn_high + 16),
         low_watermark=options.conn_low,

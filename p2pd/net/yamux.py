@@ -1,0 +1,558 @@
+"""Our Yamux stream muxer (/yamux/1.0.0) on trio, in place of py-libp2p's.
+
+Why (docs/decisions.md, "Own Yamux and Noise transport path"): py-libp2p's muxer read every
+frame with two exact reads through its Noise session, copied each payload through a growing
+buffer, credited the window per 64 KiB, slept 100 ms on close and dropped buffered data in
+``read(n)`` on a closed stream. This one reads whatever the secure channel has decrypted,
+cuts it into frames with :class:`~p2pd.net.yamux_wire.YamuxDecoder` (sans-IO) and hands
+payloads to streams without further copies.
+
+Behaviour (hashicorp yamux spec.md, as go-yamux and js-libp2p's yamux do it):
+
+* Stream ids: the dialer opens odd ids, the listener even ones; a SYN with the wrong parity,
+  id 0 or an id in use is a protocol error (GO_AWAY 1, connection closed).
+* Flow control: every stream starts with a 256 KiB window each way. A reader credits what
+  it consumed once that reaches half its window; when the sender had used up nearly the
+  whole window by then (it was waiting on us), the window doubles, up to ``max_window``
+  (16 MiB as in go-yamux). A peer sending beyond the window it was granted is a protocol
+  error. Writers block (without polling) until the peer credits them.
+* Inbound streams wait in a backlog of ``backlog`` (256) for the host to accept them;
+  beyond that, and after we sent GO_AWAY, new streams are reset.
+* PING with SYN is answered with ACK; ``ping()`` measures a round trip.
+* FIN half-closes, RST resets a stream; reads after a FIN return what is buffered, then
+  :class:`MuxedStreamEOF`; a reset raises :class:`MuxedStreamReset`.
+* Closing the connection sends GO_AWAY (normal) and closes the secure channel at once.
+
+The classes implement py-libp2p's ``IMuxedConn``/``IMuxedStream`` so its swarm, identify,
+ping and everything above use them unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from typing import Any
+
+import trio
+from libp2p.abc import IMuxedConn, IMuxedStream
+from libp2p.stream_muxer.exceptions import (
+    MuxedConnUnavailable,
+    MuxedStreamClosed,
+    MuxedStreamEOF,
+    MuxedStreamError,
+    MuxedStreamReset,
+)
+
+from .yamux_wire import (
+    FLAG_ACK,
+    FLAG_FIN,
+    FLAG_RST,
+    FLAG_SYN,
+    GO_AWAY_INTERNAL_ERROR,
+    GO_AWAY_NORMAL,
+    GO_AWAY_PROTOCOL_ERROR,
+    HEADER_SIZE,
+    INITIAL_WINDOW,
+    TYPE_DATA,
+    TYPE_GO_AWAY,
+    TYPE_PING,
+    TYPE_WINDOW_UPDATE,
+    YamuxDecoder,
+    YamuxWireError,
+    header,
+    pack_header,
+)
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_ID = "/yamux/1.0.0"
+#: Largest receive window a stream grows to (go-yamux's default maximum).
+MAX_WINDOW = 16 * 1024 * 1024
+#: Largest DATA payload we send in one frame (go-yamux and js-libp2p use 64 KiB too).
+MAX_FRAME = 64 * 1024
+#: Most bytes one ``write`` hands to the secure channel at once.
+WRITE_BATCH = 1024 * 1024
+#: Inbound streams waiting to be accepted.
+BACKLOG = 256
+#: How long one write to the secure channel may take before the connection is given up.
+WRITE_TIMEOUT = 30.0
+#: How long closing waits to get its GO_AWAY out before closing the socket anyway.
+GO_AWAY_TIMEOUT = 1.0
+
+
+class _ProtocolError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class YamuxStream(IMuxedStream):
+    """One Yamux stream: a deque of received payloads and two flow-control windows."""
+
+    def __init__(self, conn: "YamuxConnection", stream_id: int, is_initiator: bool) -> None:
+        self.muxed_conn = conn
+        self.stream_id = stream_id
+        self.is_initiator = is_initiator
+        self._chunks: deque[bytes] = deque()
+        self._offset = 0  # into _chunks[0]
+        self._buffered = 0
+        self._recv_window = INITIAL_WINDOW  # what the peer may still send
+        self._window_size = INITIAL_WINDOW  # the window we grant, grows with use
+        self._consumed = 0  # read since the last credit
+        self._send_window = INITIAL_WINDOW
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+        self._write_lock = trio.Lock()
+        self.recv_closed = False  # the peer sent FIN
+        self.send_closed = False  # we sent FIN
+        self.reset_received = False  # reset by either side, or the connection died
+        self._reset_reason = "stream was reset"
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self.reset_received or (self.recv_closed and self.send_closed)
+
+    def _wake(self) -> None:
+        self._readable.set()
+        self._writable.set()
+
+    # -- called by the connection's reader (synchronous) ---------------------------------
+    def _on_data(self, payload: bytes) -> None:
+        n = len(payload)
+        if n > self._recv_window:
+            raise _ProtocolError(
+                f"stream {self.stream_id}: {n} bytes against a window of {self._recv_window}")
+        self._recv_window -= n
+        if self.recv_closed or self.reset_received:
+            return  # late data for a stream we no longer read; its window is still honoured
+        self._chunks.append(payload)
+        self._buffered += n
+        self._readable.set()
+
+    def _on_window(self, delta: int) -> None:
+        if delta:
+            self._send_window += delta
+            self._writable.set()
+
+    def _on_fin(self) -> None:
+        self.recv_closed = True
+        self._readable.set()
+        if self.send_closed:
+            self.muxed_conn._forget(self)
+
+    def _on_reset(self, reason: str = "stream was reset by the peer", *, keep: bool = False) -> None:
+        """Reset: writes fail from now on; reads too, once ``keep``-ed data is read.
+
+        A RST discards what is buffered (the peer aborted the stream). When the connection
+        ends instead (``keep``), what already arrived stays readable: a peer may send its
+        answer, FIN, and close the connection at once.
+        """
+        if not self.reset_received:
+            self.reset_received = True
+            self._reset_reason = reason
+        if not keep:
+            self._chunks.clear()
+            self._offset = 0
+            self._buffered = 0
+        self._wake()
+        self.muxed_conn._forget(self)
+
+    # -- reading -------------------------------------------------------------------------
+    async def read(self, n: int | None = -1) -> bytes:
+        if n == 0:
+            return b""
+        while not self._buffered:
+            if self.recv_closed:
+                raise MuxedStreamEOF("stream closed by the peer")
+            if self.reset_received:
+                raise MuxedStreamReset(self._reset_reason)
+            self._readable = trio.Event()
+            await self._readable.wait()
+        chunks = self._chunks
+        if n is None or n < 0 or n >= self._buffered:
+            if self._offset:
+                chunks[0] = chunks[0][self._offset:]
+                self._offset = 0
+            data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+        else:
+            parts = []
+            need = n
+            while need:
+                head = chunks[0]
+                avail = len(head) - self._offset
+                if avail <= need:
+                    parts.append(head[self._offset:] if self._offset else head)
+                    chunks.popleft()
+                    self._offset = 0
+                    need -= avail
+                else:
+                    parts.append(head[self._offset:self._offset + need])
+                    self._offset += need
+                    need = 0
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._buffered -= len(data)
+        self._consumed += len(data)
+        if self._consumed >= self._window_size >> 1:
+            await self._credit()
+        return data
+
+    async def _credit(self) -> None:
+        """Give the peer back the window our reader consumed (and grow it if it waited)."""
+        if self.recv_closed or self.reset_received:
+            return
+        delta = self._consumed
+        # The sender had (nearly) used up the window before we credited it: it was waiting
+        # on us, so a larger window would have kept the stream busy. Grow it.
+        if self._recv_window < self._window_size >> 2 and self._window_size < self.muxed_conn.max_window:
+            grown = min(self._window_size * 2, self.muxed_conn.max_window)
+            delta += grown - self._window_size
+            self._window_size = grown
+        self._consumed = 0
+        self._recv_window += delta
+        try:
+            await self.muxed_conn._send(header(TYPE_WINDOW_UPDATE, 0, self.stream_id, delta))
+        except MuxedConnUnavailable:
+            pass
+
+    # -- writing -------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.reset_received:
+            raise MuxedStreamReset(self._reset_reason)
+        if self.send_closed:
+            raise MuxedStreamClosed("stream is closed for writing")
+
+    async def write(self, data: bytes) -> None:
+        self._check_writable()
+        view = memoryview(data).cast("B")
+        total = len(view)
+        sent = 0
+        async with self._write_lock:
+            while sent < total:
+                self._check_writable()
+                while self._send_window <= 0:
+                    self._writable = trio.Event()
+                    await self._writable.wait()
+                    self._check_writable()
+                n = min(self._send_window, total - sent, WRITE_BATCH)
+                self._send_window -= n
+                parts = []
+                end = sent + n
+                for start in range(sent, end, MAX_FRAME):
+                    stop = min(start + MAX_FRAME, end)
+                    parts.append(pack_header(0, TYPE_DATA, 0, self.stream_id, stop - start))
+                    parts.append(view[start:stop])
+                try:
+                    await self.muxed_conn._send(b"".join(parts))
+                except MuxedConnUnavailable as exc:
+                    self._on_reset(f"connection closed: {exc}")
+                    raise MuxedStreamReset(self._reset_reason) from None
+                sent = end
+
+    # -- closing -------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Half-close: FIN after everything written so far; reading goes on."""
+        if self.send_closed or self.reset_received:
+            return
+        async with self._write_lock:
+            if self.send_closed or self.reset_received:
+                return
+            self.send_closed = True
+            try:
+                await self.muxed_conn._send(header(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0))
+            except MuxedConnUnavailable:
+                pass
+        if self.recv_closed:
+            self.muxed_conn._forget(self)
+
+    async def reset(self) -> None:
+        if self.reset_received or (self.send_closed and self.recv_closed):
+            return
+        self._on_reset("stream was reset locally")
+        try:
+            await self.muxed_conn._send(header(TYPE_WINDOW_UPDATE, FLAG_RST, self.stream_id, 0))
+        except MuxedConnUnavailable:
+            pass
+
+    def set_deadline(self, ttl: int) -> None:
+        raise NotImplementedError("Yamux streams have no deadlines; use trio cancel scopes")
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self.muxed_conn.get_remote_address()
+
+    async def __aenter__(self) -> "YamuxStream":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class YamuxConnection(IMuxedConn):
+    """A Yamux session over a secure channel (py-libp2p ``ISecureConn``)."""
+
+    def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
+                 on_close: Any = None, *, max_window: int = MAX_WINDOW,
+                 backlog: int = BACKLOG) -> None:
+        self.secured_conn = secured_conn
+        self.peer_id = peer_id
+        self.on_close = on_close
+        self.max_window = max(max_window, INITIAL_WINDOW)
+        self._initiator = secured_conn.is_initiator if is_initiator is None else is_initiator
+        self._next_id = 1 if self._initiator else 2
+        self.streams: dict[int, YamuxStream] = {}
+        self._accept_send, self._accept_recv = trio.open_memory_channel[YamuxStream](backlog)
+        self._write_lock = trio.Lock()
+        self._decoder = YamuxDecoder(self.max_window)
+        self._pings: dict[int, trio.Event] = {}
+        self._ping_id = 0
+        self._nursery: trio.Nursery | None = None
+        self._going_away = False  # we sent GO_AWAY
+        self.remote_going_away = False
+        self._dead = False
+        self._write_failed = False
+        self._close_reason = "connection closed"
+        self.event_started = trio.Event()
+        self.event_shutting_down = trio.Event()
+        self.event_closed = trio.Event()
+
+    # -- IMuxedConn ----------------------------------------------------------------------
+    @property
+    def is_initiator(self) -> bool:
+        return self._initiator
+
+    @property
+    def is_established(self) -> bool:
+        return self.event_started.is_set() and not self._dead
+
+    @property
+    def is_closed(self) -> bool:
+        return self.event_closed.is_set()
+
+    def get_transport_addresses(self) -> list:
+        return self.secured_conn.get_transport_addresses()
+
+    def get_connection_type(self) -> Any:
+        return self.secured_conn.get_connection_type()
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self.secured_conn.get_remote_address()
+
+    async def start(self) -> None:
+        """Run the connection: read and dispatch frames until it ends."""
+        if self.event_started.is_set():
+            return
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.event_started.set()
+                await self._read_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                await self._teardown()
+
+    async def open_stream(self) -> YamuxStream:
+        if self._dead or self._going_away:
+            raise MuxedStreamError("connection is closing")
+        if self.remote_going_away:
+            raise MuxedStreamError("the peer sent GO_AWAY: no new streams")
+        sid = self._next_id
+        if sid > 0xFFFFFFFF:
+            raise MuxedStreamError("stream ids exhausted on this connection")
+        self._next_id = sid + 2
+        stream = YamuxStream(self, sid, True)
+        self.streams[sid] = stream
+        try:
+            await self._send(header(TYPE_WINDOW_UPDATE, FLAG_SYN, sid, 0))
+        except MuxedConnUnavailable as exc:
+            self.streams.pop(sid, None)
+            raise MuxedStreamError(f"could not open a stream: {exc}") from None
+        return stream
+
+    async def accept_stream(self) -> YamuxStream:
+        try:
+            return await self._accept_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise MuxedConnUnavailable(self._close_reason) from None
+
+    async def close(self, error_code: int = GO_AWAY_NORMAL) -> None:
+        if self._dead:
+            await self.event_closed.wait()
+            return
+        if not self._going_away:
+            self._going_away = True
+            self.event_shutting_down.set()
+            with trio.move_on_after(GO_AWAY_TIMEOUT):
+                try:
+                    await self._send(header(TYPE_GO_AWAY, 0, 0, error_code))
+                except MuxedConnUnavailable:
+                    pass
+        await self._teardown()
+
+    async def ping(self, timeout: float = 10.0) -> float:
+        """Round-trip time of one Yamux PING, in seconds."""
+        self._ping_id = (self._ping_id + 1) & 0xFFFFFFFF
+        opaque = self._ping_id
+        done = self._pings[opaque] = trio.Event()
+        start = trio.current_time()
+        try:
+            await self._send(header(TYPE_PING, FLAG_SYN, 0, opaque))
+            with trio.fail_after(timeout):
+                await done.wait()
+        finally:
+            self._pings.pop(opaque, None)
+        if self._dead:
+            raise MuxedConnUnavailable(self._close_reason)
+        return trio.current_time() - start
+
+    # -- internals -----------------------------------------------------------------------
+    async def _send(self, data: bytes) -> None:
+        if self._dead or self._write_failed:
+            raise MuxedConnUnavailable(self._close_reason)
+        try:
+            async with self._write_lock:
+                # A frame is written whole or the connection is given up: a caller's
+                # cancellation must not leave half a frame (or half a Noise message) on
+                # the wire, which would break every other stream of the connection.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + WRITE_TIMEOUT
+                    await self.secured_conn.write(data)
+                if scope.cancelled_caught:
+                    raise TimeoutError(f"peer did not take a frame within {WRITE_TIMEOUT:g} s")
+        except (trio.Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._write_failed = True
+            self._close_reason = f"write failed: {exc!r}"
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+            raise MuxedConnUnavailable(self._close_reason) from exc
+
+    def _send_soon(self, data: bytes) -> None:
+        """Send a control frame from the reader without blocking it on the socket."""
+        if self._nursery is not None and not self._dead:
+            self._nursery.start_soon(self._send_quietly, data)
+
+    async def _send_quietly(self, data: bytes) -> None:
+        try:
+            await self._send(data)
+        except MuxedConnUnavailable:
+            pass
+
+    def _forget(self, stream: YamuxStream) -> None:
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+
+    async def _read_loop(self) -> None:
+        read = self.secured_conn.read
+        feed = self._decoder.feed
+        while True:
+            try:
+                data = await read()
+            except (trio.Cancelled, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                self._close_reason = f"connection lost: {exc!r}"
+                return
+            if not data:
+                self._close_reason = "connection closed by the peer"
+                return
+            try:
+                for frame in feed(data):
+                    self._dispatch(*frame)
+            except (YamuxWireError, _ProtocolError) as exc:
+                self._close_reason = f"Yamux protocol error from the peer: {exc}"
+                log.info("%s: %s", self.peer_id, self._close_reason)
+                with trio.move_on_after(GO_AWAY_TIMEOUT):
+                    try:
+                        await self._send(header(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
+                    except MuxedConnUnavailable:
+                        pass
+                return
+
+    def _dispatch(self, typ: int, flags: int, sid: int, value: int, payload: bytes | None) -> None:
+        if typ == TYPE_DATA or typ == TYPE_WINDOW_UPDATE:
+            if flags & FLAG_SYN:
+                stream = self._inbound(sid)
+                if stream is None:
+                    return
+            else:
+                stream = self.streams.get(sid)
+                if stream is None:
+                    return  # late frames for a stream already closed or reset: ignored
+            if typ == TYPE_DATA:
+                if value:
+                    stream._on_data(payload)
+            else:
+                stream._on_window(value)
+            if flags & FLAG_RST:
+                stream._on_reset()
+            elif flags & FLAG_FIN:
+                stream._on_fin()
+        elif typ == TYPE_PING:
+            if flags & FLAG_SYN:
+                self._send_soon(header(TYPE_PING, FLAG_ACK, 0, value))
+            elif flags & FLAG_ACK:
+                done = self._pings.get(value)
+                if done is not None:
+                    done.set()
+        elif typ == TYPE_GO_AWAY:
+            self.remote_going_away = True
+            if value != GO_AWAY_NORMAL:
+                log.info("%s sent GO_AWAY with error %d", self.peer_id, value)
+
+    def _inbound(self, sid: int) -> YamuxStream | None:
+        if sid == 0 or (sid & 1) == (self._next_id & 1):
+            raise _ProtocolError(f"SYN for stream {sid}, which is ours to open")
+        if sid in self.streams:
+            raise _ProtocolError(f"SYN for stream {sid}, which is already open")
+        if self._going_away or self._dead:
+            self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
+            return None
+        stream = YamuxStream(self, sid, False)
+        try:
+            self._accept_send.send_nowait(stream)
+        except trio.WouldBlock:
+            log.info("%s: inbound stream backlog full, resetting stream %d", self.peer_id, sid)
+            self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
+            return None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return None
+        self.streams[sid] = stream
+        self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_ACK, sid, 0))
+        return stream
+
+    async def _teardown(self) -> None:
+        if self._dead:
+            return
+        self._dead = True
+        self.event_shutting_down.set()
+        self._accept_send.close()
+        for stream in list(self.streams.values()):
+            stream._on_reset(self._close_reason, keep=True)
+        self.streams.clear()
+        for done in self._pings.values():
+            done.set()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        try:
+            await self.secured_conn.close()
+        except Exception:
+            pass
+        self.event_closed.set()
+        on_close = self.on_close
+        if on_close is not None:
+            try:
+                result = on_close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.debug("on_close hook failed", exc_info=True)
+
+
+#: py-libp2p's muxer table takes a class called as ``cls(secured_conn, peer_id)``.
+Yamux = YamuxConnection
+__all__ = ["PROTOCOL_ID", "Yamux", "YamuxConnection", "YamuxStream", "GO_AWAY_INTERNAL_ERROR",
+           "HEADER_SIZE"]
