@@ -26,21 +26,33 @@ RECV_SIZE = 256 * 1024
 class NoiseChannel(BaseSession):
     """A secured connection (py-libp2p ``ISecureConn``) after a Noise handshake."""
 
-    def __init__(self, handshaken, raw_conn) -> None:
+    def __init__(self, cipher: NoiseCipherPair, raw_conn, *, local_peer=None,
+                 local_private_key=None, remote_peer=None, remote_permanent_pubkey=None,
+                 is_initiator: bool = False) -> None:
         super().__init__(
-            local_peer=handshaken.local_peer,
-            local_private_key=handshaken.local_private_key,
-            remote_peer=handshaken.remote_peer,
-            remote_permanent_pubkey=handshaken.remote_permanent_pubkey,
-            is_initiator=handshaken.is_initiator,
+            local_peer=local_peer,
+            local_private_key=local_private_key,
+            remote_peer=remote_peer,
+            remote_permanent_pubkey=remote_permanent_pubkey,
+            is_initiator=is_initiator,
         )
-        protocol = handshaken.conn.noise_state.noise_protocol
-        send, recv = protocol.cipher_state_encrypt, protocol.cipher_state_decrypt
-        self._cipher = NoiseCipherPair(bytes(send.k), bytes(recv.k), send.n, recv.n)
+        self._cipher = cipher
         self._raw = raw_conn
         self._pending = bytearray()  # opened plaintext not yet read
         self._send_lock = trio.Lock()
         self._eof = False
+
+    @classmethod
+    def after_handshake(cls, handshaken, raw_conn) -> "NoiseChannel":
+        """Take over from py-libp2p's ``SecureSession`` right after the handshake."""
+        protocol = handshaken.conn.noise_state.noise_protocol
+        send, recv = protocol.cipher_state_encrypt, protocol.cipher_state_decrypt
+        cipher = NoiseCipherPair(bytes(send.k), bytes(recv.k), send.n, recv.n)
+        return cls(cipher, raw_conn, local_peer=handshaken.local_peer,
+                   local_private_key=handshaken.local_private_key,
+                   remote_peer=handshaken.remote_peer,
+                   remote_permanent_pubkey=handshaken.remote_permanent_pubkey,
+                   is_initiator=handshaken.is_initiator)
 
     # -- ISecureConn / IRawConnection ---------------------------------------------------
     def get_remote_address(self):
@@ -109,7 +121,7 @@ class NoiseTransport(_PyNoiseTransport):
     """py-libp2p's Noise handshake, handing over to :class:`NoiseChannel`."""
 
     async def secure_inbound(self, conn):
-        return NoiseChannel(await super().secure_inbound(conn), conn)
+        return NoiseChannel.after_handshake(await super().secure_inbound(conn), conn)
 
     async def secure_outbound(self, conn, peer_id):
-        return NoiseChannel(await super().secure_outbound(conn, peer_id), conn)
+        return NoiseChannel.after_handshake(await super().secure_outbound(conn, peer_id), conn)

@@ -75,6 +75,8 @@ MAX_FRAME = 64 * 1024
 WRITE_BATCH = 1024 * 1024
 #: Inbound streams waiting to be accepted.
 BACKLOG = 256
+#: Seconds between RTT measurements (PING).
+RTT_INTERVAL = 30.0
 #: How long one write to the secure channel may take before the connection is given up.
 WRITE_TIMEOUT = 30.0
 #: How long closing waits to get its GO_AWAY out before closing the socket anyway.
@@ -99,6 +101,7 @@ class YamuxStream(IMuxedStream):
         self._recv_window = INITIAL_WINDOW  # what the peer may still send
         self._window_size = INITIAL_WINDOW  # the window we grant, grows with use
         self._consumed = 0  # read since the last credit
+        self._last_credit = trio.current_time()
         self._send_window = INITIAL_WINDOW
         self._readable = trio.Event()
         self._writable = trio.Event()
@@ -203,10 +206,15 @@ class YamuxStream(IMuxedStream):
         if self.recv_closed or self.reset_received:
             return
         delta = self._consumed
-        # The sender had (nearly) used up the window before we credited it: it was waiting
-        # on us, so a larger window would have kept the stream busy. Grow it.
-        if self._recv_window < self._window_size >> 2 and self._window_size < self.muxed_conn.max_window:
-            grown = min(self._window_size * 2, self.muxed_conn.max_window)
+        conn = self.muxed_conn
+        now = trio.current_time()
+        since, self._last_credit = now - self._last_credit, now
+        # Grow the window when it limits the stream: the sender had (nearly) used it up
+        # before we credited it (it was waiting on us), or half a window went by in less
+        # than four round trips (go-yamux's rule: window / RTT is the most a stream moves).
+        if self._window_size < conn.max_window and (
+                self._recv_window < self._window_size >> 2 or since < 4 * conn.rtt):
+            grown = min(self._window_size * 2, conn.max_window)
             delta += grown - self._window_size
             self._window_size = grown
         self._consumed = 0
@@ -306,6 +314,8 @@ class YamuxConnection(IMuxedConn):
         self._decoder = YamuxDecoder(self.max_window)
         self._pings: dict[int, trio.Event] = {}
         self._ping_id = 0
+        #: Smoothed round-trip time from our PINGs (0 until measured).
+        self.rtt = 0.0
         self._nursery: trio.Nursery | None = None
         self._going_away = False  # we sent GO_AWAY
         self.remote_going_away = False
@@ -346,6 +356,7 @@ class YamuxConnection(IMuxedConn):
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.event_started.set()
+                nursery.start_soon(self._measure_rtt)
                 await self._read_loop()
                 nursery.cancel_scope.cancel()
         finally:
@@ -408,6 +419,17 @@ class YamuxConnection(IMuxedConn):
         return trio.current_time() - start
 
     # -- internals -----------------------------------------------------------------------
+    async def _measure_rtt(self) -> None:
+        """PING now and every ``RTT_INTERVAL`` s; the RTT steers window growth."""
+        while not self._dead:
+            try:
+                sample = await self.ping(timeout=RTT_INTERVAL)
+            except (MuxedConnUnavailable, trio.TooSlowError):
+                sample = None
+            if sample is not None:
+                self.rtt = sample if not self.rtt else 0.875 * self.rtt + 0.125 * sample
+            await trio.sleep(RTT_INTERVAL)
+
     async def _send(self, data: bytes) -> None:
         if self._dead or self._write_failed:
             raise MuxedConnUnavailable(self._close_reason)
