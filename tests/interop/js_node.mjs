@@ -21,8 +21,36 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { createHash, randomBytes } from 'node:crypto'
 import { createInterface } from 'node:readline'
 
-// @libp2p/websockets dials with the global WebSocket, which Node has only from 22 on.
-if (typeof globalThis.WebSocket !== 'function') globalThis.WebSocket = WsWebSocket
+// @libp2p/websockets dials with the global WebSocket, which Node has only from 22 on. It
+// awaits 'open' and only then adds its 'message' listener. A WHATWG WebSocket (browsers,
+// Node 22) delivers each message as a task of its own, after that continuation has run; the
+// `ws` package emits a message that arrived in the same TCP segment as the HTTP upgrade
+// answer synchronously, before the listener exists, and it is lost. A listener that sends
+// first (multistream-select's header, as py-libp2p's does) then looked like a broken peer:
+// js read "/noise" where "/multistream/1.0.0" was expected. Until a 'message' listener is
+// added, this wrapper keeps messages and hands them to it, as a WHATWG WebSocket would.
+class QueueingWebSocket extends WsWebSocket {
+  constructor (...args) {
+    super(...args)
+    this._early = []
+    this._keep = (evt) => { this._early.push(evt) }
+    super.addEventListener('message', this._keep)
+  }
+
+  addEventListener (type, listener, options) {
+    super.addEventListener(type, listener, options)
+    if (type === 'message' && this._early != null) {
+      super.removeEventListener('message', this._keep)
+      const early = this._early
+      this._early = null
+      for (const evt of early) {
+        if (typeof listener === 'function') listener.call(this, evt)
+        else listener.handleEvent(evt)
+      }
+    }
+  }
+}
+if (typeof globalThis.WebSocket !== 'function') globalThis.WebSocket = QueueingWebSocket
 
 const ECHO = process.env.ECHO_PROTOCOL ?? '/p2pd-test/echo/1.0.0'
 const bytes = (chunk) => chunk instanceof Uint8Array ? chunk : chunk.subarray()

@@ -125,16 +125,7 @@ async def test_we_dial_js_identify_and_ping(peers, ws):
     assert {"/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"} <= set(r.peerStore.protos)
 
 
-JS_WS_INBOUND_FLAKY = pytest.mark.xfail(
-    strict=False,
-    reason="js-libp2p dialing py-libp2p's WebSocket listener after earlier connections "
-    "between the same peers often fails in multistream-select (/noise); see docs/decisions.md",
-)
-
-
-@pytest.mark.parametrize(
-    "ws", [False, pytest.param(True, marks=JS_WS_INBOUND_FLAKY)], ids=["tcp", "ws"]
-)
+@pytest.mark.parametrize("ws", [False, True], ids=["tcp", "ws"])
 async def test_js_dials_us_identify_and_ping(peers, ws):
     ours, js = peers
     await hang_up(ours, js)
