@@ -393,9 +393,8 @@ async def pipe(client: trio.SocketStream, stream, leftover: bytes) -> None:
     async def downstream() -> None:
         while True:
             try:
-                # Read everything buffered (n=None), never a bounded slice: py-libp2p 0.8's
-                # Yamux read_stream(n) drops the rest of the buffer when the stream is
-                # closed both ways and n < buffered (see docs/decisions.md).
+                # Everything buffered at once (n=None): one write per arrival on the
+                # client's socket, whatever the muxer (docs/decisions.md).
                 data = await stream.read()
             except StreamEOF:
                 break

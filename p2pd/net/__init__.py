@@ -1,1 +1,2 @@
-"""Networking over py-libp2p: host construction (Noise only, Yamux/mplex), transports."""
+"""Networking: the host over py-libp2p (transports, swarm, identify, ping) with our own
+Noise transport channel and Yamux muxer, perf, dnsaddr."""

@@ -4,7 +4,8 @@ py-libp2p's ``new_host()`` offers Noise, TLS, SECIO *and plaintext* by default, 
 peer could talk to it unencrypted and unauthenticated. We pass an explicit security
 table holding only Noise (``/noise``): a peer proposing ``/plaintext/2.0.0`` or
 ``/secio/1.0.0`` gets multistream ``na`` and, having nothing else, is disconnected.
-Muxers are Yamux first, mplex as the fallback older peers may need.
+After py-libp2p's Noise handshake the connection runs on our channel (p2pd/net/noise.py)
+and our Yamux (p2pd/net/yamux.py); mplex is the fallback older peers may need.
 
 The transports (TCP, WebSocket) follow from the listen addresses. Identify (with push)
 and ping are py-libp2p's; we only set the agent version it reports.

@@ -12,10 +12,11 @@ Behaviour (hashicorp yamux spec.md, as go-yamux and js-libp2p's yamux do it):
 * Stream ids: the dialer opens odd ids, the listener even ones; a SYN with the wrong parity,
   id 0 or an id in use is a protocol error (GO_AWAY 1, connection closed).
 * Flow control: every stream starts with a 256 KiB window each way. A reader credits what
-  it consumed once that reaches half its window; when the sender had used up nearly the
-  whole window by then (it was waiting on us), the window doubles, up to ``max_window``
-  (16 MiB as in go-yamux). A peer sending beyond the window it was granted is a protocol
-  error. Writers block (without polling) until the peer credits them.
+  it consumed once that reaches half its window; the window doubles, up to ``max_window``
+  (16 MiB as in go-yamux), when the sender had nearly used it up by then (it was waiting on
+  us) or when half a window took less than four round trips (go-yamux's rule; the RTT comes
+  from a PING at start and every 30 s). A peer sending beyond the window it was granted is
+  a protocol error. Writers block (without polling) until the peer credits them.
 * Inbound streams wait in a backlog of ``backlog`` (256) for the host to accept them;
   beyond that, and after we sent GO_AWAY, new streams are reset.
 * PING with SYN is answered with ACK; ``ping()`` measures a round trip.
