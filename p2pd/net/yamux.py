@@ -19,7 +19,8 @@ Behaviour (hashicorp yamux spec.md, as go-yamux and js-libp2p's yamux do it):
   a protocol error. Writers block (without polling) until the peer credits them.
 * Inbound streams wait in a backlog of ``backlog`` (256) for the host to accept them;
   beyond that, and after we sent GO_AWAY, new streams are reset.
-* PING with SYN is answered with ACK; ``ping()`` measures a round trip.
+* PING with SYN is answered with ACK; ``ping()`` measures a round trip. We PING at start and
+  every 30 s; a PING unanswered for 30 s closes the connection (keepalive).
 * FIN half-closes, RST resets a stream; reads after a FIN return what is buffered, then
   :class:`MuxedStreamEOF`; a reset raises :class:`MuxedStreamReset`.
 * Closing the connection sends GO_AWAY (normal) and closes the secure channel at once.
@@ -76,7 +77,7 @@ MAX_FRAME = 64 * 1024
 WRITE_BATCH = 1024 * 1024
 #: Inbound streams waiting to be accepted.
 BACKLOG = 256
-#: Seconds between RTT measurements (PING).
+#: Seconds between RTT measurements and keepalive PINGs (and how long one may go unanswered).
 RTT_INTERVAL = 30.0
 #: How long one write to the secure channel may take before the connection is given up.
 WRITE_TIMEOUT = 30.0
@@ -302,11 +303,12 @@ class YamuxConnection(IMuxedConn):
 
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_window: int = MAX_WINDOW,
-                 backlog: int = BACKLOG) -> None:
+                 backlog: int = BACKLOG, keepalive: float = RTT_INTERVAL) -> None:
         self.secured_conn = secured_conn
         self.peer_id = peer_id
         self.on_close = on_close
         self.max_window = max(max_window, INITIAL_WINDOW)
+        self.keepalive = keepalive
         self._initiator = secured_conn.is_initiator if is_initiator is None else is_initiator
         self._next_id = 1 if self._initiator else 2
         self.streams: dict[int, YamuxStream] = {}
@@ -421,15 +423,22 @@ class YamuxConnection(IMuxedConn):
 
     # -- internals -----------------------------------------------------------------------
     async def _measure_rtt(self) -> None:
-        """PING now and every ``RTT_INTERVAL`` s; the RTT steers window growth."""
+        """PING now and every ``keepalive`` s: the RTT steers window growth, and a peer
+        that leaves a PING unanswered for ``keepalive`` s is gone (keepalive, as go-yamux
+        and js-libp2p's yamux do it): the connection is closed."""
         while not self._dead:
             try:
-                sample = await self.ping(timeout=RTT_INTERVAL)
-            except (MuxedConnUnavailable, trio.TooSlowError):
-                sample = None
-            if sample is not None:
-                self.rtt = sample if not self.rtt else 0.875 * self.rtt + 0.125 * sample
-            await trio.sleep(RTT_INTERVAL)
+                sample = await self.ping(timeout=self.keepalive)
+            except MuxedConnUnavailable:
+                return
+            except trio.TooSlowError:
+                self._close_reason = f"no answer to a keepalive PING within {self.keepalive:g} s"
+                log.info("%s: %s", self.peer_id, self._close_reason)
+                if self._nursery is not None:
+                    self._nursery.cancel_scope.cancel()
+                return
+            self.rtt = sample if not self.rtt else 0.875 * self.rtt + 0.125 * sample
+            await trio.sleep(self.keepalive)
 
     async def _send(self, data: bytes) -> None:
         if self._dead or self._write_failed:

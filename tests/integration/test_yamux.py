@@ -362,3 +362,26 @@ async def test_fin_then_reset_frames_for_unknown_streams_are_ignored(ours_and_pe
                     header(TYPE_PING, FLAG_SYN, 0, 1))
     await peer.expect(TYPE_PING, FLAG_ACK)
     assert not ours.is_closed
+
+
+async def test_a_peer_that_leaves_a_keepalive_ping_unanswered_is_disconnected(nursery):
+    ca, cb = channels()
+    ours = YamuxConnection(cb, "peer", keepalive=0.3)
+    nursery.start_soon(ours.start)
+    peer = Peer(ca)
+    await peer.expect(TYPE_PING, FLAG_SYN)  # and never answered
+    with trio.fail_after(5):
+        await ours.event_closed.wait()
+    assert "keepalive" in ours._close_reason
+
+
+async def test_a_peer_that_answers_keepalive_pings_stays(nursery):
+    ca, cb = channels()
+    ours = YamuxConnection(cb, "peer", keepalive=0.2)
+    nursery.start_soon(ours.start)
+    peer = Peer(ca)
+    for _ in range(4):
+        ping = await peer.expect(TYPE_PING, FLAG_SYN)
+        await peer.send(header(TYPE_PING, FLAG_ACK, 0, ping[3]))
+    assert not ours.is_closed and ours.rtt > 0
+    await ours.close()
