@@ -1,0 +1,390 @@
+"""Our Yamux muxer and Noise channel over real sockets (a socketpair), against each other and
+against a hand-driven peer that sends whatever frames a test needs.
+
+Run by test_yamux.py in a process of its own: this module imports py-libp2p, which cannot
+share a process with p2pclient (both register ``crypto.pb.KeyType``)."""
+
+import os
+
+import pytest
+import trio
+from libp2p.stream_muxer.exceptions import (
+    MuxedConnUnavailable,
+    MuxedStreamClosed,
+    MuxedStreamEOF,
+    MuxedStreamReset,
+)
+
+from p2pd.net.noise import NoiseChannel
+from p2pd.net.noise_wire import NoiseCipherPair
+from p2pd.net.yamux import YamuxConnection
+from p2pd.net.yamux_wire import (
+    FLAG_ACK,
+    FLAG_FIN,
+    FLAG_RST,
+    FLAG_SYN,
+    GO_AWAY_PROTOCOL_ERROR,
+    INITIAL_WINDOW,
+    TYPE_DATA,
+    TYPE_GO_AWAY,
+    TYPE_PING,
+    TYPE_WINDOW_UPDATE,
+    YamuxDecoder,
+    header,
+)
+
+K1, K2 = os.urandom(32), os.urandom(32)
+
+
+class Raw:
+    """A raw connection as py-libp2p's TCP one behaves: read(n) gives up to n, b"" at EOF."""
+
+    def __init__(self, sock) -> None:
+        self.stream = trio.SocketStream(sock)
+        self.closed = False
+
+    async def read(self, n=None):
+        try:
+            return await self.stream.receive_some(n)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return b""
+
+    async def write(self, data):
+        await self.stream.send_all(data)
+
+    async def close(self):
+        self.closed = True
+        await self.stream.aclose()
+
+    def get_remote_address(self):
+        return ("127.0.0.1", 1)
+
+
+def channels():
+    a, b = trio.socket.socketpair()
+    return (NoiseChannel(NoiseCipherPair(K1, K2), Raw(a), is_initiator=True),
+            NoiseChannel(NoiseCipherPair(K2, K1), Raw(b), is_initiator=False))
+
+
+class Peer:
+    """The other end driven by hand: Noise-sealed raw Yamux frames."""
+
+    def __init__(self, channel: NoiseChannel) -> None:
+        self.channel = channel
+        self.decoder = YamuxDecoder(1 << 30)
+        self.frames: list = []
+
+    async def send(self, *frames: bytes) -> None:
+        await self.channel.write(b"".join(frames))
+
+    async def expect(self, typ: int, flags: int = 0, timeout: float = 5.0):
+        """The first frame of type ``typ`` carrying all of ``flags``."""
+        with trio.fail_after(timeout):
+            while True:
+                for i, frame in enumerate(self.frames):
+                    if frame[0] == typ and frame[1] & flags == flags:
+                        return self.frames.pop(i)
+                try:
+                    data = await self.channel.read()
+                except Exception:
+                    data = b""
+                if not data:
+                    raise EOFError("connection closed")
+                self.frames += self.decoder.feed(data)
+
+
+@pytest.fixture
+async def pair(nursery):
+    ca, cb = channels()
+    a, b = YamuxConnection(ca, "b"), YamuxConnection(cb, "a")
+    nursery.start_soon(a.start)
+    nursery.start_soon(b.start)
+    await a.event_started.wait()
+    await b.event_started.wait()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+@pytest.fixture
+async def ours_and_peer(nursery):
+    """Our connection as the listener (even ids), the hand-driven peer as the dialer."""
+    ca, cb = channels()
+    ours = YamuxConnection(cb, "peer")
+    nursery.start_soon(ours.start)
+    await ours.event_started.wait()
+    yield ours, Peer(ca)
+    await ours.close()
+
+
+async def read_all(stream) -> bytes:
+    out = bytearray()
+    while True:
+        try:
+            out += await stream.read()
+        except MuxedStreamEOF:
+            return bytes(out)
+
+
+async def test_many_streams_both_ways_arrive_intact(pair, nursery):
+    a, b = pair
+    results = {}
+
+    async def echo_server():
+        async with trio.open_nursery() as n:
+            for _ in range(20):
+                s = await b.accept_stream()
+
+                async def echo(s=s):
+                    await s.write(await read_all(s))
+                    await s.close()
+                n.start_soon(echo)
+
+    async def client(i):
+        s = await a.open_stream()
+        data = os.urandom(1000 * i + 1) * (i + 1)
+        await s.write(data)
+        await s.close()
+        results[i] = (await read_all(s)) == data
+
+    nursery.start_soon(echo_server)
+    async with trio.open_nursery() as n:
+        for i in range(20):
+            n.start_soon(client, i)
+    assert results == {i: True for i in range(20)}
+    assert a.streams == {} and b.streams == {}  # both sides closed: forgotten
+
+
+async def test_bulk_transfer_grows_the_window_and_keeps_every_byte(pair, nursery):
+    a, b = pair
+    s = await a.open_stream()
+    data = os.urandom(1 << 20) * 24
+    nursery.start_soon(lambda: s.write(data))
+    r = await b.accept_stream()
+    got = bytearray()
+    while len(got) < 2 * INITIAL_WINDOW:
+        await trio.sleep(0.05)  # a slow reader: the sender waits on the window
+        got += await r.read()
+    assert r._window_size > INITIAL_WINDOW
+    while len(got) < len(data):
+        got += await r.read()
+    assert bytes(got) == data
+    assert INITIAL_WINDOW < r._window_size <= b.max_window
+
+
+async def test_the_window_grows_when_half_of_it_takes_less_than_four_round_trips(pair, nursery):
+    a, b = pair
+    b.rtt = 1.0  # a long link: every credit comes within four round trips
+    s = await a.open_stream()
+    nursery.start_soon(lambda: s.write(bytes(8 << 20)))
+    r = await b.accept_stream()
+    got = 0
+    while got < 8 << 20:
+        got += len(await r.read())
+    assert r._window_size >= 4 * INITIAL_WINDOW
+
+
+async def test_a_reader_that_does_not_read_holds_the_sender_to_its_window(pair, nursery):
+    a, b = pair
+    s = await a.open_stream()
+    done = trio.Event()
+
+    async def write():
+        await s.write(bytes(4 << 20))
+        done.set()
+    nursery.start_soon(write)
+    r = await b.accept_stream()
+    await trio.sleep(0.3)
+    assert not done.is_set()
+    assert r._buffered == INITIAL_WINDOW and s._send_window == 0
+    got = 0
+    while got < 4 << 20:
+        got += len(await r.read())
+    with trio.fail_after(5):
+        await done.wait()
+
+
+async def test_half_close_and_sized_reads(pair):
+    a, b = pair
+    s = await a.open_stream()
+    await s.write(b"hello world")
+    await s.close()
+    with pytest.raises(MuxedStreamClosed):
+        await s.write(b"more")
+    r = await b.accept_stream()
+    assert await r.read(5) == b"hello"
+    assert await r.read(1) == b" "
+    assert await r.read(100) == b"world"
+    with pytest.raises(MuxedStreamEOF):
+        await r.read()
+    await r.write(b"still open this way")  # the other direction is not closed
+    await r.close()
+    assert await read_all(s) == b"still open this way"
+
+
+async def test_reset_reaches_the_other_side(pair):
+    a, b = pair
+    s = await a.open_stream()
+    await s.write(b"x")
+    r = await b.accept_stream()
+    await s.reset()
+    with trio.fail_after(5):
+        while True:
+            try:
+                await r.read()
+            except MuxedStreamReset:
+                break
+    with pytest.raises(MuxedStreamReset):
+        await r.write(b"y")
+    with pytest.raises(MuxedStreamReset):
+        await s.write(b"z")
+
+
+async def test_ping_measures_a_round_trip(pair):
+    a, b = pair
+    rtt = await a.ping()
+    assert 0 <= rtt < 1
+
+
+async def test_a_cancelled_writer_leaves_no_half_frame(pair, nursery):
+    a, b = pair
+    bulk = await a.open_stream()
+    other = await a.open_stream()
+    rb = await b.accept_stream()
+    ro = await b.accept_stream()
+    with trio.move_on_after(0.05):
+        await bulk.write(bytes(64 << 20))  # blocks on the window; cancelled meanwhile
+    await other.write(b"after the cancel")
+    await other.close()
+    assert await read_all(ro) == b"after the cancel"
+    got = 0
+    with trio.move_on_after(0.5):
+        while True:
+            got += len(await rb.read())
+    assert 0 < got <= 64 << 20
+
+
+async def test_data_stays_readable_when_the_peer_closes_right_after_its_fin(pair):
+    a, b = pair
+    s = await a.open_stream()
+    await s.write(b"answer")
+    await s.close()
+    await a.close()
+    r = await b.accept_stream()
+    assert await read_all(r) == b"answer"
+    with trio.fail_after(5):
+        await b.event_closed.wait()
+
+
+async def test_closing_sends_go_away_and_ends_everything(ours_and_peer):
+    ours, peer = ours_and_peer
+    calls = []
+
+    async def on_close():
+        calls.append(1)
+    ours.on_close = on_close
+    await peer.send(header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
+    s = await ours.accept_stream()
+    await ours.close()
+    assert (await peer.expect(TYPE_GO_AWAY))[3] == 0
+    assert ours.is_closed and calls == [1]
+    with pytest.raises(MuxedConnUnavailable):
+        await ours.accept_stream()
+    with pytest.raises(MuxedStreamReset):
+        await s.write(b"x")
+    await ours.close()
+    assert calls == [1]
+
+
+async def test_pings_from_the_peer_are_answered_and_ours_measure_the_rtt(ours_and_peer):
+    ours, peer = ours_and_peer
+    ping = await peer.expect(TYPE_PING, FLAG_SYN)  # ours, sent at start
+    await peer.send(header(TYPE_PING, FLAG_ACK, 0, ping[3]))
+    with trio.fail_after(5):
+        while not ours.rtt:
+            await trio.sleep(0.01)
+    await peer.send(header(TYPE_PING, FLAG_SYN, 0, 4242))
+    assert (await peer.expect(TYPE_PING, FLAG_ACK))[1:4] == (FLAG_ACK, 0, 4242)
+
+
+async def test_inbound_streams_are_acked_and_carry_data_sent_with_the_syn(ours_and_peer):
+    ours, peer = ours_and_peer
+    await peer.send(header(TYPE_DATA, FLAG_SYN, 1, 3) + b"abc", header(TYPE_DATA, FLAG_FIN, 1, 0))
+    s = await ours.accept_stream()
+    assert (await peer.expect(TYPE_WINDOW_UPDATE, FLAG_ACK))[1:3] == (FLAG_ACK, 1)
+    assert await read_all(s) == b"abc"
+
+
+@pytest.mark.parametrize("frames, reason", [
+    ([header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0),
+      header(TYPE_DATA, 0, 1, INITIAL_WINDOW + 1) + bytes(INITIAL_WINDOW + 1)], "window"),
+    ([header(TYPE_WINDOW_UPDATE, FLAG_SYN, 2, 0)], "ours to open"),
+    ([header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0), header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)],
+     "already open"),
+    ([b"\x07" + header(TYPE_PING, 0, 0, 0)[1:]], "version"),
+])
+async def test_protocol_errors_end_the_connection_with_go_away(ours_and_peer, frames, reason):
+    ours, peer = ours_and_peer
+    await peer.send(*frames)
+    code = (await peer.expect(TYPE_GO_AWAY))[3]
+    assert code == GO_AWAY_PROTOCOL_ERROR
+    with trio.fail_after(5):
+        await ours.event_closed.wait()
+    assert reason in ours._close_reason
+
+
+async def test_streams_beyond_the_backlog_are_reset(nursery):
+    ca, cb = channels()
+    ours = YamuxConnection(cb, "peer", backlog=4)
+    nursery.start_soon(ours.start)
+    await ours.event_started.wait()
+    peer = Peer(ca)
+    await peer.send(*(header(TYPE_WINDOW_UPDATE, FLAG_SYN, sid, 0) for sid in range(1, 13, 2)))
+    resets = []
+    with trio.fail_after(5):
+        while len(resets) < 2:
+            frame = await peer.expect(TYPE_WINDOW_UPDATE)
+            if frame[1] & FLAG_RST:
+                resets.append(frame[2])
+    assert sorted(resets) == [9, 11]
+    assert sorted(ours.streams) == [1, 3, 5, 7]
+    await ours.close()
+
+
+async def test_a_forged_noise_message_ends_the_connection(ours_and_peer):
+    ours, peer = ours_and_peer
+    await peer.channel._raw.write(b"\x00\x20" + bytes(32))
+    with trio.fail_after(5):
+        await ours.event_closed.wait()
+    assert "failed authentication" in ours._close_reason
+
+
+async def test_fin_then_reset_frames_for_unknown_streams_are_ignored(ours_and_peer):
+    ours, peer = ours_and_peer
+    await peer.send(header(TYPE_DATA, FLAG_FIN, 99, 0), header(TYPE_WINDOW_UPDATE, FLAG_RST, 77, 0),
+                    header(TYPE_PING, FLAG_SYN, 0, 1))
+    await peer.expect(TYPE_PING, FLAG_ACK)
+    assert not ours.is_closed
+
+
+async def test_a_peer_that_leaves_a_keepalive_ping_unanswered_is_disconnected(nursery):
+    ca, cb = channels()
+    ours = YamuxConnection(cb, "peer", keepalive=0.3)
+    nursery.start_soon(ours.start)
+    peer = Peer(ca)
+    await peer.expect(TYPE_PING, FLAG_SYN)  # and never answered
+    with trio.fail_after(5):
+        await ours.event_closed.wait()
+    assert "keepalive" in ours._close_reason
+
+
+async def test_a_peer_that_answers_keepalive_pings_stays(nursery):
+    ca, cb = channels()
+    ours = YamuxConnection(cb, "peer", keepalive=0.2)
+    nursery.start_soon(ours.start)
+    peer = Peer(ca)
+    for _ in range(4):
+        ping = await peer.expect(TYPE_PING, FLAG_SYN)
+        await peer.send(header(TYPE_PING, FLAG_ACK, 0, ping[3]))
+    assert not ours.is_closed and ours.rtt > 0
+    await ours.close()
