@@ -5,6 +5,7 @@ daemon before it misbehaves. Modes (argv: MODE HOST PORT PEER_ID [N]):
 
 - ``garbage``: handshake, then encrypted garbage where multistream-select is expected;
 - ``badframe``: handshake, then a maximal Noise frame that fails authentication;
+- ``badyamux``: handshake, Yamux negotiated, then a frame of an unknown Yamux version;
 - ``manyconns``: N full py-libp2p hosts with one shared identity dial the daemon
   (N connections from one peer id); stays connected for a few seconds.
 
@@ -99,6 +100,38 @@ async def badframe(host: str, port: int, peer: str) -> dict:
     return {"handshake": True, "closed": await _closed_by_peer(stream, 20)}
 
 
+async def badyamux(host: str, port: int, peer: str) -> dict:
+    """Handshake, negotiate Yamux, then a frame with an unknown version: the daemon must
+    answer GO_AWAY (protocol error) and close this connection."""
+    import struct
+
+    stream, secure = await _noise(host, port, peer)
+    await secure.write(_lp("/multistream/1.0.0") + _lp("/yamux/1.0.0"))
+    plain = bytearray()
+    with trio.fail_after(10):
+        while b"/yamux/1.0.0\n" not in plain:
+            plain += await secure.read()
+    plain = plain[plain.index(b"/yamux/1.0.0\n") + len(b"/yamux/1.0.0\n"):]
+    await secure.write(struct.pack("!BBHII", 7, 0, 0, 0, 0))
+    with trio.move_on_after(10):
+        try:
+            while True:
+                data = await secure.read()
+                if not data:
+                    break
+                plain += data
+        except Exception:
+            pass
+    go_away, pos = [], 0
+    while pos + 12 <= len(plain):
+        _version, typ, _flags, _sid, length = struct.unpack_from("!BBHII", plain, pos)
+        pos += 12 + (length if typ == 0 else 0)  # only DATA frames carry a body
+        if typ == 3:
+            go_away.append(length)
+    return {"handshake": True, "go_away": go_away[:1],
+            "closed": await _closed_by_peer(stream, 20)}
+
+
 async def manyconns(host: str, port: int, peer: str, n: int) -> dict:
     import multiaddr
     from libp2p import new_host
@@ -140,7 +173,7 @@ def main() -> None:
     if mode == "manyconns":
         trio.run(manyconns, host, int(port), peer, int(sys.argv[5]))
         return
-    result = trio.run({"garbage": garbage, "badframe": badframe}[mode], host, int(port), peer)
+    result = trio.run({"garbage": garbage, "badframe": badframe, "badyamux": badyamux}[mode], host, int(port), peer)
     print(json.dumps(result), flush=True)
 
 

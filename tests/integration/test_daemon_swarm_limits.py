@@ -37,6 +37,9 @@ def test_garbage_after_the_noise_handshake_closes_that_connection_only():
         for mode in ("garbage", "badframe"):
             result = run_peer(mode, "127.0.0.1", str(tcp_port(d)), d.peer_id)
             assert result == {"handshake": True, "closed": True}, mode
+        # A broken Yamux frame after the muxer was negotiated: GO_AWAY (protocol error, 1).
+        result = run_peer("badyamux", "127.0.0.1", str(tcp_port(d)), d.peer_id)
+        assert result == {"handshake": True, "go_away": [1], "closed": True}
         # The daemon still serves its control clients and new, honest peers.
         peer, addrs = client(other).identify()
         client(d).connect(peer, addrs)
