@@ -5,7 +5,8 @@ peer could talk to it unencrypted and unauthenticated. We pass an explicit secur
 table holding only Noise (``/noise``): a peer proposing ``/plaintext/2.0.0`` or
 ``/secio/1.0.0`` gets multistream ``na`` and, having nothing else, is disconnected.
 After py-libp2p's Noise handshake the connection runs on our channel (p2pd/net/noise.py)
-and our Yamux (p2pd/net/yamux.py); mplex is the fallback older peers may need.
+and our Yamux (p2pd/net/yamux.py), or our mplex (p2pd/net/mplex.py), the fallback older
+peers may need.
 
 The transports (TCP, WebSocket) follow from the listen addresses. Identify (with push)
 and ping are py-libp2p's; we only set the agent version it reports.
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import trio
 
 from .. import __version__
 from ..errors import ConfigError
@@ -217,8 +216,8 @@ def build_host(key_pair, options: HostOptions):
     from libp2p.identity.identify import identify as identify_module
     from libp2p.network.config import ConnectionConfig
     from libp2p.rcmgr.manager import new_resource_manager
-    from libp2p.stream_muxer.mplex.mplex import Mplex
 
+    from .mplex import MplexConnection
     from .noise import NoiseTransport
     from .yamux import YamuxConnection
 
@@ -232,7 +231,8 @@ def build_host(key_pair, options: HostOptions):
     security = {
         TProtocol(NOISE_PROTOCOL): NoiseTransport(key_pair, noise_privkey=new_x25519().private_key),
     }
-    muxers = {TProtocol(YAMUX_PROTOCOL): YamuxConnection, TProtocol(MPLEX_PROTOCOL): Mplex}
+    muxers = {TProtocol(YAMUX_PROTOCOL): YamuxConnection,
+              TProtocol(MPLEX_PROTOCOL): MplexConnection}
     conn_config = ConnectionConfig(
         max_connections=max(options.conn_high * 2, options.conn_high + 16),
         low_watermark=options.conn_low,

@@ -43,7 +43,7 @@ class NoiseChannel(BaseSession):
         self._eof = False
 
     @classmethod
-    def after_handshake(cls, handshaken, raw_conn) -> "NoiseChannel":
+    def after_handshake(cls, handshaken, raw_conn) -> NoiseChannel:
         """Take over from py-libp2p's ``SecureSession`` right after the handshake."""
         protocol = handshaken.conn.noise_state.noise_protocol
         send, recv = protocol.cipher_state_encrypt, protocol.cipher_state_decrypt

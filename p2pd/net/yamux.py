@@ -31,13 +31,11 @@ ping and everything above use them unchanged.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections import deque
 from typing import Any
 
 import trio
-from libp2p.abc import IMuxedConn, IMuxedStream
+from libp2p.abc import IMuxedStream
 from libp2p.stream_muxer.exceptions import (
     MuxedConnUnavailable,
     MuxedStreamClosed,
@@ -46,6 +44,8 @@ from libp2p.stream_muxer.exceptions import (
     MuxedStreamReset,
 )
 
+from .muxbuf import ReadBuffer
+from .muxsession import MuxSession, ProtocolError
 from .yamux_wire import (
     FLAG_ACK,
     FLAG_FIN,
@@ -79,27 +79,19 @@ WRITE_BATCH = 1024 * 1024
 BACKLOG = 256
 #: Seconds between RTT measurements and keepalive PINGs (and how long one may go unanswered).
 RTT_INTERVAL = 30.0
-#: How long one write to the secure channel may take before the connection is given up.
-WRITE_TIMEOUT = 30.0
 #: How long closing waits to get its GO_AWAY out before closing the socket anyway.
 GO_AWAY_TIMEOUT = 1.0
 
 
-class _ProtocolError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-
 class YamuxStream(IMuxedStream):
-    """One Yamux stream: a deque of received payloads and two flow-control windows."""
+    """One Yamux stream: its received payloads and two flow-control windows."""
 
-    def __init__(self, conn: "YamuxConnection", stream_id: int, is_initiator: bool) -> None:
+    def __init__(self, conn: YamuxConnection, stream_id: int, is_initiator: bool) -> None:
         self.muxed_conn = conn
         self.stream_id = stream_id
+        self.key = stream_id
         self.is_initiator = is_initiator
-        self._chunks: deque[bytes] = deque()
-        self._offset = 0  # into _chunks[0]
-        self._buffered = 0
+        self._buffer = ReadBuffer()
         self._recv_window = INITIAL_WINDOW  # what the peer may still send
         self._window_size = INITIAL_WINDOW  # the window we grant, grows with use
         self._consumed = 0  # read since the last credit
@@ -126,13 +118,12 @@ class YamuxStream(IMuxedStream):
     def _on_data(self, payload: bytes) -> None:
         n = len(payload)
         if n > self._recv_window:
-            raise _ProtocolError(
+            raise ProtocolError(
                 f"stream {self.stream_id}: {n} bytes against a window of {self._recv_window}")
         self._recv_window -= n
         if self.recv_closed or self.reset_received:
             return  # late data for a stream we no longer read; its window is still honoured
-        self._chunks.append(payload)
-        self._buffered += n
+        self._buffer.append(payload)
         self._readable.set()
 
     def _on_window(self, delta: int) -> None:
@@ -146,7 +137,8 @@ class YamuxStream(IMuxedStream):
         if self.send_closed:
             self.muxed_conn._forget(self)
 
-    def _on_reset(self, reason: str = "stream was reset by the peer", *, keep: bool = False) -> None:
+    def _on_reset(self, reason: str = "stream was reset by the peer", *,
+                  keep: bool = False) -> None:
         """Reset: writes fail from now on; reads too, once ``keep``-ed data is read.
 
         A RST discards what is buffered (the peer aborted the stream). When the connection
@@ -157,9 +149,7 @@ class YamuxStream(IMuxedStream):
             self.reset_received = True
             self._reset_reason = reason
         if not keep:
-            self._chunks.clear()
-            self._offset = 0
-            self._buffered = 0
+            self._buffer.clear()
         self._wake()
         self.muxed_conn._forget(self)
 
@@ -167,37 +157,14 @@ class YamuxStream(IMuxedStream):
     async def read(self, n: int | None = -1) -> bytes:
         if n == 0:
             return b""
-        while not self._buffered:
+        while not self._buffer.size:
             if self.recv_closed:
                 raise MuxedStreamEOF("stream closed by the peer")
             if self.reset_received:
                 raise MuxedStreamReset(self._reset_reason)
             self._readable = trio.Event()
             await self._readable.wait()
-        chunks = self._chunks
-        if n is None or n < 0 or n >= self._buffered:
-            if self._offset:
-                chunks[0] = chunks[0][self._offset:]
-                self._offset = 0
-            data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-        else:
-            parts = []
-            need = n
-            while need:
-                head = chunks[0]
-                avail = len(head) - self._offset
-                if avail <= need:
-                    parts.append(head[self._offset:] if self._offset else head)
-                    chunks.popleft()
-                    self._offset = 0
-                    need -= avail
-                else:
-                    parts.append(head[self._offset:self._offset + need])
-                    self._offset += need
-                    need = 0
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._buffered -= len(data)
+        data = self._buffer.take(n)
         self._consumed += len(data)
         if self._consumed >= self._window_size >> 1:
             await self._credit()
@@ -291,81 +258,30 @@ class YamuxStream(IMuxedStream):
     def get_remote_address(self) -> tuple[str, int] | None:
         return self.muxed_conn.get_remote_address()
 
-    async def __aenter__(self) -> "YamuxStream":
+    async def __aenter__(self) -> YamuxStream:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
 
-class YamuxConnection(IMuxedConn):
+class YamuxConnection(MuxSession):
     """A Yamux session over a secure channel (py-libp2p ``ISecureConn``)."""
 
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_window: int = MAX_WINDOW,
                  backlog: int = BACKLOG, keepalive: float = RTT_INTERVAL) -> None:
-        self.secured_conn = secured_conn
-        self.peer_id = peer_id
-        self.on_close = on_close
+        super().__init__(secured_conn, peer_id, is_initiator, on_close, backlog)
         self.max_window = max(max_window, INITIAL_WINDOW)
         self.keepalive = keepalive
-        self._initiator = secured_conn.is_initiator if is_initiator is None else is_initiator
         self._next_id = 1 if self._initiator else 2
-        self.streams: dict[int, YamuxStream] = {}
-        self._accept_send, self._accept_recv = trio.open_memory_channel[YamuxStream](backlog)
-        self._write_lock = trio.Lock()
         self._decoder = YamuxDecoder(self.max_window)
         self._pings: dict[int, trio.Event] = {}
         self._ping_id = 0
         #: Smoothed round-trip time from our PINGs (0 until measured).
         self.rtt = 0.0
-        self._nursery: trio.Nursery | None = None
         self._going_away = False  # we sent GO_AWAY
         self.remote_going_away = False
-        self._dead = False
-        self._write_failed = False
-        self._close_reason = "connection closed"
-        self.event_started = trio.Event()
-        self.event_shutting_down = trio.Event()
-        self.event_closed = trio.Event()
-
-    # -- IMuxedConn ----------------------------------------------------------------------
-    @property
-    def is_initiator(self) -> bool:
-        return self._initiator
-
-    @property
-    def is_established(self) -> bool:
-        return self.event_started.is_set() and not self._dead
-
-    @property
-    def is_closed(self) -> bool:
-        return self.event_closed.is_set()
-
-    def get_transport_addresses(self) -> list:
-        return self.secured_conn.get_transport_addresses()
-
-    def get_connection_type(self) -> Any:
-        return self.secured_conn.get_connection_type()
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return self.secured_conn.get_remote_address()
-
-    async def start(self) -> None:
-        """Run the connection: read and dispatch frames until it ends."""
-        if self.event_started.is_set():
-            return
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self.event_started.set()
-                nursery.start_soon(self._measure_rtt)
-                await self._read_loop()
-                nursery.cancel_scope.cancel()
-        finally:
-            self._nursery = None
-            with trio.CancelScope(shield=True):
-                await self._teardown()
 
     async def open_stream(self) -> YamuxStream:
         if self._dead or self._going_away:
@@ -385,17 +301,8 @@ class YamuxConnection(IMuxedConn):
             raise MuxedStreamError(f"could not open a stream: {exc}") from None
         return stream
 
-    async def accept_stream(self) -> YamuxStream:
-        try:
-            return await self._accept_recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise MuxedConnUnavailable(self._close_reason) from None
-
     async def close(self, error_code: int = GO_AWAY_NORMAL) -> None:
-        if self._dead:
-            await self.event_closed.wait()
-            return
-        if not self._going_away:
+        if not self._dead and not self._going_away:
             self._going_away = True
             self.event_shutting_down.set()
             with trio.move_on_after(GO_AWAY_TIMEOUT):
@@ -421,7 +328,28 @@ class YamuxConnection(IMuxedConn):
             raise MuxedConnUnavailable(self._close_reason)
         return trio.current_time() - start
 
-    # -- internals -----------------------------------------------------------------------
+    # -- MuxSession hooks ----------------------------------------------------------------
+    def _background(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._measure_rtt)
+
+    def _feed(self, data: bytes) -> list:
+        try:
+            return self._decoder.feed(data)
+        except YamuxWireError as exc:
+            raise ProtocolError(str(exc)) from None
+
+    async def _on_protocol_error(self) -> None:
+        with trio.move_on_after(GO_AWAY_TIMEOUT):
+            try:
+                await self._send(header(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
+            except MuxedConnUnavailable:
+                pass
+
+    async def _teardown(self) -> None:
+        for done in self._pings.values():
+            done.set()
+        await super()._teardown()
+
     async def _measure_rtt(self) -> None:
         """PING now and every ``keepalive`` s: the RTT steers window growth, and a peer
         that leaves a PING unanswered for ``keepalive`` s is gone (keepalive, as go-yamux
@@ -439,70 +367,6 @@ class YamuxConnection(IMuxedConn):
                 return
             self.rtt = sample if not self.rtt else 0.875 * self.rtt + 0.125 * sample
             await trio.sleep(self.keepalive)
-
-    async def _send(self, data: bytes) -> None:
-        if self._dead or self._write_failed:
-            raise MuxedConnUnavailable(self._close_reason)
-        try:
-            async with self._write_lock:
-                # A frame is written whole or the connection is given up: a caller's
-                # cancellation must not leave half a frame (or half a Noise message) on
-                # the wire, which would break every other stream of the connection.
-                with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + WRITE_TIMEOUT
-                    await self.secured_conn.write(data)
-                if scope.cancelled_caught:
-                    raise TimeoutError(f"peer did not take a frame within {WRITE_TIMEOUT:g} s")
-        except (trio.Cancelled, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            self._write_failed = True
-            self._close_reason = f"write failed: {exc!r}"
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()
-            raise MuxedConnUnavailable(self._close_reason) from exc
-
-    def _send_soon(self, data: bytes) -> None:
-        """Send a control frame from the reader without blocking it on the socket."""
-        if self._nursery is not None and not self._dead:
-            self._nursery.start_soon(self._send_quietly, data)
-
-    async def _send_quietly(self, data: bytes) -> None:
-        try:
-            await self._send(data)
-        except MuxedConnUnavailable:
-            pass
-
-    def _forget(self, stream: YamuxStream) -> None:
-        if self.streams.get(stream.stream_id) is stream:
-            del self.streams[stream.stream_id]
-
-    async def _read_loop(self) -> None:
-        read = self.secured_conn.read
-        feed = self._decoder.feed
-        while True:
-            try:
-                data = await read()
-            except (trio.Cancelled, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                self._close_reason = f"connection lost: {exc!r}"
-                return
-            if not data:
-                self._close_reason = "connection closed by the peer"
-                return
-            try:
-                for frame in feed(data):
-                    self._dispatch(*frame)
-            except (YamuxWireError, _ProtocolError) as exc:
-                self._close_reason = f"Yamux protocol error from the peer: {exc}"
-                log.info("%s: %s", self.peer_id, self._close_reason)
-                with trio.move_on_after(GO_AWAY_TIMEOUT):
-                    try:
-                        await self._send(header(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
-                    except MuxedConnUnavailable:
-                        pass
-                return
 
     def _dispatch(self, typ: int, flags: int, sid: int, value: int, payload: bytes | None) -> None:
         if typ == TYPE_DATA or typ == TYPE_WINDOW_UPDATE:
@@ -537,51 +401,19 @@ class YamuxConnection(IMuxedConn):
 
     def _inbound(self, sid: int) -> YamuxStream | None:
         if sid == 0 or (sid & 1) == (self._next_id & 1):
-            raise _ProtocolError(f"SYN for stream {sid}, which is ours to open")
+            raise ProtocolError(f"SYN for stream {sid}, which is ours to open")
         if sid in self.streams:
-            raise _ProtocolError(f"SYN for stream {sid}, which is already open")
+            raise ProtocolError(f"SYN for stream {sid}, which is already open")
         if self._going_away or self._dead:
             self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
             return None
         stream = YamuxStream(self, sid, False)
-        try:
-            self._accept_send.send_nowait(stream)
-        except trio.WouldBlock:
-            log.info("%s: inbound stream backlog full, resetting stream %d", self.peer_id, sid)
+        if not self._backlog(stream):
             self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
-            return None
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
             return None
         self.streams[sid] = stream
         self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_ACK, sid, 0))
         return stream
-
-    async def _teardown(self) -> None:
-        if self._dead:
-            return
-        self._dead = True
-        self.event_shutting_down.set()
-        self._accept_send.close()
-        for stream in list(self.streams.values()):
-            stream._on_reset(self._close_reason, keep=True)
-        self.streams.clear()
-        for done in self._pings.values():
-            done.set()
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-        try:
-            await self.secured_conn.close()
-        except Exception:
-            pass
-        self.event_closed.set()
-        on_close = self.on_close
-        if on_close is not None:
-            try:
-                result = on_close()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.debug("on_close hook failed", exc_info=True)
 
 
 #: py-libp2p's muxer table takes a class called as ``cls(secured_conn, peer_id)``.

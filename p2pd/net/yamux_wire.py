@@ -63,7 +63,8 @@ class YamuxDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, int, int, int, bytes | None]]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[
+            tuple[int, int, int, int, bytes | None]]:
         buf = self._buf
         buf += data
         have = len(buf)

@@ -54,11 +54,12 @@ def _decode(data: bytes, sizes: list[int]):
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=2000), st.lists(st.integers(1, 100), max_size=8))
 def test_yamux_garbage_gives_frames_or_a_wire_error_whatever_the_cut(data, sizes):
-    whole_frames, whole_error = _decode(data, [])
+    # Byte by byte gives every frame before an error (a feed that fails loses its own).
+    all_frames, any_error = _decode(data, [1] * len(data))
     frames, error = _decode(data, sizes)
-    assert frames == whole_frames[:len(frames)]
-    assert (error is None) == (whole_error is None)
-    for typ, flags, sid, value, payload in frames:
+    assert frames == all_frames[:len(frames)]
+    assert (error is None) == (any_error is None)
+    for typ, _flags, _sid, value, payload in frames:
         assert typ <= 3 and (payload is None) == (typ != 0)
         if typ == 0:
             assert len(payload) == value <= 4096
@@ -80,3 +81,35 @@ def test_yamux_valid_frames_round_trip(spec, sizes):
             wire += header(typ, flags, sid, value)
             expect.append((typ, flags, sid, value, None))
     assert _decode(wire, sizes) == (expect, None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=2000), st.lists(st.integers(1, 100), max_size=8))
+def test_mplex_garbage_gives_frames_or_a_wire_error_whatever_the_cut(data, sizes):
+    from p2pd.net.mplex_wire import MplexDecoder, MplexWireError
+
+    def decode(sizes):
+        d, out = MplexDecoder(4096), []
+        try:
+            for piece in cuts(data, sizes):
+                out += d.feed(piece)
+        except MplexWireError:
+            return out, True
+        return out, False
+
+    every, any_error = decode([1] * len(data))  # every frame before an error
+    part, error = decode(sizes)
+    assert part == every[:len(part)] and error == any_error
+    assert all(flag != 7 and len(body) <= 4096 for _sid, flag, body in part)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**60 - 1), st.integers(0, 6), st.binary(max_size=300)),
+                max_size=10), st.lists(st.integers(1, 50), max_size=8))
+def test_mplex_valid_frames_round_trip(spec, sizes):
+    from p2pd.net.mplex_wire import MplexDecoder, frame
+
+    wire = b"".join(frame(*f) for f in spec)
+    d = MplexDecoder()
+    got = [f for piece in cuts(wire, sizes) for f in d.feed(piece)]
+    assert got == spec

@@ -173,7 +173,8 @@ def main() -> None:
     if mode == "manyconns":
         trio.run(manyconns, host, int(port), peer, int(sys.argv[5]))
         return
-    result = trio.run({"garbage": garbage, "badframe": badframe, "badyamux": badyamux}[mode], host, int(port), peer)
+    modes = {"garbage": garbage, "badframe": badframe, "badyamux": badyamux}
+    result = trio.run(modes[mode], host, int(port), peer)
     print(json.dumps(result), flush=True)
 
 

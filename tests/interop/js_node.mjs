@@ -14,6 +14,7 @@ import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { mplex } from '@libp2p/mplex'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -63,7 +64,10 @@ const node = await createLibp2p({
   // stream when that buffer passes maxReadBufferLength (4 MiB by default). This node sends
   // and reads 16 MiB in one event loop, so a fast peer can fill the buffer while the loop
   // is busy sending: give the buffer room for the whole test payload.
-  streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: 64 * 1024 * 1024 } })],
+  // MUXERS=mplex makes an mplex-only peer (the fallback older peers still speak).
+  streamMuxers: process.env.MUXERS === 'mplex'
+    ? [mplex()]
+    : [yamux({ streamOptions: { maxReadBufferLength: 64 * 1024 * 1024 } })],
   services: { identify: identify(), identifyPush: identifyPush(), ping: ping() },
   connectionManager: { inboundConnectionThreshold: 1000 }
 })

@@ -39,7 +39,7 @@ BIG = 16 << 20
 
 
 class JsNode:
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         self.proc = subprocess.Popen(
             ["node", "js_node.mjs"],
             cwd=HERE,
@@ -47,7 +47,7 @@ class JsNode:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=dict(os.environ, ECHO_PROTOCOL=ECHO),
+            env=dict(os.environ, ECHO_PROTOCOL=ECHO, **env),
         )
         hello = json.loads(self.proc.stdout.readline())
         self.peer_id: str = hello["peerId"]
@@ -222,3 +222,41 @@ async def test_a_new_stream_handler_reaches_connected_js_peers_by_identify_push(
             while fresh not in (await trio.to_thread.run_sync(
                     lambda: js.call(cmd="peer", peerId=ours.peer_id)))["protocols"]:
                 await trio.sleep(0.1)
+
+
+async def test_an_mplex_only_js_peer_connects_both_ways_pings_and_echoes(peers):
+    """Mplex is the fallback muxer: a js peer that offers nothing else still works with us."""
+    ours, _ = peers
+    old = JsNode(MUXERS="mplex")
+    handler_dir = Path(tempfile.mkdtemp(prefix="p2pd-h", dir="/tmp"))
+    client = Client(Multiaddr(ours.control), Multiaddr(f"/unix{handler_dir}/h.sock"))
+
+    async def echo(info, stream):
+        while True:
+            try:
+                data = await stream.receive(1 << 16)
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            await stream.send(data)
+        await stream.send_eof()
+
+    try:
+        # We dial it.
+        peer, addr = split(old.addr(False))
+        c = control(ours)
+        c.connect(peer, [addr])
+        assert len(c.ping(peer, 2)) == 2
+        await hang_up(ours, old)
+        # It dials us, pings and echoes 16 MiB through a handler on our control socket.
+        async with client.listen():
+            await client.stream_handler(ECHO, echo)
+            ours_addr = f"{ours.addrs[0]}/p2p/{ours.peer_id}"
+            with trio.fail_after(60):
+                rtt = await trio.to_thread.run_sync(lambda: old.call(cmd="ping", addr=ours_addr))
+                result = await trio.to_thread.run_sync(
+                    lambda: old.call(cmd="echo", addr=ours_addr, size=BIG))
+        assert rtt["rtt"] >= 0
+        assert result == {"sent": BIG, "received": BIG, "identical": True}
+    finally:
+        old.stop()
+        shutil.rmtree(handler_dir, ignore_errors=True)

@@ -112,3 +112,30 @@ def test_an_oversized_data_frame_is_refused_before_its_payload_arrives():
     d = YamuxDecoder(1000)
     with pytest.raises(YamuxWireError):
         d.feed(header(TYPE_DATA, 0, 1, 1001))
+
+
+def test_mplex_frames_are_cut_from_any_split():
+    from p2pd.net.mplex_wire import MplexDecoder, frame
+
+    wire = frame(0, 0, b"0") + frame(300, 2, b"x" * 200) + frame(7, 4) + frame(2**40, 5)
+    expect = [(0, 0, b"0"), (300, 2, b"x" * 200), (7, 4, b""), (2**40, 5, b"")]
+    assert wire[:1] == b"\x00" and frame(300, 2, b"")[:2] == bytes([0xE2, 0x12])  # 300<<3|2
+    for cut in range(1, len(wire) + 1):
+        d = MplexDecoder()
+        got = []
+        for i in range(0, len(wire), cut):
+            got += d.feed(wire[i:i + cut])
+        assert got == expect and d.buffered == 0
+
+
+@pytest.mark.parametrize("wire, message", [
+    (b"\x07\x00", "flag 7"),
+    (b"\x02\x81\x80\x80\x01", "limit"),
+    (b"\xff" * 9 + b"\x01", "varint"),
+    (b"\x82\x00\x00", "minimally"),
+])
+def test_bad_mplex_frames_are_refused(wire, message):
+    from p2pd.net.mplex_wire import MplexDecoder, MplexWireError
+
+    with pytest.raises(MplexWireError, match=message):
+        MplexDecoder().feed(wire)

@@ -1,7 +1,7 @@
-"""Our Yamux muxer and Noise channel over real sockets (a socketpair), against each other and
+"""Our Yamux and mplex muxers and Noise channel over real sockets (a socketpair), against each other and
 against a hand-driven peer that sends whatever frames a test needs.
 
-Run by test_yamux.py in a process of its own: this module imports py-libp2p, which cannot
+Run by test_muxers.py in a process of its own: this module imports py-libp2p, which cannot
 share a process with p2pclient (both register ``crypto.pb.KeyType``)."""
 
 import os
@@ -15,6 +15,14 @@ from libp2p.stream_muxer.exceptions import (
     MuxedStreamReset,
 )
 
+from p2pd.net.mplex import MplexConnection
+from p2pd.net.mplex_wire import (
+    CLOSE_INITIATOR,
+    MESSAGE_INITIATOR,
+    NEW_STREAM,
+    MplexDecoder,
+    frame,
+)
 from p2pd.net.noise import NoiseChannel
 from p2pd.net.noise_wire import NoiseCipherPair
 from p2pd.net.yamux import YamuxConnection
@@ -196,7 +204,7 @@ async def test_a_reader_that_does_not_read_holds_the_sender_to_its_window(pair, 
     r = await b.accept_stream()
     await trio.sleep(0.3)
     assert not done.is_set()
-    assert r._buffered == INITIAL_WINDOW and s._send_window == 0
+    assert r._buffer.size == INITIAL_WINDOW and s._send_window == 0
     got = 0
     while got < 4 << 20:
         got += len(await r.read())
@@ -387,4 +395,124 @@ async def test_a_peer_that_answers_keepalive_pings_stays(nursery):
         ping = await peer.expect(TYPE_PING, FLAG_SYN)
         await peer.send(header(TYPE_PING, FLAG_ACK, 0, ping[3]))
     assert not ours.is_closed and ours.rtt > 0
+    await ours.close()
+
+
+
+# -- mplex ----------------------------------------------------------------------------------
+
+@pytest.fixture
+async def mplex_pair(nursery):
+    ca, cb = channels()
+    a, b = MplexConnection(ca, "b"), MplexConnection(cb, "a")
+    nursery.start_soon(a.start)
+    nursery.start_soon(b.start)
+    await a.event_started.wait()
+    await b.event_started.wait()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def test_mplex_streams_both_ways_with_the_same_ids_stay_apart(mplex_pair):
+    a, b = mplex_pair
+    sa = await a.open_stream()  # id 0 opened by a
+    sb = await b.open_stream()  # id 0 opened by b
+    ra, rb = await b.accept_stream(), await a.accept_stream()
+    await sa.write(b"from a")
+    await sb.write(b"from b")
+    await sa.close()
+    await sb.close()
+    assert await read_all(ra) == b"from a" and await read_all(rb) == b"from b"
+    await ra.write(b"back to a")
+    await ra.close()
+    assert await read_all(sa) == b"back to a"
+
+
+async def test_mplex_bulk_and_reset(mplex_pair, nursery):
+    a, b = mplex_pair
+    s = await a.open_stream()
+    data = os.urandom(1 << 20) * 12
+    nursery.start_soon(lambda: s.write(data))
+    r = await b.accept_stream()
+    got = bytearray()
+    while len(got) < len(data):
+        got += await r.read()
+    assert bytes(got) == data
+    await r.reset()
+    with trio.fail_after(5):
+        while True:
+            try:
+                await s.write(b"x")
+                await trio.sleep(0.01)
+            except MuxedStreamReset:
+                break
+
+
+async def test_mplex_a_slow_reader_holds_the_sender_back_instead_of_buffering(nursery):
+    ca, cb = channels()
+    a, b = MplexConnection(ca, "b"), MplexConnection(cb, "a", max_buffer=1 << 20)
+    for c in (a, b):
+        nursery.start_soon(c.start)
+        await c.event_started.wait()
+    s = await a.open_stream()
+    nursery.start_soon(lambda: s.write(bytes(64 << 20)))
+    r = await b.accept_stream()
+    await trio.sleep(0.5)
+    assert (1 << 20) < r._buffer.size < (4 << 20)  # reading paused just past the bound
+    got = 0
+    while got < 64 << 20:
+        got += len(await r.read())
+    assert not r.reset_received
+
+
+async def test_mplex_a_stalled_stream_is_reset_and_the_others_go_on(nursery):
+    ca, cb = channels()
+    a = MplexConnection(ca, "b")
+    b = MplexConnection(cb, "a", max_buffer=1 << 16, stall_timeout=0.3)
+    for c in (a, b):
+        nursery.start_soon(c.start)
+        await c.event_started.wait()
+    stalled = await a.open_stream()
+    other = await a.open_stream()
+    await stalled.write(bytes(1 << 18))  # never read on b
+    r_stalled, r_other = await b.accept_stream(), await b.accept_stream()
+    await other.write(b"still flowing")
+    await other.close()
+    with trio.fail_after(5):
+        assert await read_all(r_other) == b"still flowing"
+    assert r_stalled.reset_received
+
+
+async def test_mplex_empty_messages_are_not_the_end_of_a_stream(ours_and_mplex_peer):
+    ours, peer = ours_and_mplex_peer
+    await peer.send(frame(0, NEW_STREAM, b"0"), frame(0, MESSAGE_INITIATOR, b""),
+                    frame(0, MESSAGE_INITIATOR, b"data"), frame(0, CLOSE_INITIATOR))
+    s = await ours.accept_stream()
+    assert await read_all(s) == b"data"
+
+
+@pytest.mark.parametrize("frames, reason", [
+    ([frame(0, NEW_STREAM), frame(0, NEW_STREAM)], "has open"),
+    ([b"\x07\x00"], "flag 7"),
+    ([b"\x02" + b"\x80" * 3 + b"\x01"], "limit"),  # a 2 MiB length
+    ([b"\xff" * 10], "varint"),
+])
+async def test_mplex_protocol_errors_end_the_connection(ours_and_mplex_peer, frames, reason):
+    ours, peer = ours_and_mplex_peer
+    await peer.send(*frames)
+    with trio.fail_after(5):
+        await ours.event_closed.wait()
+    assert reason in ours._close_reason
+
+
+@pytest.fixture
+async def ours_and_mplex_peer(nursery):
+    ca, cb = channels()
+    ours = MplexConnection(cb, "peer")
+    nursery.start_soon(ours.start)
+    await ours.event_started.wait()
+    peer = Peer(ca)
+    peer.decoder = MplexDecoder()
+    yield ours, peer
     await ours.close()

@@ -1,4 +1,4 @@
-"""Runs yamux_cases.py (our Yamux muxer and Noise channel over real sockets) in its own
+"""Runs muxer_cases.py (our Yamux and mplex muxers and Noise channel over real sockets) in its own
 process: it imports py-libp2p, and py-libp2p and p2pclient (imported by other test modules)
 cannot be loaded into one process (both register ``crypto.pb.KeyType``)."""
 
@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-CASES = Path(__file__).with_name("yamux_cases.py")
+CASES = Path(__file__).with_name("muxer_cases.py")
 
 
-def test_yamux_and_noise_cases_in_their_own_process():
+def test_yamux_mplex_and_noise_cases_in_their_own_process():
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(CASES)],
         capture_output=True, text=True, timeout=600, cwd=CASES.parents[2],

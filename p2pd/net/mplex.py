@@ -1,0 +1,262 @@
+"""Our mplex stream muxer (/mplex/6.7.0) on trio, in place of py-libp2p's.
+
+mplex is the fallback for peers without Yamux. py-libp2p's implementation read an unsized
+``read()`` as "until the peer closes" (every protocol here, and py-libp2p's own, read it as
+"what has arrived"), took an empty MESSAGE frame — js-libp2p sends them — for the end of the
+stream, and lost data on streams to js-libp2p peers under load (docs/decisions.md). This one
+shares the frame reading of our Yamux (p2pd/net/yamux.py) and the stream buffer
+(:class:`~p2pd.net.muxbuf.ReadBuffer`).
+
+Behaviour (libp2p/specs mplex): we number the streams we open 0, 1, 2, ...; the peer numbers
+its own, and the flag says whose stream a frame is about. mplex has no flow control, so, as
+go-mplex does, while a stream holds more than ``max_buffer`` (4 MiB) unread bytes the
+connection is not read (TCP slows the peer); a stream whose reader does not catch up within
+``stall_timeout`` (10 s) is reset, so a peer cannot fill our memory or stall the rest. Frames over 1 MiB, a bad varint, flag 7, or a
+NewStream for an id the peer already has open end the connection. Inbound streams beyond
+the accept backlog are reset; frames for streams we no longer know are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+from libp2p.abc import IMuxedStream
+from libp2p.stream_muxer.exceptions import (
+    MuxedConnUnavailable,
+    MuxedStreamClosed,
+    MuxedStreamEOF,
+    MuxedStreamError,
+    MuxedStreamReset,
+)
+
+from .mplex_wire import (
+    CLOSE_INITIATOR,
+    CLOSE_RECEIVER,
+    MAX_STREAM_ID,
+    MESSAGE_INITIATOR,
+    MESSAGE_RECEIVER,
+    NEW_STREAM,
+    RESET_INITIATOR,
+    RESET_RECEIVER,
+    MplexDecoder,
+    MplexWireError,
+    frame,
+)
+from .muxbuf import ReadBuffer
+from .muxsession import MuxSession, ProtocolError
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_ID = "/mplex/6.7.0"
+#: Unread bytes a stream may hold before it is reset (js-libp2p's maxReadBufferLength).
+MAX_BUFFER = 4 * 1024 * 1024
+#: Largest message we send (the spec allows 1 MiB; smaller keeps streams interleaved).
+CHUNK = 64 * 1024
+BACKLOG = 256
+#: How long a stream over ``MAX_BUFFER`` may hold up the connection before it is reset.
+STALL_TIMEOUT = 10.0
+
+
+class MplexStream(IMuxedStream):
+    def __init__(self, conn: MplexConnection, stream_id: int, is_initiator: bool) -> None:
+        self.muxed_conn = conn
+        self.stream_id = stream_id
+        self.is_initiator = is_initiator
+        self._buffer = ReadBuffer()
+        self._readable = trio.Event()
+        self._drained = trio.Event()
+        self._write_lock = trio.Lock()
+        self.recv_closed = False
+        self.send_closed = False
+        self.reset_received = False
+        self._reset_reason = "stream was reset"
+        # Flags for frames we send about this stream.
+        if is_initiator:
+            self._msg, self._close = MESSAGE_INITIATOR, CLOSE_INITIATOR
+            self._reset = RESET_INITIATOR
+        else:
+            self._msg, self._close = MESSAGE_RECEIVER, CLOSE_RECEIVER
+            self._reset = RESET_RECEIVER
+
+    @property
+    def key(self) -> tuple[int, bool]:
+        return self.stream_id, self.is_initiator
+
+    @property
+    def closed(self) -> bool:
+        return self.reset_received or (self.recv_closed and self.send_closed)
+
+    # -- from the connection's reader ----------------------------------------------------
+    def _on_data(self, data: bytes) -> None:
+        if self.recv_closed or self.reset_received:
+            return
+        self._buffer.append(data)
+        self._readable.set()
+        if self._buffer.size > self.muxed_conn.max_buffer:
+            self.muxed_conn._full.add(self)
+
+    def _on_close(self) -> None:
+        self.recv_closed = True
+        self._readable.set()
+        if self.send_closed:
+            self.muxed_conn._forget(self)
+
+    def _on_reset(self, reason: str = "stream was reset by the peer", *,
+                  keep: bool = False) -> None:
+        if not self.reset_received:
+            self.reset_received = True
+            self._reset_reason = reason
+        if not keep:
+            self._buffer.clear()
+        self._readable.set()
+        self._drained.set()
+        self.muxed_conn._forget(self)
+
+    # -- IMuxedStream --------------------------------------------------------------------
+    async def read(self, n: int | None = -1) -> bytes:
+        if n == 0:
+            return b""
+        while not self._buffer.size:
+            if self.recv_closed:
+                raise MuxedStreamEOF("stream closed by the peer")
+            if self.reset_received:
+                raise MuxedStreamReset(self._reset_reason)
+            self._readable = trio.Event()
+            await self._readable.wait()
+        data = self._buffer.take(n)
+        self._drained.set()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data).cast("B")
+        async with self._write_lock:
+            for start in range(0, len(view), CHUNK):
+                if self.reset_received:
+                    raise MuxedStreamReset(self._reset_reason)
+                if self.send_closed:
+                    raise MuxedStreamClosed("stream is closed for writing")
+                try:
+                    await self.muxed_conn._send(
+                        frame(self.stream_id, self._msg, bytes(view[start:start + CHUNK])))
+                except MuxedConnUnavailable as exc:
+                    self._on_reset(f"connection closed: {exc}", keep=True)
+                    raise MuxedStreamReset(self._reset_reason) from None
+
+    async def close(self) -> None:
+        if self.send_closed or self.reset_received:
+            return
+        async with self._write_lock:
+            if self.send_closed or self.reset_received:
+                return
+            self.send_closed = True
+            try:
+                await self.muxed_conn._send(frame(self.stream_id, self._close))
+            except MuxedConnUnavailable:
+                pass
+        if self.recv_closed:
+            self.muxed_conn._forget(self)
+
+    async def reset(self) -> None:
+        if self.reset_received or (self.send_closed and self.recv_closed):
+            return
+        self._on_reset("stream was reset locally")
+        try:
+            await self.muxed_conn._send(frame(self.stream_id, self._reset))
+        except MuxedConnUnavailable:
+            pass
+
+    def set_deadline(self, ttl: int) -> None:
+        raise NotImplementedError("mplex streams have no deadlines; use trio cancel scopes")
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self.muxed_conn.get_remote_address()
+
+    async def __aenter__(self) -> MplexStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class MplexConnection(MuxSession):
+    """An mplex session over a secure channel (py-libp2p ``ISecureConn``)."""
+
+    def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
+                 on_close: Any = None, *, max_buffer: int = MAX_BUFFER,
+                 backlog: int = BACKLOG, stall_timeout: float = STALL_TIMEOUT) -> None:
+        super().__init__(secured_conn, peer_id, is_initiator, on_close, backlog)
+        self.max_buffer = max_buffer
+        self.stall_timeout = stall_timeout
+        self._next_id = 0
+        self._decoder = MplexDecoder()
+        self._closing = False
+        self._full: set[MplexStream] = set()  # streams over max_buffer since the last read
+
+    async def open_stream(self) -> MplexStream:
+        if self._dead or self._closing:
+            raise MuxedStreamError("connection is closing")
+        sid = self._next_id
+        if sid > MAX_STREAM_ID:
+            raise MuxedStreamError("stream ids exhausted on this connection")
+        self._next_id = sid + 1
+        stream = MplexStream(self, sid, True)
+        self.streams[stream.key] = stream
+        try:
+            await self._send(frame(sid, NEW_STREAM, str(sid).encode()))
+        except MuxedConnUnavailable as exc:
+            self.streams.pop(stream.key, None)
+            raise MuxedStreamError(f"could not open a stream: {exc}") from None
+        return stream
+
+    async def close(self) -> None:
+        self._closing = True  # mplex has no GO_AWAY: the socket just closes
+        await self._teardown()
+
+    # -- MuxSession hooks ----------------------------------------------------------------
+    def _feed(self, data: bytes) -> list:
+        try:
+            return self._decoder.feed(data)
+        except MplexWireError as exc:
+            raise ProtocolError(str(exc)) from None
+
+    async def _after_dispatch(self) -> None:
+        """Backpressure: mplex has no windows, so while a stream holds more than
+        ``max_buffer`` unread bytes we stop reading the connection (TCP then slows the
+        peer down), as go-mplex does; a stream whose reader does not catch up within
+        ``stall_timeout`` is reset so the connection's other streams go on."""
+        while self._full:
+            stream = self._full.pop()
+            with trio.move_on_after(self.stall_timeout) as scope:
+                while stream._buffer.size > self.max_buffer and not stream.reset_received:
+                    stream._drained = trio.Event()
+                    await stream._drained.wait()
+            if scope.cancelled_caught:
+                log.info("%s: mplex stream %d left %d bytes unread for %g s; resetting it",
+                         self.peer_id, stream.stream_id, stream._buffer.size, self.stall_timeout)
+                await stream.reset()
+
+    def _dispatch(self, sid: int, flag: int, payload: bytes) -> None:
+        if flag == NEW_STREAM:
+            self._inbound(sid)
+            return
+        # Odd flags come from the receiving side of a stream: one we opened.
+        stream = self.streams.get((sid, bool(flag & 1)))
+        if stream is None:
+            return  # a stream already closed or reset: ignored
+        if flag in (MESSAGE_INITIATOR, MESSAGE_RECEIVER):
+            stream._on_data(payload)
+        elif flag in (CLOSE_INITIATOR, CLOSE_RECEIVER):
+            stream._on_close()
+        else:
+            stream._on_reset()
+
+    def _inbound(self, sid: int) -> None:
+        if (sid, False) in self.streams:
+            raise ProtocolError(f"NewStream for stream {sid}, which the peer has open")
+        stream = MplexStream(self, sid, False)
+        if self._closing or self._dead or not self._backlog(stream):
+            self._send_soon(frame(sid, RESET_RECEIVER))
+            return
+        self.streams[stream.key] = stream
