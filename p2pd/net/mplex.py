@@ -2,18 +2,19 @@
 
 mplex is the fallback for peers without Yamux. py-libp2p's implementation read an unsized
 ``read()`` as "until the peer closes" (every protocol here, and py-libp2p's own, read it as
-"what has arrived"), took an empty MESSAGE frame — js-libp2p sends them — for the end of the
-stream, and lost data on streams to js-libp2p peers under load (docs/decisions.md). This one
-shares the frame reading of our Yamux (p2pd/net/yamux.py) and the stream buffer
-(:class:`~p2pd.net.muxbuf.ReadBuffer`).
+"what has arrived") and took an empty MESSAGE frame, which js-libp2p sends, for the end of
+the stream: a control-socket ping to an mplex-only js peer failed in most runs
+(docs/decisions.md). This one shares the session machinery of our Yamux
+(:mod:`p2pd.net.muxsession`) and its stream buffer (:class:`~p2pd.net.muxbuf.ReadBuffer`).
 
 Behaviour (libp2p/specs mplex): we number the streams we open 0, 1, 2, ...; the peer numbers
 its own, and the flag says whose stream a frame is about. mplex has no flow control, so, as
 go-mplex does, while a stream holds more than ``max_buffer`` (4 MiB) unread bytes the
 connection is not read (TCP slows the peer); a stream whose reader does not catch up within
-``stall_timeout`` (10 s) is reset, so a peer cannot fill our memory or stall the rest. Frames over 1 MiB, a bad varint, flag 7, or a
-NewStream for an id the peer already has open end the connection. Inbound streams beyond
-the accept backlog are reset; frames for streams we no longer know are ignored.
+``stall_timeout`` (10 s) is reset, so a peer can neither fill our memory nor stall the other
+streams for long. Frames over 1 MiB, a bad varint, flag 7, or a NewStream for an id the peer
+already has open end the connection. Inbound streams beyond the accept backlog are reset;
+frames for streams we no longer know are ignored.
 """
 
 from __future__ import annotations

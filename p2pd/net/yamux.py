@@ -1,6 +1,6 @@
 """Our Yamux stream muxer (/yamux/1.0.0) on trio, in place of py-libp2p's.
 
-Why (docs/decisions.md, "Own Yamux and Noise transport path"): py-libp2p's muxer read every
+Why (docs/decisions.md, "Own Yamux muxer and Noise transport channel"): py-libp2p's muxer read every
 frame with two exact reads through its Noise session, copied each payload through a growing
 buffer, credited the window per 64 KiB, slept 100 ms on close and dropped buffered data in
 ``read(n)`` on a closed stream. This one reads whatever the secure channel has decrypted,
@@ -51,10 +51,8 @@ from .yamux_wire import (
     FLAG_FIN,
     FLAG_RST,
     FLAG_SYN,
-    GO_AWAY_INTERNAL_ERROR,
     GO_AWAY_NORMAL,
     GO_AWAY_PROTOCOL_ERROR,
-    HEADER_SIZE,
     INITIAL_WINDOW,
     TYPE_DATA,
     TYPE_GO_AWAY,
@@ -223,7 +221,7 @@ class YamuxStream(IMuxedStream):
                 try:
                     await self.muxed_conn._send(b"".join(parts))
                 except MuxedConnUnavailable as exc:
-                    self._on_reset(f"connection closed: {exc}")
+                    self._on_reset(f"connection closed: {exc}", keep=True)
                     raise MuxedStreamReset(self._reset_reason) from None
                 sent = end
 
@@ -418,5 +416,4 @@ class YamuxConnection(MuxSession):
 
 #: py-libp2p's muxer table takes a class called as ``cls(secured_conn, peer_id)``.
 Yamux = YamuxConnection
-__all__ = ["PROTOCOL_ID", "Yamux", "YamuxConnection", "YamuxStream", "GO_AWAY_INTERNAL_ERROR",
-           "HEADER_SIZE"]
+__all__ = ["PROTOCOL_ID", "Yamux", "YamuxConnection", "YamuxStream"]
