@@ -23,14 +23,7 @@ import logging
 from typing import Any
 
 import trio
-from libp2p.abc import IMuxedStream
-from libp2p.stream_muxer.exceptions import (
-    MuxedConnUnavailable,
-    MuxedStreamClosed,
-    MuxedStreamEOF,
-    MuxedStreamError,
-    MuxedStreamReset,
-)
+from libp2p.stream_muxer.exceptions import MuxedConnUnavailable, MuxedStreamError
 
 from .mplex_wire import (
     CLOSE_INITIATOR,
@@ -45,8 +38,7 @@ from .mplex_wire import (
     MplexWireError,
     frame,
 )
-from .muxbuf import ReadBuffer
-from .muxsession import MuxSession, ProtocolError
+from .muxsession import MuxSession, MuxStream, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +52,10 @@ BACKLOG = 256
 STALL_TIMEOUT = 10.0
 
 
-class MplexStream(IMuxedStream):
+class MplexStream(MuxStream):
     def __init__(self, conn: MplexConnection, stream_id: int, is_initiator: bool) -> None:
-        self.muxed_conn = conn
-        self.stream_id = stream_id
-        self.is_initiator = is_initiator
-        self._buffer = ReadBuffer()
-        self._readable = trio.Event()
+        super().__init__(conn, stream_id, is_initiator)
         self._drained = trio.Event()
-        self._write_lock = trio.Lock()
-        self.recv_closed = False
-        self.send_closed = False
-        self.reset_received = False
-        self._reset_reason = "stream was reset"
         # Flags for frames we send about this stream.
         if is_initiator:
             self._msg, self._close = MESSAGE_INITIATOR, CLOSE_INITIATOR
@@ -83,13 +66,18 @@ class MplexStream(IMuxedStream):
 
     @property
     def key(self) -> tuple[int, bool]:
-        return self.stream_id, self.is_initiator
+        return self.stream_id, self.is_initiator  # each side numbers its own streams
 
-    @property
-    def closed(self) -> bool:
-        return self.reset_received or (self.recv_closed and self.send_closed)
+    def _fin_frame(self) -> bytes:
+        return frame(self.stream_id, self._close)
 
-    # -- from the connection's reader ----------------------------------------------------
+    def _rst_frame(self) -> bytes:
+        return frame(self.stream_id, self._reset)
+
+    def _wake(self) -> None:
+        self._readable.set()
+        self._drained.set()
+
     def _on_data(self, data: bytes) -> None:
         if self.recv_closed or self.reset_received:
             return
@@ -98,87 +86,16 @@ class MplexStream(IMuxedStream):
         if self._buffer.size > self.muxed_conn.max_buffer:
             self.muxed_conn._full.add(self)
 
-    def _on_close(self) -> None:
-        self.recv_closed = True
-        self._readable.set()
-        if self.send_closed:
-            self.muxed_conn._forget(self)
-
-    def _on_reset(self, reason: str = "stream was reset by the peer", *,
-                  keep: bool = False) -> None:
-        if not self.reset_received:
-            self.reset_received = True
-            self._reset_reason = reason
-        if not keep:
-            self._buffer.clear()
-        self._readable.set()
+    async def _after_read(self, n: int) -> None:
         self._drained.set()
-        self.muxed_conn._forget(self)
-
-    # -- IMuxedStream --------------------------------------------------------------------
-    async def read(self, n: int | None = -1) -> bytes:
-        if n == 0:
-            return b""
-        while not self._buffer.size:
-            if self.recv_closed:
-                raise MuxedStreamEOF("stream closed by the peer")
-            if self.reset_received:
-                raise MuxedStreamReset(self._reset_reason)
-            self._readable = trio.Event()
-            await self._readable.wait()
-        data = self._buffer.take(n)
-        self._drained.set()
-        return data
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data).cast("B")
         async with self._write_lock:
             for start in range(0, len(view), CHUNK):
-                if self.reset_received:
-                    raise MuxedStreamReset(self._reset_reason)
-                if self.send_closed:
-                    raise MuxedStreamClosed("stream is closed for writing")
-                try:
-                    await self.muxed_conn._send(
-                        frame(self.stream_id, self._msg, bytes(view[start:start + CHUNK])))
-                except MuxedConnUnavailable as exc:
-                    self._on_reset(f"connection closed: {exc}", keep=True)
-                    raise MuxedStreamReset(self._reset_reason) from None
-
-    async def close(self) -> None:
-        if self.send_closed or self.reset_received:
-            return
-        async with self._write_lock:
-            if self.send_closed or self.reset_received:
-                return
-            self.send_closed = True
-            try:
-                await self.muxed_conn._send(frame(self.stream_id, self._close))
-            except MuxedConnUnavailable:
-                pass
-        if self.recv_closed:
-            self.muxed_conn._forget(self)
-
-    async def reset(self) -> None:
-        if self.reset_received or (self.send_closed and self.recv_closed):
-            return
-        self._on_reset("stream was reset locally")
-        try:
-            await self.muxed_conn._send(frame(self.stream_id, self._reset))
-        except MuxedConnUnavailable:
-            pass
-
-    def set_deadline(self, ttl: int) -> None:
-        raise NotImplementedError("mplex streams have no deadlines; use trio cancel scopes")
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return self.muxed_conn.get_remote_address()
-
-    async def __aenter__(self) -> MplexStream:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
+                self._check_writable()
+                await self._send_data(
+                    frame(self.stream_id, self._msg, bytes(view[start:start + CHUNK])))
 
 
 class MplexConnection(MuxSession):
@@ -249,7 +166,7 @@ class MplexConnection(MuxSession):
         if flag in (MESSAGE_INITIATOR, MESSAGE_RECEIVER):
             stream._on_data(payload)
         elif flag in (CLOSE_INITIATOR, CLOSE_RECEIVER):
-            stream._on_close()
+            stream._on_fin()
         else:
             stream._on_reset()
 

@@ -1,9 +1,16 @@
-"""What our two stream muxers (Yamux, mplex) share: one trio task reading the secure
-channel and dispatching frames, serialized whole-frame writes, the accept backlog and an
-orderly end. A subclass supplies the frame decoder (``_feed``), the dispatch
-(``_dispatch``), what it says on a protocol error (``_on_protocol_error``) and its streams.
+"""What our two stream muxers (Yamux, mplex) share.
 
-Implements py-libp2p's ``IMuxedConn`` so its swarm runs our muxers unchanged.
+:class:`MuxSession`: one trio task reading the secure channel and dispatching frames,
+serialized whole-frame writes, the accept backlog and an orderly end. A subclass supplies
+the frame decoder (``_feed``), the dispatch (``_dispatch``), what it says on a protocol
+error (``_on_protocol_error``) and its streams.
+
+:class:`MuxStream`: a stream's buffer, half-close and reset states, reads, FIN and RST. A
+subclass supplies its FIN and RST frames, its writes and what a read gives back to the peer
+(``_after_read``: Yamux window credit, mplex backpressure).
+
+They implement py-libp2p's ``IMuxedConn``/``IMuxedStream`` so its swarm, identify, ping and
+everything above run our muxers unchanged.
 """
 
 from __future__ import annotations
@@ -13,8 +20,15 @@ import logging
 from typing import Any
 
 import trio
-from libp2p.abc import IMuxedConn
-from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
+from libp2p.abc import IMuxedConn, IMuxedStream
+from libp2p.stream_muxer.exceptions import (
+    MuxedConnUnavailable,
+    MuxedStreamClosed,
+    MuxedStreamEOF,
+    MuxedStreamReset,
+)
+
+from .muxbuf import ReadBuffer
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +38,136 @@ WRITE_TIMEOUT = 30.0
 
 class ProtocolError(Exception):
     """The peer broke the muxer's rules; the connection ends."""
+
+
+class MuxStream(IMuxedStream):
+    """One stream of a :class:`MuxSession`."""
+
+    def __init__(self, conn: MuxSession, stream_id: int, is_initiator: bool) -> None:
+        self.muxed_conn = conn
+        self.stream_id = stream_id
+        self.is_initiator = is_initiator
+        self._buffer = ReadBuffer()
+        self._readable = trio.Event()
+        self._write_lock = trio.Lock()
+        self.recv_closed = False  # the peer closed its side
+        self.send_closed = False  # we closed ours
+        self.reset_received = False  # reset by either side, or the connection died
+        self._reset_reason = "stream was reset"
+
+    # -- subclass hooks ------------------------------------------------------------------
+    def _fin_frame(self) -> bytes:
+        raise NotImplementedError
+
+    def _rst_frame(self) -> bytes:
+        raise NotImplementedError
+
+    async def _after_read(self, n: int) -> None:
+        """``n`` bytes were read from the buffer."""
+
+    def _wake(self) -> None:
+        """Wake everything waiting on the stream (a reset)."""
+        self._readable.set()
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def key(self):
+        """The stream's key in ``MuxSession.streams``."""
+        return self.stream_id
+
+    @property
+    def closed(self) -> bool:
+        return self.reset_received or (self.recv_closed and self.send_closed)
+
+    def _check_writable(self) -> None:
+        if self.reset_received:
+            raise MuxedStreamReset(self._reset_reason)
+        if self.send_closed:
+            raise MuxedStreamClosed("stream is closed for writing")
+
+    # -- from the connection's reader (synchronous) --------------------------------------
+    def _on_fin(self) -> None:
+        self.recv_closed = True
+        self._readable.set()
+        if self.send_closed:
+            self.muxed_conn._forget(self)
+
+    def _on_reset(self, reason: str = "stream was reset by the peer", *,
+                  keep: bool = False) -> None:
+        """Reset: writes fail from now on; reads too, once ``keep``-ed data is read.
+
+        A RST discards what is buffered (the peer aborted the stream). When the connection
+        ends instead (``keep``), what already arrived stays readable: a peer may send its
+        answer, close its side and the connection at once.
+        """
+        if not self.reset_received:
+            self.reset_received = True
+            self._reset_reason = reason
+        if not keep:
+            self._buffer.clear()
+        self._wake()
+        self.muxed_conn._forget(self)
+
+    # -- IMuxedStream --------------------------------------------------------------------
+    async def read(self, n: int | None = -1) -> bytes:
+        """What has arrived (at most ``n`` bytes), waiting for the first; after the peer
+        closed its side, :class:`MuxedStreamEOF`; after a reset, :class:`MuxedStreamReset`."""
+        if n == 0:
+            return b""
+        while not self._buffer.size:
+            if self.recv_closed:
+                raise MuxedStreamEOF("stream closed by the peer")
+            if self.reset_received:
+                raise MuxedStreamReset(self._reset_reason)
+            self._readable = trio.Event()
+            await self._readable.wait()
+        data = self._buffer.take(n)
+        await self._after_read(len(data))
+        return data
+
+    async def close(self) -> None:
+        """Half-close: our close after everything written so far; reading goes on."""
+        if self.send_closed or self.reset_received:
+            return
+        async with self._write_lock:
+            if self.send_closed or self.reset_received:
+                return
+            self.send_closed = True
+            try:
+                await self.muxed_conn._send(self._fin_frame())
+            except MuxedConnUnavailable:
+                pass
+        if self.recv_closed:
+            self.muxed_conn._forget(self)
+
+    async def reset(self) -> None:
+        if self.reset_received or (self.send_closed and self.recv_closed):
+            return
+        self._on_reset("stream was reset locally")
+        try:
+            await self.muxed_conn._send(self._rst_frame())
+        except MuxedConnUnavailable:
+            pass
+
+    async def _send_data(self, data: bytes) -> None:
+        """Send frames of this stream's data; a dead connection resets the stream."""
+        try:
+            await self.muxed_conn._send(data)
+        except MuxedConnUnavailable as exc:
+            self._on_reset(f"connection closed: {exc}", keep=True)
+            raise MuxedStreamReset(self._reset_reason) from None
+
+    def set_deadline(self, ttl: int) -> None:
+        raise NotImplementedError("muxed streams have no deadlines; use trio cancel scopes")
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self.muxed_conn.get_remote_address()
+
+    async def __aenter__(self) -> MuxStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
 
 
 class MuxSession(IMuxedConn):
@@ -187,8 +331,6 @@ class MuxSession(IMuxedConn):
         self.event_shutting_down.set()
         self._accept_send.close()
         for stream in list(self.streams.values()):
-            # What already arrived stays readable: a peer may send its answer, close its
-            # side and the connection at once.
             stream._on_reset(self._close_reason, keep=True)
         self.streams.clear()
         if self._nursery is not None:

@@ -35,17 +35,9 @@ import logging
 from typing import Any
 
 import trio
-from libp2p.abc import IMuxedStream
-from libp2p.stream_muxer.exceptions import (
-    MuxedConnUnavailable,
-    MuxedStreamClosed,
-    MuxedStreamEOF,
-    MuxedStreamError,
-    MuxedStreamReset,
-)
+from libp2p.stream_muxer.exceptions import MuxedConnUnavailable, MuxedStreamError
 
-from .muxbuf import ReadBuffer
-from .muxsession import MuxSession, ProtocolError
+from .muxsession import MuxSession, MuxStream, ProtocolError
 from .yamux_wire import (
     FLAG_ACK,
     FLAG_FIN,
@@ -81,32 +73,23 @@ RTT_INTERVAL = 30.0
 GO_AWAY_TIMEOUT = 1.0
 
 
-class YamuxStream(IMuxedStream):
+class YamuxStream(MuxStream):
     """One Yamux stream: its received payloads and two flow-control windows."""
 
     def __init__(self, conn: YamuxConnection, stream_id: int, is_initiator: bool) -> None:
-        self.muxed_conn = conn
-        self.stream_id = stream_id
-        self.key = stream_id
-        self.is_initiator = is_initiator
-        self._buffer = ReadBuffer()
+        super().__init__(conn, stream_id, is_initiator)
         self._recv_window = INITIAL_WINDOW  # what the peer may still send
         self._window_size = INITIAL_WINDOW  # the window we grant, grows with use
         self._consumed = 0  # read since the last credit
         self._last_credit = trio.current_time()
         self._send_window = INITIAL_WINDOW
-        self._readable = trio.Event()
         self._writable = trio.Event()
-        self._write_lock = trio.Lock()
-        self.recv_closed = False  # the peer sent FIN
-        self.send_closed = False  # we sent FIN
-        self.reset_received = False  # reset by either side, or the connection died
-        self._reset_reason = "stream was reset"
 
-    # -- state ---------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self.reset_received or (self.recv_closed and self.send_closed)
+    def _fin_frame(self) -> bytes:
+        return header(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
+
+    def _rst_frame(self) -> bytes:
+        return header(TYPE_WINDOW_UPDATE, FLAG_RST, self.stream_id, 0)
 
     def _wake(self) -> None:
         self._readable.set()
@@ -129,44 +112,11 @@ class YamuxStream(IMuxedStream):
             self._send_window += delta
             self._writable.set()
 
-    def _on_fin(self) -> None:
-        self.recv_closed = True
-        self._readable.set()
-        if self.send_closed:
-            self.muxed_conn._forget(self)
-
-    def _on_reset(self, reason: str = "stream was reset by the peer", *,
-                  keep: bool = False) -> None:
-        """Reset: writes fail from now on; reads too, once ``keep``-ed data is read.
-
-        A RST discards what is buffered (the peer aborted the stream). When the connection
-        ends instead (``keep``), what already arrived stays readable: a peer may send its
-        answer, FIN, and close the connection at once.
-        """
-        if not self.reset_received:
-            self.reset_received = True
-            self._reset_reason = reason
-        if not keep:
-            self._buffer.clear()
-        self._wake()
-        self.muxed_conn._forget(self)
-
     # -- reading -------------------------------------------------------------------------
-    async def read(self, n: int | None = -1) -> bytes:
-        if n == 0:
-            return b""
-        while not self._buffer.size:
-            if self.recv_closed:
-                raise MuxedStreamEOF("stream closed by the peer")
-            if self.reset_received:
-                raise MuxedStreamReset(self._reset_reason)
-            self._readable = trio.Event()
-            await self._readable.wait()
-        data = self._buffer.take(n)
-        self._consumed += len(data)
+    async def _after_read(self, n: int) -> None:
+        self._consumed += n
         if self._consumed >= self._window_size >> 1:
             await self._credit()
-        return data
 
     async def _credit(self) -> None:
         """Give the peer back the window our reader consumed (and grow it if it waited)."""
@@ -192,12 +142,6 @@ class YamuxStream(IMuxedStream):
             pass
 
     # -- writing -------------------------------------------------------------------------
-    def _check_writable(self) -> None:
-        if self.reset_received:
-            raise MuxedStreamReset(self._reset_reason)
-        if self.send_closed:
-            raise MuxedStreamClosed("stream is closed for writing")
-
     async def write(self, data: bytes) -> None:
         self._check_writable()
         view = memoryview(data).cast("B")
@@ -218,49 +162,8 @@ class YamuxStream(IMuxedStream):
                     stop = min(start + MAX_FRAME, end)
                     parts.append(pack_header(0, TYPE_DATA, 0, self.stream_id, stop - start))
                     parts.append(view[start:stop])
-                try:
-                    await self.muxed_conn._send(b"".join(parts))
-                except MuxedConnUnavailable as exc:
-                    self._on_reset(f"connection closed: {exc}", keep=True)
-                    raise MuxedStreamReset(self._reset_reason) from None
+                await self._send_data(b"".join(parts))
                 sent = end
-
-    # -- closing -------------------------------------------------------------------------
-    async def close(self) -> None:
-        """Half-close: FIN after everything written so far; reading goes on."""
-        if self.send_closed or self.reset_received:
-            return
-        async with self._write_lock:
-            if self.send_closed or self.reset_received:
-                return
-            self.send_closed = True
-            try:
-                await self.muxed_conn._send(header(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0))
-            except MuxedConnUnavailable:
-                pass
-        if self.recv_closed:
-            self.muxed_conn._forget(self)
-
-    async def reset(self) -> None:
-        if self.reset_received or (self.send_closed and self.recv_closed):
-            return
-        self._on_reset("stream was reset locally")
-        try:
-            await self.muxed_conn._send(header(TYPE_WINDOW_UPDATE, FLAG_RST, self.stream_id, 0))
-        except MuxedConnUnavailable:
-            pass
-
-    def set_deadline(self, ttl: int) -> None:
-        raise NotImplementedError("Yamux streams have no deadlines; use trio cancel scopes")
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return self.muxed_conn.get_remote_address()
-
-    async def __aenter__(self) -> YamuxStream:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
 
 
 class YamuxConnection(MuxSession):

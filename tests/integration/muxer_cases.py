@@ -1,5 +1,5 @@
-"""Our Yamux and mplex muxers and Noise channel over real sockets (a socketpair), against each other and
-against a hand-driven peer that sends whatever frames a test needs.
+"""Our Yamux and mplex muxers and Noise channel over real sockets (a socketpair), against
+each other and against a hand-driven peer that sends whatever frames a test needs.
 
 Run by test_muxers.py in a process of its own: this module imports py-libp2p, which cannot
 share a process with p2pclient (both register ``crypto.pb.KeyType``)."""
@@ -101,14 +101,23 @@ class Peer:
                 self.frames += self.decoder.feed(data)
 
 
+async def running(nursery, *conns):
+    """Start the connections' reader tasks; the connections, once started."""
+    for conn in conns:
+        nursery.start_soon(conn.start)
+        await conn.event_started.wait()
+    return conns
+
+
+async def connected(nursery, muxer, **listener_options):
+    """Two of our connections of class ``muxer`` over one socketpair, running."""
+    ca, cb = channels()
+    return await running(nursery, muxer(ca, "b"), muxer(cb, "a", **listener_options))
+
+
 @pytest.fixture
 async def pair(nursery):
-    ca, cb = channels()
-    a, b = YamuxConnection(ca, "b"), YamuxConnection(cb, "a")
-    nursery.start_soon(a.start)
-    nursery.start_soon(b.start)
-    await a.event_started.wait()
-    await b.event_started.wait()
+    a, b = await connected(nursery, YamuxConnection)
     yield a, b
     await a.close()
     await b.close()
@@ -118,9 +127,7 @@ async def pair(nursery):
 async def ours_and_peer(nursery):
     """Our connection as the listener (even ids), the hand-driven peer as the dialer."""
     ca, cb = channels()
-    ours = YamuxConnection(cb, "peer")
-    nursery.start_soon(ours.start)
-    await ours.event_started.wait()
+    (ours,) = await running(nursery, YamuxConnection(cb, "peer"))
     yield ours, Peer(ca)
     await ours.close()
 
@@ -343,9 +350,7 @@ async def test_protocol_errors_end_the_connection_with_go_away(ours_and_peer, fr
 
 async def test_streams_beyond_the_backlog_are_reset(nursery):
     ca, cb = channels()
-    ours = YamuxConnection(cb, "peer", backlog=4)
-    nursery.start_soon(ours.start)
-    await ours.event_started.wait()
+    (ours,) = await running(nursery, YamuxConnection(cb, "peer", backlog=4))
     peer = Peer(ca)
     await peer.send(*(header(TYPE_WINDOW_UPDATE, FLAG_SYN, sid, 0) for sid in range(1, 13, 2)))
     resets = []
@@ -403,12 +408,7 @@ async def test_a_peer_that_answers_keepalive_pings_stays(nursery):
 
 @pytest.fixture
 async def mplex_pair(nursery):
-    ca, cb = channels()
-    a, b = MplexConnection(ca, "b"), MplexConnection(cb, "a")
-    nursery.start_soon(a.start)
-    nursery.start_soon(b.start)
-    await a.event_started.wait()
-    await b.event_started.wait()
+    a, b = await connected(nursery, MplexConnection)
     yield a, b
     await a.close()
     await b.close()
@@ -450,11 +450,7 @@ async def test_mplex_bulk_and_reset(mplex_pair, nursery):
 
 
 async def test_mplex_a_slow_reader_holds_the_sender_back_instead_of_buffering(nursery):
-    ca, cb = channels()
-    a, b = MplexConnection(ca, "b"), MplexConnection(cb, "a", max_buffer=1 << 20)
-    for c in (a, b):
-        nursery.start_soon(c.start)
-        await c.event_started.wait()
+    a, b = await connected(nursery, MplexConnection, max_buffer=1 << 20)
     s = await a.open_stream()
     nursery.start_soon(lambda: s.write(bytes(64 << 20)))
     r = await b.accept_stream()
@@ -467,12 +463,7 @@ async def test_mplex_a_slow_reader_holds_the_sender_back_instead_of_buffering(nu
 
 
 async def test_mplex_a_stalled_stream_is_reset_and_the_others_go_on(nursery):
-    ca, cb = channels()
-    a = MplexConnection(ca, "b")
-    b = MplexConnection(cb, "a", max_buffer=1 << 16, stall_timeout=0.3)
-    for c in (a, b):
-        nursery.start_soon(c.start)
-        await c.event_started.wait()
+    a, b = await connected(nursery, MplexConnection, max_buffer=1 << 16, stall_timeout=0.3)
     stalled = await a.open_stream()
     other = await a.open_stream()
     await stalled.write(bytes(1 << 18))  # never read on b
@@ -509,9 +500,7 @@ async def test_mplex_protocol_errors_end_the_connection(ours_and_mplex_peer, fra
 @pytest.fixture
 async def ours_and_mplex_peer(nursery):
     ca, cb = channels()
-    ours = MplexConnection(cb, "peer")
-    nursery.start_soon(ours.start)
-    await ours.event_started.wait()
+    (ours,) = await running(nursery, MplexConnection(cb, "peer"))
     peer = Peer(ca)
     peer.decoder = MplexDecoder()
     yield ours, peer

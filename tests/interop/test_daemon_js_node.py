@@ -144,6 +144,17 @@ async def test_js_dials_us_identify_and_ping(peers, ws):
     assert set(ours.addrs) <= {a.split("/p2p/")[0] for a in info["addrs"]}
 
 
+async def echo(info, stream) -> None:
+    """A p2pclient stream handler sending back everything it receives."""
+    while True:
+        try:
+            data = await stream.receive(1 << 16)
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            break
+        await stream.send(data)
+    await stream.send_eof()
+
+
 async def test_16_mib_echo_from_us_to_js_is_byte_identical(peers):
     ours, js = peers
     await hang_up(ours, js)  # a fresh connection, whatever earlier tests left behind
@@ -183,15 +194,6 @@ async def test_16_mib_echo_from_js_to_us_is_byte_identical(peers):
     handler_dir = Path(tempfile.mkdtemp(prefix="p2pd-h", dir="/tmp"))
     client = Client(Multiaddr(ours.control), Multiaddr(f"/unix{handler_dir}/h.sock"))
 
-    async def echo(info, stream):
-        while True:
-            try:
-                data = await stream.receive(1 << 16)
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-            await stream.send(data)
-        await stream.send_eof()
-
     try:
         async with client.listen():
             await client.stream_handler(ECHO, echo)
@@ -230,15 +232,6 @@ async def test_an_mplex_only_js_peer_connects_both_ways_pings_and_echoes(peers):
     old = JsNode(MUXERS="mplex")
     handler_dir = Path(tempfile.mkdtemp(prefix="p2pd-h", dir="/tmp"))
     client = Client(Multiaddr(ours.control), Multiaddr(f"/unix{handler_dir}/h.sock"))
-
-    async def echo(info, stream):
-        while True:
-            try:
-                data = await stream.receive(1 << 16)
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                break
-            await stream.send(data)
-        await stream.send_eof()
 
     try:
         # We dial it.
