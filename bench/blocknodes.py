@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.peers import DAEMON_CONFIG, INTEROP
 from p2pd.blocks.cid import CID
-from p2pd.control.client import ControlClient
+from p2pd.cli.client import ControlClient
 from p2pd.proto import daemon_pb2 as pb
 
 B = pb.BlocksRequest

@@ -28,7 +28,7 @@ from bench.common import row
 from bench.peers import INTEROP
 from p2pd.blocks import CID, Codec
 from p2pd.blocks.multibase import b58decode
-from p2pd.control.client import ControlClient
+from p2pd.cli.client import ControlClient
 from p2pd.control.codec import FrameDecoder, decode_response, encode_message
 from p2pd.proto import daemon_pb2 as pb
 

@@ -109,7 +109,7 @@ class Node:
                                         sign=config.pubsub_sign, strict=config.pubsub_strict)
             self.pubsub.attach()
         if config.bitswap:
-            from .exchange.repo import Repo
+            from .repo import Repo
 
             self.repo = Repo(self, datastore, cache_bytes=config.blockstore_cache_bytes,
                              provide=config.provide)

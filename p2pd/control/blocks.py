@@ -101,7 +101,7 @@ async def _with_progress(stream, req: pb.BlocksRequest, progress, work):
 
 
 async def _answer(repo, req: pb.BlocksRequest, stream) -> list[pb.Response]:
-    from ..exchange.repo import Progress
+    from ..repo import Progress
 
     t = req.type
     if t == B.ADD:

@@ -21,7 +21,7 @@ from test_daemon_harness import Daemon
 
 from p2pd.blocks.cid import CID
 from p2pd.blocks.multicodec import Codec
-from p2pd.control.client import ControlClient
+from p2pd.cli.client import ControlClient
 from p2pd.control.codec import FrameDecoder, decode_response, encode_message
 from p2pd.exchange.wire import BitswapMessage, WantEntry, encode_message as bs_encode
 from p2pd.proto import daemon_pb2 as pb

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pd.control.client import ControlClient
+from p2pd.cli.client import ControlClient
 from p2pd.control.codec import FrameDecoder, decode_response, encode_frame, encode_message
 from p2pd.control.endpoint import Endpoint
 from p2pd.proto import daemon_pb2 as pb

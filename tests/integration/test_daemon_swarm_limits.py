@@ -11,7 +11,7 @@ from pathlib import Path
 
 from test_daemon_harness import Daemon
 
-from p2pd.control.client import ControlClient
+from p2pd.cli.client import ControlClient
 from p2pd.proto import daemon_pb2 as pb
 
 PEER = str(Path(__file__).with_name("libp2p_peer.py"))

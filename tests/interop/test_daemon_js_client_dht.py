@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 from test_daemon_harness import Daemon  # noqa: E402
 
-from p2pd.control.client import ControlClient  # noqa: E402
+from p2pd.cli.client import ControlClient  # noqa: E402
 
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None or not (HERE / "node_modules").is_dir(),

@@ -24,7 +24,7 @@ from p2pclient import Client
 from p2pclient.libp2p_stubs.peer.id import ID
 
 from p2pd.blocks.multibase import b58decode
-from p2pd.control.client import ControlClient
+from p2pd.cli.client import ControlClient
 from p2pd.control.endpoint import parse_endpoint
 from p2pd.proto import daemon_pb2 as pb
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from p2pd.blocks.multibase import b58decode
-from p2pd.control.client import ControlClient
+from p2pd.cli.client import ControlClient
 from p2pd.control.codec import FrameDecoder, decode_response, encode_message
 from p2pd.gossip.wire import RPC, Message, encode_rpc
 from p2pd.proto import daemon_pb2 as pb

@@ -1,6 +1,6 @@
 import pytest
 
-from p2pd.cli import daemon_flags
+from p2pd.cli.daemon import daemon_flags
 from p2pd.errors import ConfigError
 
 

@@ -2,7 +2,7 @@
 
 import io
 
-from p2pd.control.blocks_cli import ProgressBar
+from p2pd.cli.blocks import ProgressBar
 
 
 class Tty(io.StringIO):

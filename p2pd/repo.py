@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import trio
 
-from ..blocks.blockstore import Blockstore
-from ..blocks.cid import CID
-from ..blocks.exporter import export_file, export_path, stat
-from ..blocks.importer import ImportResult, import_path
-from ..blocks.multicodec import Codec
-from ..blocks.pins import Pins
-from .service import BitswapService, FetchStats
+from .blocks.blockstore import Blockstore
+from .blocks.cid import CID
+from .blocks.exporter import export_file, export_path, stat
+from .blocks.importer import ImportResult, import_path
+from .blocks.multicodec import Codec
+from .blocks.pins import Pins
+from .exchange.service import BitswapService, FetchStats
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Repo:
             progress.peers = stats.peers
 
         if offline:
-            from ..blocks.pins import missing_blocks
+            from .blocks.pins import missing_blocks
 
             missing = missing_blocks(self.store, cid, limit=1)
             if missing:
@@ -224,8 +224,8 @@ class Repo:
     async def verify(self) -> dict:
         """Re-hash every stored block (a bad one is quarantined) and check that every
         pin's DAG is complete."""
-        from ..blocks.pins import missing_blocks
-        from ..errors import BlockNotFound, CorruptBlock
+        from .blocks.pins import missing_blocks
+        from .errors import BlockNotFound, CorruptBlock
 
         def work() -> dict:
             ok = bad = 0

@@ -12,10 +12,10 @@ import socket
 import time
 from dataclasses import dataclass
 
+from ..control.codec import FrameDecoder, decode_response, encode_message
+from ..control.endpoint import Endpoint, parse_endpoint
 from ..errors import P2PDError
 from ..proto import daemon_pb2 as pb
-from .codec import FrameDecoder, decode_response, encode_message
-from .endpoint import Endpoint, parse_endpoint
 
 DEFAULT_TIMEOUT = 30.0
 PING_PROTOCOL = "/ipfs/ping/1.0.0"

@@ -11,13 +11,15 @@ import json
 import sys
 
 from ..blocks.multibase import b58encode
+from ..control.codec import FrameDecoder, encode_message
 from ..errors import P2PDError
 from ..proto import daemon_pb2 as pb
 from .client import ControlClient
-from .codec import FrameDecoder, encode_message
+
+COMMANDS = ("pubsub",)
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     ps = sub.add_parser("pubsub", help="pubsub sub|pub|peers|topics")
     ps_sub = ps.add_subparsers(dest="pubsub_command", required=True)
 
@@ -88,4 +90,4 @@ def _subscribe(client: ControlClient, args) -> int:
         sock.close()
 
 
-__all__ = ["add_parser", "run", "encode_message"]
+__all__ = ["COMMANDS", "add_parsers", "run", "encode_message"]

@@ -15,10 +15,12 @@ from ..blocks.cid import CID
 from ..errors import InvalidCID, P2PDError
 from ..proto import daemon_pb2 as pb
 from .client import ControlClient
-from .commands import _addr_text, _peer_bytes
+from .node import _addr_text, _peer_bytes
+
+COMMANDS = ("dht",)
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     dht = sub.add_parser("dht", help="query the running daemon's DHT")
     dsub = dht.add_subparsers(dest="dht_command", required=True)
 
