@@ -93,12 +93,15 @@ def ed25519_seed(record: PrivateKeyRecord) -> bytes:
     data = record.data
     if len(data) == 32:
         return data
-    if len(data) == 64:
-        seed, public = data[:32], data[32:]
+    if len(data) in (64, 96):
+        # 64: seed + public (go-libp2p); 96: seed + public + public (js-libp2p's key files).
+        seed, public = data[:32], data[32:64]
+        if len(data) == 96 and data[64:] != public:
+            raise ConfigError("Ed25519 private key: the two embedded public keys differ")
         if bytes(nacl.signing.SigningKey(seed).verify_key) != public:
             raise ConfigError("Ed25519 private key: embedded public key does not match the seed")
         return seed
-    raise ConfigError(f"Ed25519 private key must be 32 or 64 bytes, not {len(data)}")
+    raise ConfigError(f"Ed25519 private key must be 32, 64 or 96 bytes, not {len(data)}")
 
 
 def read_identity(path: str | os.PathLike[str]) -> PrivateKeyRecord:
@@ -118,7 +121,10 @@ def read_identity(path: str | os.PathLike[str]) -> PrivateKeyRecord:
     except ConfigError as exc:
         raise ConfigError(f"identity file {path}: {exc}") from None
     if record.key_type == KEY_TYPE_ED25519:
-        ed25519_seed(record)
+        try:
+            ed25519_seed(record)
+        except ConfigError as exc:
+            raise ConfigError(f"identity file {path}: {exc}") from None
     return record
 
 
