@@ -319,6 +319,8 @@ class Node:
                 raise NodeError(f"failed to connect to {peer}: {_describe(exc)}") from None
         if scope.cancelled_caught:
             raise NodeError(f"failed to connect to {peer}: timed out")
+        if self.dht is not None:  # the notifee may not have run yet: a lookup waits for it
+            self.dht.peer_connected(peer_raw)
 
     async def disconnect(self, peer_raw: bytes) -> None:
         peer = self.parse_peer_id(peer_raw)

@@ -6,8 +6,13 @@
   is closed. Client mode (``-dhtClient``) does not register the handler.
 - Lookups run :class:`p2pd.kad.lookup.Lookup` with alpha queries in flight.
 - Peers enter the routing table only after they answered one of our queries (so only
-  DHT servers do); peers that connect and announce the protocol are checked that way by
-  a maintenance loop, which also refreshes stale buckets and sweeps expired providers.
+  DHT servers do). Every new connection is checked that way at once (a swarm notifee
+  hands the peer to the service; py-libp2p has no identify-completed event, and a
+  FIND_NODE on ``/ipfs/kad/1.0.0`` is what go's lookup check sends anyway); a lookup
+  that starts while checks are in flight waits for them (events, no sleeps).
+- Disconnected peers stay in the table until they fail a query (the kad-dht spec's
+  rule; go does the same); ``failed`` evicts them and promotes a replacement.
+- A slow maintenance loop refreshes stale buckets and sweeps expired providers.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ TABLE_SAVE_INTERVAL = 60.0
 QUERY_TIMEOUT = 10.0
 STREAM_IDLE = 60.0
 MAX_REQUESTS_PER_STREAM = 256
-MAINTENANCE_INTERVAL = 5.0
+MAINTENANCE_INTERVAL = 60.0  # bucket refresh + provider sweep only
 
 
 class DHTService:
@@ -54,12 +59,38 @@ class DHTService:
         self.providers = ProviderStore(datastore)
         self.records = datastore.records
         self.ds = datastore
-        self._checked: set[bytes] = set()
+        self._checking: dict[bytes, trio.Event] = {}  # peer -> set when its check ends
+        self._new_peers, self._new_peers_recv = trio.open_memory_channel(math.inf)
 
     # -- lifetime ------------------------------------------------------------------------
     def attach(self) -> None:
         if self.server:
             self.node.set_stream_handler(PROTOCOL, self._serve_stream)
+        self.node.host.get_network().register_notifee(_NewPeers(self))
+
+    def peer_connected(self, peer: bytes) -> None:
+        """A connection to ``peer`` is up: check it (once at a time) unless it is in the table."""
+        if peer == self.me or peer in self.table or peer in self._checking:
+            return
+        self._checking[peer] = trio.Event()
+        self._new_peers.send_nowait(peer)
+
+    async def _check_new_peers(self) -> None:
+        async with trio.open_nursery() as nursery:
+            async for peer in self._new_peers_recv:
+                nursery.start_soon(self._check_connected, peer)
+
+    async def _check_connected(self, peer: bytes) -> None:
+        try:
+            await self._check(peer)
+        finally:
+            self._checking.pop(peer).set()
+
+    async def _settled(self) -> None:
+        """Wait (bounded) for the checks of peers that just connected."""
+        with trio.move_on_after(QUERY_TIMEOUT):
+            for event in list(self._checking.values()):
+                await event.wait()
 
     # -- the table across restarts ---------------------------------------------------------
     def save_table(self) -> None:
@@ -91,7 +122,9 @@ class DHTService:
         resolve /dnsaddr names, so it runs after the node is up)."""
         task_status.started()
         try:
-            await self._run(await bootstrap())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._check_new_peers)
+                await self._run(await bootstrap())
         finally:
             with trio.CancelScope(shield=True):
                 try:
@@ -128,13 +161,6 @@ class DHTService:
 
     async def _maintain(self) -> None:
         now = trio.current_time()
-        for summary in self.node.peers():
-            peer = summary.peer_id
-            if peer in self._checked or peer in self.table:
-                continue
-            if PROTOCOL in self.node.peer_protocols(peer):
-                self._checked.add(peer)
-                await self._check(peer)
         for target in self.table.refresh_targets(now, rng=None)[:4]:
             await self.lookup(target)
             self.table.touched(target, now)
@@ -269,6 +295,8 @@ class DHTService:
                      stop: Callable[[bytes, KadMessage], bool] | None = None) -> Lookup:
         """Iterative lookup toward ``target``; ``stop`` ends it early when it returns True."""
         make = make or (lambda: KadMessage(MessageType.FIND_NODE, key=target.to_bytes(32, "big")))
+        if self._checking:
+            await self._settled()
         lk = Lookup(target, self.table.closest(target), trio.current_time(), local_id=self.me,
                     timeout=QUERY_TIMEOUT)
         send, recv = trio.open_memory_channel(math.inf)
@@ -391,6 +419,35 @@ class DHTService:
         for peer in stale:  # correct peers that hold an older record
             await self._query(peer, msg)
         return [best] + [v for v in values if v != best]
+
+
+class _NewPeers:
+    """Swarm notifee: every new connection's peer goes to :meth:`DHTService.peer_connected`."""
+
+    def __init__(self, service: DHTService) -> None:
+        self.service = service
+
+    async def connected(self, network, conn) -> None:
+        try:
+            peer = conn.muxed_conn.peer_id.to_bytes()
+        except Exception:
+            return
+        self.service.peer_connected(peer)
+
+    async def disconnected(self, network, conn) -> None:
+        pass  # the spec keeps disconnected peers until they fail a query
+
+    async def opened_stream(self, network, stream) -> None:
+        pass
+
+    async def closed_stream(self, network, stream) -> None:
+        pass
+
+    async def listen(self, network, multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network, multiaddr) -> None:
+        pass
 
 
 def _wall() -> float:
