@@ -62,6 +62,12 @@ class Node:
         self._multiaddr = multiaddr
         self.key_pair = to_key_pair(key)
         self.swarm_addrs = separate_ephemeral_ports(config.host_addrs)
+        from .net.host import check_swarm_ports_free
+
+        try:
+            check_swarm_ports_free(self.swarm_addrs)
+        except OSError as exc:
+            raise NodeError(str(exc)) from None
         self.host = build_host(
             self.key_pair,
             HostOptions(

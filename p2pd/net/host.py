@@ -261,3 +261,28 @@ def build_host(key_pair, options: HostOptions):
         per_peer_connection_cap(options.max_conns_per_peer, options.max_streams_per_conn)
     )
     return host
+
+
+def check_swarm_ports_free(listen_addrs: Sequence[str]) -> None:
+    """Raise OSError naming the first TCP swarm address another process listens on.
+
+    py-libp2p's TCP listener binds with SO_REUSEPORT, so a second daemon would silently
+    share the port; a probe bind without it fails when the port is taken.
+    """
+    import socket
+
+    for text in listen_addrs:
+        parts = text.split("/")
+        if len(parts) < 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp" or parts[4] == "0":
+            continue
+        family = socket.AF_INET if parts[1] == "ip4" else socket.AF_INET6
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        try:
+            probe.bind((parts[2], int(parts[4])))
+        except OSError as exc:
+            if exc.errno == 98:  # EADDRINUSE
+                raise OSError(f"swarm address {text} is already in use "
+                              "(another p2pd running?)") from None
+        finally:
+            probe.close()
