@@ -275,6 +275,8 @@ def check_swarm_ports_free(listen_addrs: Sequence[str]) -> None:
         parts = text.split("/")
         if len(parts) < 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp" or parts[4] == "0":
             continue
+        if not parts[4].isdigit():
+            continue  # not a port: parse_swarm_addr refuses it with a clear message
         family = socket.AF_INET if parts[1] == "ip4" else socket.AF_INET6
         probe = socket.socket(family, socket.SOCK_STREAM)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
