@@ -12,7 +12,6 @@ daemons of a kind. The go binary comes from the hivemind wheel on PyPI
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .common import row
-from .peers import ROOT, rss_mib
+from .peers import ROOT, Server, rss_mib
 
 BENCH = "daemon"
 
@@ -36,8 +35,7 @@ class Launched:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"bd-{kind}-", dir="/tmp"))
         self.sock = self.tmp / "ctl.sock"
         if kind == "go":
-            sys.path.insert(0, str(ROOT / "tests"))
-            from harness.godaemon import go_daemon_path
+            from tests.harness.godaemon import go_daemon_path
 
             cmd = [str(go_daemon_path())]
         else:
@@ -47,16 +45,13 @@ class Launched:
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, env=env, cwd=self.tmp)
-        self.peer_id = self.addrs = None
+        self.peer_id = None
         for _ in range(20):
             line = self.proc.stdout.readline()
-            if not line:
+            if not line or line.startswith("Peer Addrs:"):
                 break
             if line.startswith("Peer ID:"):
                 self.peer_id = line.split(":", 1)[1].strip()
-            if line.startswith("Peer Addrs:"):
-                self.addrs = line.split(":", 1)[1].split()
-                break
         if self.peer_id is None:
             self.stop()
             raise RuntimeError(f"{kind} daemon did not start")
@@ -68,22 +63,13 @@ class Launched:
             except OSError:
                 time.sleep(0.002)
         self.startup_s = time.perf_counter() - t0
-        if not self.addrs:  # go prints the addresses after the line's label on later lines
-            self.addrs = []
 
     @property
     def control(self) -> str:
         return f"/unix{self.sock}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        Server(self.proc, "", self.tmp).stop()
 
 
 def _client(d: Launched):

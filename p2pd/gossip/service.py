@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import trio
 
+from ..net.events import SwarmNotifee
 from ..peerkeys import public_key_in_peer_id
 from .router import Params, Router, Validation
 from .wire import (
@@ -304,7 +305,7 @@ class PubsubService:
                 "dropped_frames": sum(w.dropped for w in self._writers.values())}
 
 
-class _Notifee:
+class _Notifee(SwarmNotifee):
     """py-libp2p network events, forwarded without blocking the swarm."""
 
     def __init__(self, send: trio.MemorySendChannel) -> None:
@@ -321,18 +322,6 @@ class _Notifee:
 
     async def disconnected(self, network, conn) -> None:
         self._put("down", conn)
-
-    async def opened_stream(self, network, stream) -> None:
-        pass
-
-    async def closed_stream(self, network, stream) -> None:
-        pass
-
-    async def listen(self, network, multiaddr) -> None:
-        pass
-
-    async def listen_close(self, network, multiaddr) -> None:
-        pass
 
 
 def _ip_of(addr: bytes) -> str | None:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ..net.events import SwarmNotifee
 from . import records
 from .keyspace import key_for
 from .lookup import Lookup
@@ -421,8 +422,11 @@ class DHTService:
         return [best] + [v for v in values if v != best]
 
 
-class _NewPeers:
-    """Swarm notifee: every new connection's peer goes to :meth:`DHTService.peer_connected`."""
+class _NewPeers(SwarmNotifee):
+    """Swarm notifee: every new connection's peer goes to :meth:`DHTService.peer_connected`.
+
+    Disconnects are ignored: the spec keeps disconnected peers until they fail a query.
+    """
 
     def __init__(self, service: DHTService) -> None:
         self.service = service
@@ -433,21 +437,6 @@ class _NewPeers:
         except Exception:
             return
         self.service.peer_connected(peer)
-
-    async def disconnected(self, network, conn) -> None:
-        pass  # the spec keeps disconnected peers until they fail a query
-
-    async def opened_stream(self, network, stream) -> None:
-        pass
-
-    async def closed_stream(self, network, stream) -> None:
-        pass
-
-    async def listen(self, network, multiaddr) -> None:
-        pass
-
-    async def listen_close(self, network, multiaddr) -> None:
-        pass
 
 
 def _wall() -> float:

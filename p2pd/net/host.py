@@ -52,6 +52,14 @@ def parse_swarm_addr(text: str):
         raise ConfigError(f"invalid swarm address {text!r}: {exc}") from None
 
 
+def _tcp_parts(addr: str) -> list[str] | None:
+    """``addr.split("/")`` for an ``/ip4|ip6/HOST/tcp/PORT...`` address, else None."""
+    parts = addr.split("/")
+    if len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp":
+        return parts
+    return None
+
+
 def separate_ephemeral_ports(addrs: Sequence[str]) -> list[str]:
     """Give every TCP-based address after the first on ``(host, port 0)`` a free port of its own.
 
@@ -65,8 +73,8 @@ def separate_ephemeral_ports(addrs: Sequence[str]) -> list[str]:
 
     out, seen = [], set()
     for addr in addrs:
-        parts = addr.split("/")
-        if len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp" and parts[4] == "0":
+        parts = _tcp_parts(addr)
+        if parts is not None and parts[4] == "0":
             key = (parts[1], parts[2])
             if key in seen:
                 family = socket.AF_INET6 if parts[1] == "ip6" else socket.AF_INET
@@ -150,9 +158,9 @@ def per_peer_connection_cap(limit: int, max_streams: int = 512):
     Streams: a stream that would make its connection carry more than ``max_streams``
     is reset.
     """
-    from libp2p.abc import INotifee
+    from .events import SwarmNotifee
 
-    class PerPeerCap(INotifee):
+    class PerPeerCap(SwarmNotifee):
         async def connected(self, network, conn) -> None:
             try:
                 peer = conn.muxed_conn.peer_id
@@ -182,9 +190,6 @@ def per_peer_connection_cap(limit: int, max_streams: int = 512):
                     pass
                 excess -= 1
 
-        async def disconnected(self, network, conn) -> None:
-            pass
-
         async def opened_stream(self, network, stream) -> None:
             conn = getattr(stream, "swarm_conn", None)
             try:
@@ -192,15 +197,6 @@ def per_peer_connection_cap(limit: int, max_streams: int = 512):
                     await stream.reset()
             except Exception:
                 pass
-
-        async def closed_stream(self, network, stream) -> None:
-            pass
-
-        async def listen(self, network, multiaddr) -> None:
-            pass
-
-        async def listen_close(self, network, multiaddr) -> None:
-            pass
 
     return PerPeerCap()
 
@@ -272,11 +268,10 @@ def check_swarm_ports_free(listen_addrs: Sequence[str]) -> None:
     import socket
 
     for text in listen_addrs:
-        parts = text.split("/")
-        if len(parts) < 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp" or parts[4] == "0":
+        parts = _tcp_parts(text)
+        # port 0 is always free; a non-number is refused by parse_swarm_addr, clearly
+        if parts is None or parts[4] == "0" or not parts[4].isdigit():
             continue
-        if not parts[4].isdigit():
-            continue  # not a port: parse_swarm_addr refuses it with a clear message
         family = socket.AF_INET if parts[1] == "ip4" else socket.AF_INET6
         probe = socket.socket(family, socket.SOCK_STREAM)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
