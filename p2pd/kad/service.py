@@ -48,6 +48,7 @@ TABLE_SAVE_INTERVAL = 60.0
 QUERY_TIMEOUT = 10.0
 STREAM_IDLE = 60.0
 MAX_REQUESTS_PER_STREAM = 256
+SERVE_SETTLE = 1.0  # s a server waits for the checks of just-connected peers before answering
 MAINTENANCE_INTERVAL = 60.0  # bucket refresh + provider sweep only
 
 
@@ -87,11 +88,14 @@ class DHTService:
         finally:
             self._checking.pop(peer).set()
 
-    async def _settled(self) -> None:
-        """Wait (bounded) for the checks of peers that just connected."""
-        with trio.move_on_after(QUERY_TIMEOUT):
-            for event in list(self._checking.values()):
-                await event.wait()
+    async def _settled(self, *, bound: float = QUERY_TIMEOUT, besides: bytes = b"") -> None:
+        """Wait (at most ``bound`` s) for the checks of peers that just connected, except
+        the check of ``besides`` (a server answering a peer does not wait on its check of
+        that same peer, which may be waiting on this answer)."""
+        with trio.move_on_after(bound):
+            for peer, event in list(self._checking.items()):
+                if peer != besides:
+                    await event.wait()
 
     # -- the table across restarts ---------------------------------------------------------
     def save_table(self) -> None:
@@ -186,7 +190,11 @@ class DHTService:
                                     return
                 if frame is None:
                     return  # idle
-                reply = self.answer(sender, decode_message(frame))
+                request = decode_message(frame)
+                # a peer that connected a moment ago belongs in the answer: wait (briefly) for
+                # its check, as a lookup does
+                await self._settled(bound=SERVE_SETTLE, besides=sender)
+                reply = self.answer(sender, request)
                 if reply is not None:
                     await stream.write(encode_message(reply))
         except KadWireError as exc:
