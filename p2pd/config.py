@@ -146,6 +146,26 @@ class Config:
     bootstrap: bool = False
     bootstrap_peers: list[str] = field(default_factory=list)
     dns_resolver: str = ""
+    #: ``-b`` as the go daemon does it: connect to bootstrap peers before the ready lines
+    #: and refuse to start when none answers (a home node's config joins in the background).
+    bootstrap_strict: bool = False
+    #: ``-noListenAddrs``: no swarm listener at all (outbound connections only).
+    no_listen: bool = False
+    #: ``-muxer``: the stream muxer offered first (the other one stays as a fallback).
+    muxer: str = "yamux"
+    #: Gossipsub heartbeat interval and initial delay in seconds; 0 keeps the router's.
+    gossipsub_heartbeat_interval: float = 0.0
+    gossipsub_heartbeat_initial_delay: float = 0.0
+    #: ``-echo``: serve /echo/1.0.0 (the upstream daemon's echo protocol).
+    echo: bool = False
+    #: hivemind fork: exit when no persistent control connection is open for this many
+    #: seconds (0 = never).
+    idle_timeout: float = 0.0
+    #: hivemind fork: largest message on a persistent control connection, in bytes.
+    persistent_conn_max_msg_size: int = 4 << 20
+    #: Go flags accepted whose behaviour is not implemented yet, as ``-name=value``;
+    #: the daemon names them in one line at start.
+    not_implemented: list[str] = field(default_factory=list)
 
     def validate(self) -> Config:
         """Refuse values the node cannot run with; return ``self``."""
@@ -172,6 +192,21 @@ class Config:
             raise ConfigError(f"bitswap.provide must be roots, all or none (got {self.provide!r})")
         if self.dht_mode not in ("auto", "server", "client"):
             raise ConfigError(f"unknown DHT mode {self.dht_mode!r}")
+        if self.muxer not in ("yamux", "mplex"):
+            raise ConfigError(f"unknown muxer {self.muxer!r} (yamux or mplex)")
+        for name, value in (
+            ("connGrace", self.conn_grace),
+            ("idleTimeout", self.idle_timeout),
+            ("gossipsubHeartbeatInterval", self.gossipsub_heartbeat_interval),
+            ("gossipsubHeartbeatInitialDelay", self.gossipsub_heartbeat_initial_delay),
+        ):
+            if value < 0:
+                raise ConfigError(f"-{name} must not be negative (got {value:g}s)")
+        if not 1024 <= self.persistent_conn_max_msg_size <= 1 << 31:
+            raise ConfigError(
+                "-persistentConnMaxMsgSize must be between 1024 and 2**31 bytes "
+                f"(got {self.persistent_conn_max_msg_size})"
+            )
         for addr in [*self.host_addrs, *self.announce_addrs, *self.bootstrap_peers]:
             if not addr.startswith("/"):
                 raise ConfigError(f"{addr!r} is not a multiaddr (it must start with '/')")
@@ -270,8 +305,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.host_addrs = _split(flags["hostAddrs"])
     if "announceAddrs" in flags:
         c.announce_addrs = _split(flags["announceAddrs"])
-    if "quiet" in flags:
-        c.quiet = flags["quiet"]
+    if "quiet" in flags or "q" in flags:
+        c.quiet = flags.get("q", False) or flags.get("quiet", False)
     if "connManager" in flags:
         c.conn_manager = flags["connManager"]
     if "connLo" in flags:
@@ -293,8 +328,13 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.pubsub_sign = flags["pubsubSign"]
     if "pubsubSignStrict" in flags:
         c.pubsub_strict = flags["pubsubSignStrict"]
-    if "bootstrap" in flags:
-        c.bootstrap = flags["bootstrap"]
+    if "bootstrap" in flags or "b" in flags:
+        c.bootstrap = flags.get("b", False) or flags.get("bootstrap", False)
+        c.bootstrap_strict = c.bootstrap
     if "bootstrapPeers" in flags:
         c.bootstrap_peers = _split(flags["bootstrapPeers"])
+    if "idleTimeout" in flags:
+        c.idle_timeout = parse_duration(flags["idleTimeout"])
+    if "persistentConnMaxMsgSize" in flags:
+        c.persistent_conn_max_msg_size = flags["persistentConnMaxMsgSize"]
     return c.validate()

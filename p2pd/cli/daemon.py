@@ -1,43 +1,94 @@
-"""``p2pd [flags]``: run the daemon with the go libp2p daemon's flags."""
+"""``p2pd [flags]``: run the daemon with the go libp2p daemon's flags.
+
+Every flag of the go daemon is declared here with its go type and default: the
+upstream one (go-libp2p-daemon v0.9) and the hivemind fork (v0.5.0.hivemind1), so a
+launcher written for either starts ours unchanged. ``-quiet``, ``-bootstrap``,
+``-help`` and ``-version`` are ours (longer spellings of ``-q`` and ``-b``).
+"""
 
 from __future__ import annotations
 
 import sys
 
 from .. import __version__
-from ..goflags import FlagSet
+from ..goflags import Duration, FlagError, FlagSet, Uint
 
 
 def daemon_flags() -> FlagSet:
-    """The go libp2p daemon's flags, same names and meanings."""
+    """The go libp2p daemon's flags, same names, types, defaults and meanings."""
     fs = FlagSet("p2pd")
-    fs.add("listen", str, None, "daemon control listen multiaddr (default /unix/$P2PD_HOME/p2pd.sock)")
-    fs.add("id", str, None, "file holding a protobuf-encoded libp2p private key")
-    fs.add("hostAddrs", str, None, "comma-separated swarm listen multiaddrs")
-    fs.add("announceAddrs", str, None, "comma-separated multiaddrs to announce instead of the listen ones")
-    fs.add("quiet", bool, False, "be quiet")
-    fs.add("bootstrap", bool, False, "connect to bootstrap peers")
-    fs.add("bootstrapPeers", str, None, "comma-separated bootstrap peer multiaddrs")
-    fs.add("dht", bool, False, "enable the DHT (server or client by reachability)")
-    fs.add("dhtServer", bool, False, "enable the DHT in server mode")
-    fs.add("dhtClient", bool, False, "enable the DHT in client mode")
-    fs.add("connManager", bool, False, "enable the connection manager")
-    fs.add("connLo", int, 256, "connection manager low water mark")
-    fs.add("connHi", int, 512, "connection manager high water mark")
-    fs.add("connGrace", str, "120s", "connection manager grace period")
-    fs.add("pubsub", bool, False, "enable pubsub")
-    fs.add("pubsubRouter", str, "gossipsub", "pubsub router: gossipsub or floodsub")
-    fs.add("pubsubSign", bool, True, "sign pubsub messages")
-    fs.add("pubsubSignStrict", bool, True, "require signed pubsub messages")
-    fs.add("help", bool, False, "show this help")
-    fs.add("h", bool, False, "show this help")
-    fs.add("version", bool, False, "print the version")
+    add = fs.add
+    add("listen", str, None, "daemon control listen multiaddr (default /unix/$P2PD_HOME/p2pd.sock)")
+    add("id", str, None, "peer identity; private key file (protobuf-encoded libp2p key)")
+    add("hostAddrs", str, None, "comma separated list of multiaddrs the host should listen on")
+    add("announceAddrs", str, None,
+        "comma separated list of multiaddrs the host should announce to the network")
+    add("noListenAddrs", bool, False, "sets the host to listen on no addresses")
+    add("q", bool, False, "be quiet")
+    add("quiet", bool, False, "be quiet (same as -q)")
+    add("b", bool, False, "connects to bootstrap peers and bootstraps the dht if enabled")
+    add("bootstrap", bool, False, "same as -b")
+    add("bootstrapPeers", str, None,
+        "comma separated list of bootstrap peers; defaults to the IPFS DHT peers")
+    add("dht", bool, False, "Enables the DHT in full node mode")
+    add("dhtClient", bool, False, "Enables the DHT in client mode")
+    add("dhtServer", bool, False, "Enables the DHT in server mode")
+    add("connManager", bool, False, "Enables the Connection Manager")
+    add("connLo", int, 256, "Connection Manager Low Water mark")
+    add("connHi", int, 512, "Connection Manager High Water mark")
+    add("connGrace", Duration, 120.0, "Connection Manager grace period")
+    add("muxer", str, "yamux", "muxer to use for connections (yamux or mplex: the preferred one)")
+    add("noise", bool, True, "Enables Noise channel security protocol")
+    add("tls", bool, True, "Enables TLS1.3 channel security protocol")
+    add("plaintext", bool, True, "Enables Plaintext channel security protocol (refused here)")
+    add("quic", bool, True, "Enables the QUIC transport")
+    add("natPortMap", bool, False, "Enables NAT port mapping")
+    add("pubsub", bool, False, "Enables pubsub")
+    add("pubsubRouter", str, "gossipsub", "Specifies the pubsub router implementation")
+    add("pubsubSign", bool, True, "Enables pubsub message signing")
+    add("pubsubSignStrict", bool, True, "Enables or disables pubsub strict signature verification")
+    add("gossipsubHeartbeatInterval", Duration, 0.0, "Specifies the gossipsub heartbeat interval")
+    add("gossipsubHeartbeatInitialDelay", Duration, 0.0,
+        "Specifies the gossipsub initial heartbeat delay")
+    add("relay", bool, True, "Enables circuit relay")
+    add("relayActive", bool, False, "Enables active mode for relay (deprecated, has no effect)")
+    add("relayHop", bool, False, "Enables hop for relay (deprecated, has no effect)")
+    add("relayHopLimit", int, 0, "Sets the hop limit for hop relays (deprecated, has no effect)")
+    add("relayDiscovery", bool, True, "Discover potential relays in background if -autoRelay=1")
+    add("relayService", bool, True, "Configures this node to serve as a relay for others")
+    add("relayBufferSize", int, 16777216, "size (in bytes) of the relayed connection buffers")
+    add("relayDataLimit", int, 4294967296, "maximum data bytes relayed (in each direction)")
+    add("relayMaxCircuits", int, 16, "maximum number of open relay connections for each peer")
+    add("relayMaxReservations", int, 128, "maximum number of reserved relay slots for each peer")
+    add("relayTimeLimit", Duration, 1800.0, "maximum duration of a single active relayed connection")
+    add("autoRelay", bool, False, "Enables autorelay")
+    add("trustedRelays", str, None, "comma separated list of multiaddrs for static circuit relay peers")
+    add("autonat", bool, False, "Enables the AutoNAT service")
+    add("forceReachabilityPublic", bool, False, "Set up ForceReachability as public for autonat")
+    add("forceReachabilityPrivate", bool, False, "Set up ForceReachability as private for autonat")
+    add("metricsAddr", str, None, "an address to bind the metrics handler to")
+    add("pprof", bool, False, "Enables the HTTP pprof handler")
+    add("pprofPort", Uint, 0, "Binds the HTTP pprof handler to a specific port")
+    add("echo", bool, True, "Enables the echo protocol (/echo/1.0.0)")
+    add("idleTimeout", Duration, 0.0,
+        "Kills the daemon if no client opens a persistent connection in idleTimeout seconds; "
+        "0 disables this")
+    add("persistentConnMaxMsgSize", int, 4194304, "Max size for persistent connection messages")
+    add("f", str, None, "a file from which to read a json representation of the daemon config")
+    add("i", bool, False, "have the daemon read the json config from stdin")
+    add("help", bool, False, "show this help")
+    add("h", bool, False, "show this help")
+    add("version", bool, False, "print the version")
     return fs
 
 
 def run_daemon(argv: list[str], description: str) -> int:
     fs = daemon_flags()
-    values, rest = fs.parse(argv)
+    try:
+        values, rest = fs.parse(argv)
+    except FlagError as exc:  # Go's flag package: the message, the usage, status 2
+        print(f"{exc}\nUsage of p2pd:\n{fs.usage()}", file=sys.stderr)
+        return 2
     if values.get("help") or values.get("h"):
         print(description + "\ndaemon flags:\n" + fs.usage())
         return 0
