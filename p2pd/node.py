@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import trio
 
@@ -21,7 +20,9 @@ from .config import Config
 from .errors import P2PDError
 from .identity import PrivateKeyRecord, to_key_pair
 from .net import perf
+from .net.events import SwarmNotifee
 from .net.host import AGENT_VERSION, HostOptions, build_host, separate_ephemeral_ports
+from .net.ports import ConnectionListener, InboundHandler, PeerSummary
 from .peerbook import PeerBook, PeerEntry
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,6 @@ IDENTIFY_PUSH_DELAY = 0.1
 
 class NodeError(P2PDError):
     """A node operation failed; the message is meant for the control client."""
-
-
-@dataclass(slots=True)
-class PeerSummary:
-    """A connected peer: its id and the remote addresses of its connections."""
-
-    peer_id: bytes
-    addrs: list[bytes]
-
-
-InboundHandler = Callable[[object], Awaitable[None]]
 
 
 class Node:
@@ -111,7 +101,7 @@ class Node:
         if config.pubsub:
             from .gossip.service import PubsubService
 
-            self.pubsub = PubsubService(self, mode=config.pubsub_router,
+            self.pubsub = PubsubService(self, self.key_pair, mode=config.pubsub_router,
                                         sign=config.pubsub_sign, strict=config.pubsub_strict)
             self.pubsub.attach()
         if config.bitswap:
@@ -396,6 +386,17 @@ class Node:
         proto = str(stream.get_protocol() or protocols[0])
         return stream, proto, self.stream_remote_addr(stream)
 
+    def stream_peer(self, stream) -> bytes:
+        """The remote peer of a stream (empty if unknown)."""
+        try:
+            return stream.muxed_conn.peer_id.to_bytes()
+        except Exception:
+            return b""
+
+    def add_listener(self, listener: ConnectionListener) -> None:
+        """``listener`` hears of every connection from now on (the Host port's events)."""
+        self.host.get_network().register_notifee(_ListenerNotifee(listener))
+
     def stream_remote_addr(self, stream) -> bytes:
         """The remote multiaddr of the connection a stream runs on (empty if unknown)."""
         conn = getattr(stream, "muxed_conn", None)
@@ -495,6 +496,30 @@ class Node:
             except Exception as exc:  # keep trimming the others
                 log.debug("trim: closing %s failed: %s", peer, exc)
         return closed
+
+
+class _ListenerNotifee(SwarmNotifee):
+    """py-libp2p's swarm events, as the Host port's connection events."""
+
+    def __init__(self, listener: ConnectionListener) -> None:
+        self.listener = listener
+
+    async def connected(self, network, conn) -> None:
+        try:
+            peer = conn.muxed_conn.peer_id.to_bytes()
+        except Exception:
+            return
+        self.listener.peer_connected(peer)
+
+    async def disconnected(self, network, conn) -> None:
+        try:
+            peer_id = conn.muxed_conn.peer_id
+            left = [c for c in network.get_connections_map().get(peer_id, ())
+                    if c is not conn and not getattr(c, "is_closed", False)]
+        except Exception:
+            return
+        if not left:  # the peer's last connection went
+            self.listener.peer_disconnected(peer_id.to_bytes())
 
 
 def _peer_from_multiaddr(ma) -> bytes:

@@ -71,7 +71,7 @@ class Repo:
         self.datastore = datastore
         self.store = Blockstore(datastore, cache_bytes=cache_bytes)
         self.pins = Pins(datastore, self.store)
-        self.bitswap = BitswapService(node, self.store)
+        self.bitswap = BitswapService(node, self.store, routing=node.dht)
         self.provide_mode = provide
         self._gc_lock = trio.Lock()
         self._writers = 0

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -33,6 +33,8 @@ from ..blocks.cid import CID
 from ..blocks.multicodec import Codec
 from ..blocks.pins import children
 from ..errors import P2PDError
+from ..net.ports import ContentRouting, Host
+from ..net.streams import close_quietly, read_some, reset_quietly
 from .engine import Engine
 from .session import Session
 from .wire import (
@@ -120,7 +122,7 @@ class _Sender:
                         await self.wake.wait()
                     if not (self.wants or self.messages):
                         if stream is not None:
-                            await _close(stream)
+                            await close_quietly(stream)
                             stream = None
                         if self.service._sender_idle(self):
                             return
@@ -141,7 +143,7 @@ class _Sender:
                         break
                     except Exception as exc:
                         log.debug("bitswap: write to %s failed (%r)", self.peer.hex()[:16], exc)
-                        await _reset(stream)
+                        await reset_quietly(stream)
                         stream = None
                         if attempt:
                             self.service._peer_unreachable(self.peer)
@@ -152,7 +154,7 @@ class _Sender:
         finally:
             if stream is not None:
                 with trio.CancelScope(shield=True):
-                    await _close(stream)
+                    await close_quietly(stream)
 
     def _next(self) -> BitswapMessage:
         if self.messages:
@@ -166,7 +168,7 @@ class _Sender:
 
     async def _open(self):
         try:
-            stream, proto, _addr = await self.service.node.open_stream(
+            stream, proto, _addr = await self.service.host.open_stream(
                 self.peer, list(PROTOCOLS), OPEN_TIMEOUT)
         except Exception as exc:
             log.debug("bitswap: no stream to %s: %s", self.peer.hex()[:16], exc)
@@ -178,8 +180,11 @@ class _Sender:
 
 
 class BitswapService:
-    def __init__(self, node, blockstore: Blockstore, *, provide: Callable | None = None) -> None:
-        self.node = node
+    def __init__(self, host: Host, blockstore: Blockstore, *,
+                 routing: ContentRouting | None = None, provide: Callable | None = None) -> None:
+        """``routing`` finds providers when the connected peers do not have a block."""
+        self.host = host
+        self.routing = routing
         self.store = blockstore
         self.engine = Engine(blockstore)
         self._senders: dict[bytes, _Sender] = {}
@@ -201,7 +206,16 @@ class BitswapService:
     # -- lifetime ---------------------------------------------------------------------------
     def attach(self) -> None:
         for proto in PROTOCOLS:
-            self.node.set_stream_handler(proto, self._serve_stream)
+            self.host.set_stream_handler(proto, self._serve_stream)
+        self.host.add_listener(self)
+
+    # -- connection events (the Host port's listener) ----------------------------------------
+    def peer_connected(self, peer: bytes) -> None:
+        pass
+
+    def peer_disconnected(self, peer: bytes) -> None:
+        """A peer that went drops its ledger (wants, debts) at once."""
+        self.engine.peer_gone(peer)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -213,14 +227,14 @@ class BitswapService:
 
     # -- inbound ----------------------------------------------------------------------------
     async def _serve_stream(self, stream) -> None:
-        peer = _remote_peer(stream)
+        peer = self.host.stream_peer(stream)
         decoder = BitswapFrameDecoder()
         try:
             while True:
                 frame = decoder.next_frame()
                 if frame is None:
                     with trio.move_on_after(RECEIVE_IDLE) as idle:
-                        data = await _read(stream)
+                        data = await read_some(stream)
                     if idle.cancelled_caught:
                         break
                     decoder.receive_data(data)
@@ -234,13 +248,13 @@ class BitswapService:
         except BitswapWireError as exc:
             log.info("bitswap: malformed message from %s: %s", peer.hex()[:16], exc)
             self._penalise(peer, MALFORMED_PENALTY)
-            await _reset(stream)
+            await reset_quietly(stream)
             return
         except Exception as exc:
             log.debug("bitswap stream from %s ended: %r", peer.hex()[:16], exc)
-            await _reset(stream)
+            await reset_quietly(stream)
             return
-        await _close(stream)
+        await close_quietly(stream)
 
     async def handle_message(self, peer: bytes, msg: BitswapMessage) -> None:
         """One decoded message from ``peer`` (public for tests and the simulator)."""
@@ -319,9 +333,10 @@ class BitswapService:
         return sender is None or sender.queued_bytes < SENDER_ROOM
 
     async def _forget_gone_peers(self) -> None:
+        """Ledgers of peers no longer connected (a missed event) and bans that expired."""
         while True:
             await trio.sleep(10)
-            connected = {p.peer_id for p in self.node.peers()}
+            connected = {p.peer_id for p in self.host.peers()}
             for peer in list(self.engine.ledgers):
                 if peer not in connected:
                     self.engine.peer_gone(peer)
@@ -462,11 +477,11 @@ class BitswapService:
             now = trio.current_time()
             if now - last_refresh >= PEER_REFRESH:
                 last_refresh = now
-                for summary in self.node.peers():
+                for summary in self.host.peers():
                     if not self._is_banned(summary.peer_id):
                         session.add_peer(summary.peer_id)
                 stats.peers = sum(1 for s in session.peers.values() if s.useful)
-            if (providers and not searching and self.node.dht is not None
+            if (providers and not searching and self.routing is not None
                     and (session.stuck() or not session.peers)
                     and now - last_search >= PROVIDER_SEARCH_INTERVAL):
                 last_search = now
@@ -481,20 +496,20 @@ class BitswapService:
                 await fetch.wake.wait()
 
     async def _find_providers(self, root: CID, session: Session) -> None:
-        dht = self.node.dht
+        routing = self.routing
         keys = [root.multihash] + [c.multihash for c in session.pending()[:2]]
         for key in dict.fromkeys(keys):
             try:
                 with trio.move_on_after(30):
-                    found = await dht.find_providers(key, 10)
+                    found = await routing.find_providers(key, 10)
             except Exception as exc:
                 log.debug("bitswap: provider search failed: %s", exc)
                 continue
             for prov in found:
-                if prov.id == self.node.peer_id_bytes or self._is_banned(prov.id):
+                if prov.id == self.host.peer_id_bytes or self._is_banned(prov.id):
                     continue
                 try:
-                    await self.node.connect(prov.id, prov.addrs, OPEN_TIMEOUT)
+                    await self.host.connect(prov.id, prov.addrs, OPEN_TIMEOUT)
                     session.add_peer(prov.id)
                 except Exception as exc:
                     log.debug("bitswap: provider %s unreachable: %s", prov.id.hex()[:16], exc)
@@ -510,36 +525,6 @@ class BitswapService:
             "duplicate_blocks": self.duplicate_blocks,
             "banned": len(self.banned),
         }
-
-
-def _remote_peer(stream) -> bytes:
-    try:
-        return stream.muxed_conn.peer_id.to_bytes()
-    except Exception:
-        return b""
-
-
-async def _read(stream) -> bytes:
-    from libp2p.network.stream.exceptions import StreamEOF
-
-    try:
-        return await stream.read()
-    except StreamEOF:
-        return b""
-
-
-async def _close(stream) -> None:
-    try:
-        await stream.close()
-    except Exception:
-        pass
-
-
-async def _reset(stream) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        pass
 
 
 __all__ = ["BitswapService", "FetchError", "FetchStats", "PROTOCOL_100"]

@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import trio
 
-from ..net.events import SwarmNotifee
+from ..net.ports import Host
+from ..net.streams import read_some, reset_quietly
 from ..peerkeys import public_key_in_peer_id
 from .router import Params, Router, Validation
 from .wire import (
@@ -79,16 +80,17 @@ class _Writer:
 
 
 class PubsubService:
-    def __init__(self, node, *, mode: str = "gossipsub", sign: bool = True,
+    def __init__(self, host: Host, key_pair, *, mode: str = "gossipsub", sign: bool = True,
                  strict: bool = True, params: Params | None = None) -> None:
-        self.node = node
-        self.me = node.peer_id_bytes
+        """``key_pair`` (the node's) signs our messages."""
+        self.host = host
+        self.me = host.peer_id_bytes
         self.mode = mode
         self.protocols = (MESHSUB_11, MESHSUB_10, FLOODSUB) if mode == "gossipsub" else (FLOODSUB,)
         params = params or Params()
         params.strict_sign = strict
-        self._key = node.key_pair.private_key
-        self._key_proto = node.key_pair.public_key.serialize()
+        self._key = key_pair.private_key
+        self._key_proto = key_pair.public_key.serialize()
         self.validators: dict[str, Callable[[bytes, Message], Validation]] = {}
         self.router = Router(self.me, params=params, mode=mode, validator=self._validate,
                              signer=self._sign if sign else None)
@@ -103,8 +105,8 @@ class PubsubService:
     # -- lifetime -----------------------------------------------------------------------------
     def attach(self) -> None:
         for proto in self.protocols:
-            self.node.set_stream_handler(proto, self._inbound)
-        self.node.host.get_network().register_notifee(_Notifee(self._events_send))
+            self.host.set_stream_handler(proto, self._inbound)
+        self.host.add_listener(_Events(self._events_send))
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -186,12 +188,12 @@ class PubsubService:
         if self.router.px_candidates:
             cands, self.router.px_candidates = self.router.px_candidates[:8], []
             for peer in cands:
-                if self.node.knows_peer(peer):
+                if self.host.knows_peer(peer):
                     self._nursery.start_soon(self._connect_px, peer)
 
     async def _connect_px(self, peer: bytes) -> None:
         try:
-            await self.node.connect(peer, [], OPEN_TIMEOUT)
+            await self.host.connect(peer, [], OPEN_TIMEOUT)
         except Exception as exc:
             log.debug("pubsub: PX peer %s unreachable: %s", peer.hex()[:16], exc)
 
@@ -215,7 +217,7 @@ class PubsubService:
         while True:
             await trio.sleep(SWEEP_INTERVAL)
             now = trio.current_time()
-            connected = {p.peer_id for p in self.node.peers()}
+            connected = {p.peer_id for p in self.host.peers()}
             for peer in connected:
                 if peer not in self._writers and self._not_pubsub.get(peer, 0) <= now:
                     self._ensure_outbound(peer)
@@ -224,7 +226,7 @@ class PubsubService:
                     self._drop(peer)
 
     def _connected(self, peer: bytes) -> bool:
-        return any(p.peer_id == peer for p in self.node.peers())
+        return any(p.peer_id == peer for p in self.host.peers())
 
     def _ensure_outbound(self, peer: bytes) -> None:
         if peer == self.me or peer in self._writers or peer in self._opening \
@@ -235,7 +237,7 @@ class PubsubService:
 
     async def _open(self, peer: bytes) -> None:
         try:
-            stream, proto, _addr = await self.node.open_stream(peer, list(self.protocols),
+            stream, proto, _addr = await self.host.open_stream(peer, list(self.protocols),
                                                                OPEN_TIMEOUT)
         except Exception as exc:
             log.debug("pubsub: %s speaks no pubsub: %s", peer.hex()[:16], exc)
@@ -244,7 +246,7 @@ class PubsubService:
             return
         finally:
             self._opening.discard(peer)
-        ip = _ip_of(self.node.stream_remote_addr(stream))
+        ip = _ip_of(self.host.stream_remote_addr(stream))
         writer = _Writer(self, peer, stream, proto)
         self._writers[peer] = writer
         for frame in self._pending.pop(peer, []):
@@ -264,14 +266,14 @@ class PubsubService:
     def _drop(self, peer: bytes) -> None:
         writer = self._writers.pop(peer, None)
         if writer is not None:
-            self._nursery.start_soon(_reset, writer.stream)
+            self._nursery.start_soon(reset_quietly, writer.stream)
         self.router.remove_peer(peer, trio.current_time())
 
     async def _inbound(self, stream) -> None:
         try:
             peer = stream.muxed_conn.peer_id.to_bytes()
         except Exception:
-            await _reset(stream)
+            await reset_quietly(stream)
             return
         self._ensure_outbound(peer)
         decoder = PubsubFrameDecoder()
@@ -279,7 +281,7 @@ class PubsubService:
             while True:
                 frame = decoder.next_frame()
                 if frame is None:
-                    data = await _read(stream)
+                    data = await read_some(stream)
                     decoder.receive_data(data)
                     if not data:
                         if decoder.next_frame() is None:
@@ -288,16 +290,16 @@ class PubsubService:
                 rpc = decode_rpc(frame)
                 if peer not in self.router.peers:  # their stream came before ours
                     self.router.add_peer(peer, str(stream.get_protocol()), trio.current_time(),
-                                         ip=_ip_of(self.node.stream_remote_addr(stream)))
+                                         ip=_ip_of(self.host.stream_remote_addr(stream)))
                 self.router.handle_rpc(peer, rpc, trio.current_time())
                 self._flush()
         except PubsubWireError as exc:
             log.info("pubsub: malformed RPC from %s: %s", peer.hex()[:16], exc)
             self.router.score.add_penalty(peer)
-            await _reset(stream)
+            await reset_quietly(stream)
         except Exception as exc:
             log.debug("pubsub stream from %s ended: %r", peer.hex()[:16], exc)
-            await _reset(stream)
+            await reset_quietly(stream)
 
     def stats(self) -> dict:
         return {"peers": len(self.router.peers), "topics": self.topics(),
@@ -305,23 +307,23 @@ class PubsubService:
                 "dropped_frames": sum(w.dropped for w in self._writers.values())}
 
 
-class _Notifee(SwarmNotifee):
-    """py-libp2p network events, forwarded without blocking the swarm."""
+class _Events:
+    """The Host port's connection events, forwarded to the service's loop without blocking."""
 
     def __init__(self, send: trio.MemorySendChannel) -> None:
         self.send = send
 
-    def _put(self, kind: str, conn) -> None:
+    def _put(self, kind: str, peer: bytes) -> None:
         try:
-            self.send.send_nowait((kind, conn.muxed_conn.peer_id.to_bytes()))
-        except (trio.WouldBlock, trio.BrokenResourceError, AttributeError):
+            self.send.send_nowait((kind, peer))
+        except (trio.WouldBlock, trio.BrokenResourceError):
             pass  # the sweep catches up
 
-    async def connected(self, network, conn) -> None:
-        self._put("up", conn)
+    def peer_connected(self, peer: bytes) -> None:
+        self._put("up", peer)
 
-    async def disconnected(self, network, conn) -> None:
-        self._put("down", conn)
+    def peer_disconnected(self, peer: bytes) -> None:
+        self._put("down", peer)
 
 
 def _ip_of(addr: bytes) -> str | None:
@@ -341,17 +343,4 @@ def _ip_of(addr: bytes) -> str | None:
     return None
 
 
-async def _read(stream) -> bytes:
-    from libp2p.network.stream.exceptions import StreamEOF
 
-    try:
-        return await stream.read()
-    except StreamEOF:
-        return b""
-
-
-async def _reset(stream) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        pass

@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..net.events import SwarmNotifee
+from ..net.ports import Host
+from ..net.streams import close_quietly, read_some, reset_quietly
 from . import records
 from .keyspace import key_for
 from .lookup import Lookup
@@ -53,9 +54,9 @@ MAINTENANCE_INTERVAL = 60.0  # bucket refresh + provider sweep only
 
 
 class DHTService:
-    def __init__(self, node, datastore, *, server: bool = True) -> None:
-        self.node = node
-        self.me = node.peer_id_bytes
+    def __init__(self, host: Host, datastore, *, server: bool = True) -> None:
+        self.host = host
+        self.me = host.peer_id_bytes
         self.server = server
         self.table = RoutingTable(self.me)
         self.providers = ProviderStore(datastore)
@@ -67,8 +68,8 @@ class DHTService:
     # -- lifetime ------------------------------------------------------------------------
     def attach(self) -> None:
         if self.server:
-            self.node.set_stream_handler(PROTOCOL, self._serve_stream)
-        self.node.host.get_network().register_notifee(_NewPeers(self))
+            self.host.set_stream_handler(PROTOCOL, self._serve_stream)
+        self.host.add_listener(self)
 
     def peer_connected(self, peer: bytes) -> None:
         """A connection to ``peer`` is up: check it (once at a time) unless it is in the table."""
@@ -76,6 +77,9 @@ class DHTService:
             return
         self._checking[peer] = trio.Event()
         self._new_peers.send_nowait(peer)
+
+    def peer_disconnected(self, peer: bytes) -> None:
+        """Kept: the spec keeps a disconnected peer in the table until it fails a query."""
 
     async def _check_new_peers(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -147,7 +151,7 @@ class DHTService:
         last_save = trio.current_time()
         for peer, addrs in bootstrap:
             try:
-                await self.node.connect(peer, addrs, QUERY_TIMEOUT)
+                await self.host.connect(peer, addrs, QUERY_TIMEOUT)
             except Exception as exc:
                 log.info("bootstrap peer %s unreachable: %s", peer.hex()[:16], exc)
         if bootstrap or saved:
@@ -173,7 +177,7 @@ class DHTService:
 
     # -- server side ---------------------------------------------------------------------
     async def _serve_stream(self, stream) -> None:
-        sender = _remote_peer(stream)
+        sender = self.host.stream_peer(stream)
         decoder = KadFrameDecoder()
         try:
             for _ in range(MAX_REQUESTS_PER_STREAM):
@@ -182,7 +186,7 @@ class DHTService:
                     while frame is None:
                         frame = decoder.next_frame()
                         if frame is None:
-                            data = await _read(stream)
+                            data = await read_some(stream)
                             decoder.receive_data(data)
                             if not data:
                                 frame = decoder.next_frame()
@@ -199,13 +203,13 @@ class DHTService:
                     await stream.write(encode_message(reply))
         except KadWireError as exc:
             log.info("kad: malformed message from %s: %s", sender.hex()[:16], exc)
-            await _reset(stream)
+            await reset_quietly(stream)
             return
         except Exception as exc:
             log.debug("kad stream ended: %r", exc)
-            await _reset(stream)
+            await reset_quietly(stream)
             return
-        await _close(stream)
+        await close_quietly(stream)
 
     def answer(self, sender: bytes, msg: KadMessage) -> KadMessage | None:
         """The response to one request (sans-IO but for the node's peerstore)."""
@@ -242,7 +246,7 @@ class DHTService:
         out = []
         for peer in self.table.closest(target, 21):
             if peer != exclude and len(out) < 20:
-                out.append(PeerInfo(peer, self.node.peer_addrs(peer)))
+                out.append(PeerInfo(peer, self.host.peer_addrs(peer)))
         return out
 
     # -- records -------------------------------------------------------------------------
@@ -273,7 +277,7 @@ class DHTService:
     async def _query(self, peer: bytes, msg: KadMessage) -> KadMessage | None:
         try:
             with trio.fail_after(QUERY_TIMEOUT):
-                stream, _proto, _addr = await self.node.open_stream(peer, [PROTOCOL],
+                stream, _proto, _addr = await self.host.open_stream(peer, [PROTOCOL],
                                                                     QUERY_TIMEOUT)
                 try:
                     await stream.write(encode_message(msg))
@@ -281,13 +285,13 @@ class DHTService:
                         return KadMessage(MessageType.ADD_PROVIDER)
                     decoder = KadFrameDecoder()
                     while (frame := decoder.next_frame()) is None:
-                        data = await _read(stream)
+                        data = await read_some(stream)
                         decoder.receive_data(data)
                         if not data and decoder.next_frame() is None:
                             raise KadWireError("stream closed before the answer")
                     reply = decode_message(frame)
                 finally:
-                    await _close(stream)
+                    await close_quietly(stream)
         except Exception as exc:
             log.debug("kad query to %s failed: %r", peer.hex()[:16], exc)
             self.table.failed(peer)
@@ -298,7 +302,7 @@ class DHTService:
     def _learn(self, reply: KadMessage) -> None:
         for p in [*reply.closer, *reply.providers]:
             if p.addrs and p.id != self.me:
-                self.node.remember_addrs(p.id, p.addrs)
+                self.host.remember_addrs(p.id, p.addrs)
 
     async def lookup(self, target: int, make: Callable[[], KadMessage] | None = None,
                      stop: Callable[[bytes, KadMessage], bool] | None = None) -> Lookup:
@@ -337,7 +341,7 @@ class DHTService:
         return lambda: KadMessage(MessageType.FIND_NODE, key=key)
 
     async def find_peer(self, peer: bytes) -> list[bytes] | None:
-        addrs = self.node.peer_addrs(peer)
+        addrs = self.host.peer_addrs(peer)
         if addrs:
             return addrs
         found: list[bytes] = []
@@ -350,7 +354,7 @@ class DHTService:
             return False
 
         await self.lookup(key_for(peer), self._find_node(peer), stop)
-        return found or (self.node.peer_addrs(peer) or None)
+        return found or (self.host.peer_addrs(peer) or None)
 
     async def find_providers(self, key: bytes, count: int = 20) -> list[PeerInfo]:
         out = {p.peer: PeerInfo(p.peer, p.addrs) for p in self.providers.get(key, _wall())}
@@ -370,7 +374,7 @@ class DHTService:
         self.providers.add(key, self.me, [], _wall())
         self.providers.provide(key, _wall())
         closest = await self.closest_peers(key)
-        me = PeerInfo(self.me, self.node.own_addrs())
+        me = PeerInfo(self.me, self.host.own_addrs())
         msg = KadMessage(MessageType.ADD_PROVIDER, key=key, providers=[me])
         done = 0
         async with trio.open_nursery() as nursery:
@@ -430,54 +434,7 @@ class DHTService:
         return [best] + [v for v in values if v != best]
 
 
-class _NewPeers(SwarmNotifee):
-    """Swarm notifee: every new connection's peer goes to :meth:`DHTService.peer_connected`.
-
-    Disconnects are ignored: the spec keeps disconnected peers until they fail a query.
-    """
-
-    def __init__(self, service: DHTService) -> None:
-        self.service = service
-
-    async def connected(self, network, conn) -> None:
-        try:
-            peer = conn.muxed_conn.peer_id.to_bytes()
-        except Exception:
-            return
-        self.service.peer_connected(peer)
-
-
 def _wall() -> float:
     import time
 
     return time.time()
-
-
-def _remote_peer(stream) -> bytes:
-    try:
-        return stream.muxed_conn.peer_id.to_bytes()
-    except Exception:
-        return b""
-
-
-async def _read(stream) -> bytes:
-    from libp2p.network.stream.exceptions import StreamEOF
-
-    try:
-        return await stream.read()
-    except StreamEOF:
-        return b""
-
-
-async def _close(stream) -> None:
-    try:
-        await stream.close()
-    except Exception:
-        await _reset(stream)
-
-
-async def _reset(stream) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        pass

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import trio
 
+from .streams import read_some
+
 PERF_PROTOCOL = "/perf/1.0.0"
 #: Default bound on what one request may ask us to send.
 DEFAULT_MAX_DOWNLOAD = 1 << 30
@@ -24,20 +26,13 @@ class PerfError(Exception):
     pass
 
 
-async def _read(stream) -> bytes:
-    from libp2p.network.stream.exceptions import StreamEOF
-
-    try:
-        return await stream.read()  # everything buffered (see docs/decisions.md on read(n))
-    except StreamEOF:
-        return b""
 
 
 async def serve(stream, max_download: int = DEFAULT_MAX_DOWNLOAD) -> int:
     """Answer one perf request on ``stream``; returns the bytes uploaded to us."""
     head = b""
     while len(head) < 8:
-        data = await _read(stream)
+        data = await read_some(stream)
         if not data:
             await stream.reset()
             raise PerfError("stream ended before the 8-byte length")
@@ -48,7 +43,7 @@ async def serve(stream, max_download: int = DEFAULT_MAX_DOWNLOAD) -> int:
         raise PerfError(f"peer asked for {want} bytes, more than the {max_download} allowed")
     uploaded = len(head) - 8
     while True:
-        data = await _read(stream)
+        data = await read_some(stream)
         if not data:
             break
         uploaded += len(data)
@@ -74,7 +69,7 @@ async def run(stream, upload: int, download: int) -> tuple[float, float]:
     uploaded_at = trio.current_time()
     got = 0
     while True:
-        data = await _read(stream)
+        data = await read_some(stream)
         if not data:
             break
         got += len(data)
