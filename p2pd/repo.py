@@ -5,14 +5,19 @@ Consistency under ``kill -9``: an add writes its blocks (one bulk write, flushed
 its pin; a fetch stores each message's blocks durably before walking on, and pins only
 when the whole DAG is local. So a pin never points at a missing block, every stored block
 verified before it was written, and a restarted ``get`` finds what it already has.
-Garbage collection runs alone: adds and fetches wait while it runs, and it waits for
-those in progress to finish (their blocks are not pinned yet).
+Garbage collection never waits on the network: it waits only for local writes in
+progress (an import, a pin being written, a block put), never for a fetch. Instead every
+operation that fetches or reads a DAG registers its root while it runs (:meth:`Repo.holding`),
+and gc keeps whatever those roots reach besides what the pins reach. It lists the stored
+blocks before it marks, so a block a running fetch stores meanwhile is never swept. A fetch
+whose client went away is cancelled by the control server; one with a deadline stops there.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,19 +45,27 @@ class Progress:
     peers: int = 0
 
 
+class _Stopped(Exception):
+    """An import whose caller was cancelled stops at its next write."""
+
+
 class _CountingSink:
     """The importer's sink: the blockstore's bulk writer plus progress and, when peers
     wait for blocks, the CIDs they may want."""
 
-    def __init__(self, writer, progress: Progress, watch: set[bytes]) -> None:
+    def __init__(self, writer, progress: Progress, watch: set[bytes],
+                 stop: threading.Event | None = None) -> None:
         self.writer = writer
         self.progress = progress
         self.watch = watch
+        self.stop = stop
         self.wanted: list[CID] = []
         self.cids: list[CID] = []
         self.collect_all = False
 
     def put_many(self, blocks: Iterable) -> int:
+        if self.stop is not None and self.stop.is_set():
+            raise _Stopped
         items = list(blocks)
         n = self.writer.put_many(items)
         for cid, data in items:
@@ -77,6 +90,9 @@ class Repo:
         self._writers = 0
         self._idle = trio.Event()
         self._idle.set()
+        #: Roots of the DAGs operations are fetching or reading now, with how many use each.
+        self._held: dict[CID, int] = {}
+        self.fetches_in_flight = 0
         self._nursery: trio.Nursery | None = None
 
     def attach(self) -> None:
@@ -102,6 +118,30 @@ class Repo:
             if not self._writers:
                 self._idle.set()
 
+    @asynccontextmanager
+    async def holding(self, cid: CID) -> AsyncIterator[None]:
+        """Keep the DAG under ``cid`` from gc while the block runs (a fetch, an export, a
+        cat). Waits only while a collection runs (local work), never for another fetch."""
+        async with self._gc_lock:
+            self._held[cid] = self._held.get(cid, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._held[cid] - 1
+            if left:
+                self._held[cid] = left
+            else:
+                del self._held[cid]
+
+    @asynccontextmanager
+    async def _fetching(self, cid: CID) -> AsyncIterator[None]:
+        async with self.holding(cid):
+            self.fetches_in_flight += 1
+            try:
+                yield
+            finally:
+                self.fetches_in_flight -= 1
+
     # -- add ----------------------------------------------------------------------------------
     async def add(self, path: str, *, chunk_size: int, cid_version: int, raw_leaves: bool | None,
                   pin: bool = True, progress: Progress | None = None) -> ImportResult:
@@ -111,13 +151,26 @@ class Repo:
             watch = set(self.bitswap.engine._wanted_by)
             options = dict(chunk_size=chunk_size, cid_version=cid_version, raw_leaves=raw_leaves)
 
-            def work() -> tuple[ImportResult, _CountingSink]:
-                with self.store.bulk(prehashed=True) as writer:
-                    sink = _CountingSink(writer, progress, watch)
-                    sink.collect_all = self.provide_mode == "all"
-                    return import_path(path, sink, **options), sink
+            stop, finished = threading.Event(), threading.Event()
 
-            result, sink = await trio.to_thread.run_sync(work)
+            def work() -> tuple[ImportResult, _CountingSink]:
+                try:
+                    with self.store.bulk(prehashed=True) as writer:
+                        sink = _CountingSink(writer, progress, watch, stop)
+                        sink.collect_all = self.provide_mode == "all"
+                        return import_path(path, sink, **options), sink
+                finally:
+                    finished.set()
+
+            try:
+                result, sink = await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+            except trio.Cancelled:
+                # The client left: the import stops at its next write; keep the guard
+                # until the thread is really done so gc never races its last write.
+                stop.set()
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(finished.wait)
+                raise
             if pin:
                 # The bulk write above was flushed: the whole DAG is durably stored.
                 self.pins.add(result.cid, os.path.basename(os.path.normpath(path)),
@@ -159,14 +212,15 @@ class Repo:
             if missing:
                 raise FileNotFoundError(f"block {missing[0]} is not stored (offline)")
             return FetchStats()
-        async with self._writing():
+        async with self._fetching(cid):
             return await self.bitswap.fetch(cid, timeout=timeout, progress=report)
 
     async def get(self, cid: CID, dest: str, *, timeout: float | None = None,
                   offline: bool = False, progress: Progress | None = None) -> int:
         progress = progress or Progress()
-        await self.fetch(cid, timeout=timeout, offline=offline, progress=progress)
-        return await trio.to_thread.run_sync(export_path, self.store, cid, dest)
+        async with self.holding(cid):
+            await self.fetch(cid, timeout=timeout, offline=offline, progress=progress)
+            return await trio.to_thread.run_sync(export_path, self.store, cid, dest)
 
     async def cat_size(self, cid: CID, *, timeout: float | None = None,
                        offline: bool = False) -> int:
@@ -186,10 +240,12 @@ class Repo:
 
     # -- pins and gc ------------------------------------------------------------------------------
     async def pin_add(self, cid: CID, *, timeout: float | None = None, offline: bool = False):
-        async with self._writing():
+        async with self.holding(cid):
             if not offline:
-                await self.bitswap.fetch(cid, timeout=timeout)
-            return self.pins.add(cid)
+                async with self._fetching(cid):
+                    await self.bitswap.fetch(cid, timeout=timeout)
+            async with self._writing():  # the network part is done: only the pin is written
+                return await trio.to_thread.run_sync(self.pins.add, cid)
 
     def pin_rm(self, cid: CID) -> None:
         self.pins.remove(cid)
@@ -198,16 +254,21 @@ class Repo:
         return self.pins.list()
 
     async def gc(self) -> tuple[int, int]:
+        """Remove every block no pin and no running operation reaches.
+
+        Waits for local writes in progress (their blocks are not pinned yet), never for
+        a fetch: what fetches use is kept through the roots they hold."""
         async with self._gc_lock:
             await self._idle.wait()
-            return await trio.to_thread.run_sync(self.pins.gc)
+            held = list(self._held)  # no operation starts holding while the lock is ours
+            return await trio.to_thread.run_sync(self.pins.gc, held)
 
     # -- single blocks --------------------------------------------------------------------------
     async def block_get(self, cid: CID, *, timeout: float | None = None,
                         offline: bool = False) -> bytes:
         if offline or self.store.has(cid):
             return self.store.get(cid)
-        async with self._writing():
+        async with self._fetching(cid):
             return await self.bitswap.fetch_block(cid, timeout=timeout)
 
     async def block_put(self, data: bytes, codec: int = Codec.RAW, version: int = 1) -> CID:
@@ -245,7 +306,7 @@ class Repo:
 
     def stats(self) -> dict:
         return {"blocks": self.store.count(), "pins": len(self.pins.list()),
-                **self.bitswap.stats()}
+                "fetches_in_flight": self.fetches_in_flight, **self.bitswap.stats()}
 
 
 def _tree_size(path: str) -> int:

@@ -8,13 +8,14 @@ varint(n) <the CID as given, n bytes> name``.
 Consistency rule (what makes ``kill -9`` harmless): a pin is written only after every
 block of its DAG is durably stored (:func:`missing_blocks` is empty), so no pin ever
 points at a missing block. Garbage collection marks from every pin and sweeps the rest;
-the caller keeps adds and fetches out of a running collection (the daemon's lock).
+the caller keeps local writes out of a running collection (the daemon's lock) and names
+the roots of fetches in progress, whose blocks are kept too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..errors import BlockNotFound, CorruptBlock, P2PDError
@@ -124,25 +125,31 @@ class Pins:
                 continue
         return out
 
-    def reachable(self) -> set[bytes]:
-        """Multihashes of every block under any pin."""
+    def reachable(self, roots: Iterable[CID] = ()) -> set[bytes]:
+        """Multihashes of every stored block under any pin or any of ``roots``."""
         keep: set[bytes] = set()
-        for pin in self.list():
-            for cid, _present in walk(self.store, pin.cid):
+        for root in [*(pin.cid for pin in self.list()), *roots]:
+            for cid, _present in walk(self.store, root):
                 keep.add(cid.multihash)
         return keep
 
-    def gc(self) -> tuple[int, int]:
-        """Remove every block no pin reaches; returns ``(blocks removed, bytes freed)``."""
-        keep = self.reachable()
+    def gc(self, keep: Iterable[CID] = ()) -> tuple[int, int]:
+        """Remove every block no pin reaches, nor any root in ``keep`` (DAGs operations in
+        progress use); returns ``(blocks removed, bytes freed)``.
+
+        The stored blocks are listed *before* marking: a block written meanwhile (a
+        fetch still running) is not a candidate, and one written before is found by the
+        mark if a kept root reaches it."""
+        candidates = list(self.store.cids())
+        reached = self.reachable(keep)
         removed = freed = 0
-        for cid in list(self.store.cids()):
-            if cid.multihash in keep:
+        for cid in candidates:
+            if cid.multihash in reached:
                 continue
             try:
                 freed += self.store.size(cid)
             except BlockNotFound:
-                pass
+                continue
             self.store.delete(cid)
             removed += 1
         return removed, freed

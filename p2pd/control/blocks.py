@@ -4,6 +4,11 @@ Answers are written straight to the client's socket: ADD and GET may send progre
 responses (``blocks.progress = true``, four a second) before the final one; CAT sends
 one response with the file size and then the file's bytes raw until it closes the
 connection. Every failure is an ERROR response with a message for the user.
+
+A request lives as long as its client: while it is served, a watcher peeks at the client's
+socket, and when the client hangs up (end of file, a reset) the work is cancelled, so a
+``p2pd cat`` interrupted with Ctrl-C leaves no fetch behind. A client must therefore keep
+its sending side open until it has the answer (the ``p2pd`` CLI and p2pclient do).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 
+import outcome
 import trio
 
 from ..blocks.cid import CID
@@ -37,6 +44,29 @@ async def serve_blocks(node, request: pb.Request, stream) -> bool:
         await stream.send_all(encode_message(error_response("BLOCKS request without blocks")))
         return True
     req = request.blocks
+    answered: outcome.Outcome | None = None
+
+    async def serve() -> None:
+        nonlocal answered
+        # Captured, not raised in the nursery: the server must see the error itself,
+        # not an exception group around it.
+        try:
+            answered = outcome.Value(await _serve(repo, req, stream))
+        except Exception as exc:
+            answered = outcome.Error(exc)
+
+    with trio.CancelScope() as served:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_when_client_leaves, stream, served)
+            await serve()
+            nursery.cancel_scope.cancel()
+    if answered is None:  # only the watcher cancels ``served``
+        log.info("BLOCKS %s cancelled: its client went away", B.Type.Name(req.type))
+        return False
+    return answered.unwrap()
+
+
+async def _serve(repo, req: pb.BlocksRequest, stream) -> bool:
     try:
         if req.type == B.CAT:
             await _cat(repo, req, stream)
@@ -48,6 +78,21 @@ async def serve_blocks(node, request: pb.Request, stream) -> bool:
     for one in responses:
         await stream.send_all(encode_message(one))
     return True
+
+
+async def _cancel_when_client_leaves(stream, served: trio.CancelScope) -> None:
+    """Cancel ``served`` when the client hangs up. Peeks (``MSG_PEEK``), so bytes of a
+    next request stay for the server to read; once such bytes arrive there is nothing
+    more to learn and the watch ends."""
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return
+    try:
+        data = await sock.recv(1, socket.MSG_PEEK)
+    except OSError:  # reset by the peer: gone as well
+        data = b""
+    if not data:
+        served.cancel()
 
 
 def _message(exc: BaseException) -> str:
@@ -83,21 +128,32 @@ async def _with_progress(stream, req: pb.BlocksRequest, progress, work):
     """Run ``work()`` and, if the client asked, report progress while it runs."""
     if not req.progress:
         return await work()
-    result = None
+    result: outcome.Outcome | None = None
 
     async def run(cancel: trio.CancelScope) -> None:
         nonlocal result
-        result = await work()
+        # Caught here and re-raised below, unwrapped: an error raised inside the nursery
+        # would reach the caller inside an exception group, and the client would get no
+        # answer at all instead of the error's text.
+        try:
+            result = outcome.Value(await work())
+        except Exception as exc:
+            result = outcome.Error(exc)
         cancel.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, nursery.cancel_scope)
-        while True:
-            await trio.sleep(PROGRESS_INTERVAL)
-            await stream.send_all(encode_message(ok_response(blocks=pb.BlocksResponse(
-                progress=True, done=progress.done, total=progress.total,
-                blocks=progress.blocks, peers=progress.peers))))
-    return result
+        try:
+            while True:
+                await trio.sleep(PROGRESS_INTERVAL)
+                await stream.send_all(encode_message(ok_response(blocks=pb.BlocksResponse(
+                    progress=True, done=progress.done, total=progress.total,
+                    blocks=progress.blocks, peers=progress.peers))))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if result is None:  # the client is gone: stop the work too
+                result = outcome.Error(exc)
+            nursery.cancel_scope.cancel()
+    return result.unwrap()
 
 
 async def _answer(repo, req: pb.BlocksRequest, stream) -> list[pb.Response]:
@@ -173,12 +229,13 @@ async def _answer(repo, req: pb.BlocksRequest, stream) -> list[pb.Response]:
 
 async def _cat(repo, req: pb.BlocksRequest, stream) -> None:
     cid = _cid(req)
-    size = await repo.cat_size(cid, timeout=_timeout(req), offline=req.offline)
-    await stream.send_all(encode_message(ok_response(blocks=pb.BlocksResponse(
-        cid=cid.to_bytes(), size=size))))
-    try:
-        async for piece in repo.cat(cid):
-            await stream.send_all(piece)
-    except (P2PDError, OSError) as exc:
-        # The header is out: the client sees fewer bytes than announced and says so.
-        log.warning("cat %s stopped: %s", cid, exc)
+    async with repo.holding(cid):
+        size = await repo.cat_size(cid, timeout=_timeout(req), offline=req.offline)
+        await stream.send_all(encode_message(ok_response(blocks=pb.BlocksResponse(
+            cid=cid.to_bytes(), size=size))))
+        try:
+            async for piece in repo.cat(cid):
+                await stream.send_all(piece)
+        except (P2PDError, OSError) as exc:
+            # The header is out: the client sees fewer bytes than announced and says so.
+            log.warning("cat %s stopped: %s", cid, exc)

@@ -1,0 +1,126 @@
+"""The block commands as a new user meets them, against real daemons: an abandoned or
+timed-out fetch never wedges the daemon, errors reach the user with their real text
+(progress bar or not), and the space gc frees comes back to the disk at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_daemon_harness import Daemon
+
+from p2pd.blocks.cid import CID
+from p2pd.blocks.multicodec import Codec
+
+P2PD = [sys.executable, "-m", "p2pd"]
+
+
+def p2pd(*args: str, timeout: float = 60, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run([*P2PD, *args], capture_output=True, timeout=timeout, **kw)
+    if check:
+        assert r.returncode == 0, f"p2pd {' '.join(args)}: {r.stderr.decode()[-2000:]}"
+    return r
+
+
+def out(*args: str, **kw) -> str:
+    return p2pd(*args, **kw).stdout.decode()
+
+
+def stat(d: Daemon) -> dict:
+    return json.loads(out("repo", "stat", "--json", "--api", d.control))
+
+
+def wait_until(check, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:g} s")
+        time.sleep(0.1)
+
+
+def nobody_has() -> str:
+    """A CID no daemon anywhere stores."""
+    return str(CID.for_block(os.urandom(64), Codec.RAW, 1))
+
+
+def start_cat(d: Daemon, cid: str) -> subprocess.Popen:
+    return subprocess.Popen([*P2PD, "cat", "--api", d.control, cid],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_an_abandoned_fetch_is_cancelled_and_gc_and_block_commands_keep_working(tmp_path):
+    data = os.urandom(700_000)
+    (tmp_path / "f.bin").write_bytes(data)
+    with Daemon() as d:
+        root = out("add", "-q", "--api", d.control, str(tmp_path / "f.bin")).strip()
+        cat = start_cat(d, nobody_has())
+        time.sleep(1.5)  # the request is in (nothing to await from outside the daemon)
+        cat.send_signal(signal.SIGINT)  # `timeout -s INT 3 p2pd cat CID`
+        cat.wait(timeout=15)
+        # gc, then every block command, answers promptly (it used to hang until restart)
+        p2pd("repo", "gc", "--api", d.control, timeout=20)
+        assert p2pd("cat", "--api", d.control, root, timeout=20).stdout == data
+        (tmp_path / "g.bin").write_bytes(b"after the abandoned fetch\n")
+        other = out("add", "-q", "--api", d.control, str(tmp_path / "g.bin"), timeout=20).strip()
+        out("pin", "add", "--api", d.control, other, timeout=20)
+        # and the fetch itself is gone from the daemon, not just from the client
+        wait_until(lambda: stat(d)["fetches_in_flight"] == 0, what="fetch cancelled")
+
+
+def test_gc_does_not_wait_for_a_fetch_still_running_and_keeps_what_it_uses(tmp_path):
+    data = os.urandom(300_000)
+    (tmp_path / "f.bin").write_bytes(data)
+    with Daemon() as d:
+        root = out("add", "-q", "--api", d.control, str(tmp_path / "f.bin")).strip()
+        cat = start_cat(d, nobody_has())
+        try:
+            wait_until(lambda: stat(d)["fetches_in_flight"] == 1, what="fetch started")
+            p2pd("repo", "gc", "--api", d.control, timeout=20)
+            assert p2pd("cat", "--api", d.control, root, timeout=20).stdout == data
+            assert cat.poll() is None  # the attached client's fetch goes on
+        finally:
+            cat.kill()
+            cat.wait(timeout=15)
+        wait_until(lambda: stat(d)["fetches_in_flight"] == 0, what="fetch cancelled")
+
+
+def test_a_fetch_stops_at_its_deadline_with_the_reason():
+    with Daemon() as d:
+        started = time.monotonic()
+        r = p2pd("cat", "--timeout", "2", "--api", d.control, nobody_has(), check=False)
+        assert r.returncode == 1
+        assert time.monotonic() - started < 15
+        assert b"timed out after 2 s" in r.stderr, r.stderr
+        assert stat(d)["fetches_in_flight"] == 0
+
+
+def test_a_failed_get_with_a_progress_bar_reports_the_real_error(tmp_path):
+    with Daemon() as d:
+        r = p2pd("get", "--progress", "--timeout", "2", "--api", d.control, nobody_has(),
+                 "-o", str(tmp_path / "x"), check=False)
+        err = r.stderr.decode()
+        assert r.returncode == 1
+        assert "timed out after 2 s with 1 blocks still missing" in err, err
+        assert "closed the connection" not in err
+        # the daemon logged no unhandled error on the way
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=15)
+        log = d.proc.stderr.read()
+        assert "ExceptionGroup" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_a_failed_add_with_a_progress_bar_reports_the_real_error(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"a\n")
+    os.symlink("/etc/hostname", tree / "link")
+    with Daemon() as d:
+        r = p2pd("add", "-r", "--progress", "--api", d.control, str(tree), check=False)
+        err = r.stderr.decode()
+        assert r.returncode == 1
+        assert "symlink" in err and "closed the connection" not in err, err
