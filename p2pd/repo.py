@@ -261,7 +261,14 @@ class Repo:
         async with self._gc_lock:
             await self._idle.wait()
             held = list(self._held)  # no operation starts holding while the lock is ours
-            return await trio.to_thread.run_sync(self.pins.gc, held)
+
+            def collect() -> tuple[int, int]:
+                removed, freed = self.pins.gc(held)
+                if removed:  # give the space back now, not at some later compaction
+                    self.datastore.compact("blocks", "blockinfo")
+                return removed, freed
+
+            return await trio.to_thread.run_sync(collect)
 
     # -- single blocks --------------------------------------------------------------------------
     async def block_get(self, cid: CID, *, timeout: float | None = None,

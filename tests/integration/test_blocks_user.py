@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from test_daemon_bad_input import HomeDaemon, short_home  # noqa: F401 (fixture)
 from test_daemon_harness import Daemon
 
 from p2pd.blocks.cid import CID
@@ -124,3 +125,24 @@ def test_a_failed_add_with_a_progress_bar_reports_the_real_error(tmp_path):
         err = r.stderr.decode()
         assert r.returncode == 1
         assert "symlink" in err and "closed the connection" not in err, err
+
+
+def disk_usage(path: Path) -> int:
+    return sum(f.stat().st_blocks * 512 for f in path.iterdir() if f.is_file())
+
+
+def test_gc_gives_the_freed_space_back_to_the_disk_without_a_restart(short_home, tmp_path):  # noqa: F811
+    (tmp_path / "big.bin").write_bytes(os.urandom(24 << 20))
+    home = HomeDaemon(short_home, "[swarm]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n")
+    api = f"/unix{home.sock}"
+    try:
+        root = out("add", "-q", "--api", api, str(tmp_path / "big.bin")).strip()
+        datastore = short_home / "datastore"
+        before = disk_usage(datastore)
+        assert before > 24 << 20
+        out("pin", "rm", "--api", api, root)
+        assert "removed" in out("repo", "gc", "--api", api)
+        after = disk_usage(datastore)
+        assert after < before - (20 << 20), (before, after)
+    finally:
+        home.stop()

@@ -185,3 +185,20 @@ def test_sync_mode_writes_are_readable(tmp_path: Path):
 def test_keys_and_values_must_be_bytes_like(datastore: Datastore):
     with pytest.raises(TypeError):
         datastore.pins.put("text", b"x")  # type: ignore[arg-type]
+
+
+def test_compact_returns_the_space_of_deleted_keys_to_the_disk(datastore):
+    import os as _os
+
+    for i in range(64):
+        datastore.blocks.put(i.to_bytes(2, "big"), _os.urandom(128 << 10))
+    datastore.pins.put(b"kept", b"pin")
+    datastore.flush()
+    full = datastore.disk_usage()
+    assert full > 8 << 20
+    for i in range(64):
+        datastore.blocks.delete(i.to_bytes(2, "big"))
+    datastore.compact("blocks")
+    assert datastore.disk_usage() < full - (7 << 20)
+    assert datastore.pins.get(b"kept") == b"pin"
+    assert datastore.blocks.count() == 0
