@@ -7,4 +7,14 @@ PY="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+# The network lab (tests/lab) needs nft, tc/ip and miniupnpd. As root, install what is missing
+# from Debian (miniupnpd-nftables ships no service and no maintainer scripts: nothing starts on
+# the host; the `miniupnpd` package, which would, is not installed). Without them the lab
+# tests skip.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+  && ! { command -v nft && command -v tc && command -v ip && command -v miniupnpd; } >/dev/null; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends nftables iproute2 miniupnpd-nftables; } >/dev/null \
+    || echo "test.sh: could not install nftables/iproute2/miniupnpd-nftables; lab tests will skip" >&2
+fi
 exec .venv/bin/python -m pytest -q "$@"
