@@ -55,3 +55,51 @@ def public_key_in_peer_id(peer_id: bytes) -> bytes | None:
     if len(peer_id) >= 2 and peer_id[0] == 0x00 and peer_id[1] == len(peer_id) - 2:
         return peer_id[2:]
     return None
+
+
+RSA, SECP256K1, ECDSA = 0, 2, 3
+#: go-libp2p refuses RSA keys below this size (the peer-id spec's minimum).
+MIN_RSA_BITS = 2048
+
+
+def verify_signature(pubkey_proto: bytes, data: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` over ``data`` verifies under a serialized libp2p PublicKey of
+    any type the spec defines: Ed25519 (through :func:`p2pd.native.verify`), RSA
+    (PKCS#1 v1.5, SHA-256), secp256k1 and ECDSA (DER signatures over SHA-256).
+    An unusable key raises :class:`PeerKeyError`; a bad signature returns False."""
+    key_type, key = parse_public_key(pubkey_proto)
+    if key_type == ED25519:
+        from . import native
+
+        if len(key) != 32:
+            raise PeerKeyError(f"Ed25519 key of {len(key)} bytes")
+        return native.verify(key, data, signature)
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    try:
+        if key_type == SECP256K1:
+            public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), key)
+        elif key_type in (RSA, ECDSA):
+            public = serialization.load_der_public_key(key)
+        else:
+            raise PeerKeyError(f"unknown key type {key_type}")
+    except (ValueError, TypeError) as exc:
+        raise PeerKeyError(f"malformed public key: {exc}") from None
+    try:
+        if key_type == RSA:
+            if not isinstance(public, rsa.RSAPublicKey):
+                raise PeerKeyError("an RSA key field holds another key type")
+            if public.key_size < MIN_RSA_BITS:
+                raise PeerKeyError(f"RSA key of {public.key_size} bits (minimum {MIN_RSA_BITS})")
+            public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            if not isinstance(public, ec.EllipticCurvePublicKey):
+                raise PeerKeyError("an ECDSA key field holds another key type")
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    except ValueError:  # a signature that is not even DER
+        return False
+    return True

@@ -8,10 +8,8 @@ JS side through JSON lines on its stdin.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 import trio
+from harness.jsnode import ECHO, JsNode
 from multiaddr import Multiaddr
 from p2pclient import Client
 from p2pclient.libp2p_stubs.peer.id import ID
@@ -34,41 +33,7 @@ from test_daemon_harness import Daemon  # noqa: E402
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
-ECHO = "/p2pd-test/echo/1.0.0"
 BIG = 16 << 20
-
-
-class JsNode:
-    def __init__(self, **env: str) -> None:
-        self.proc = subprocess.Popen(
-            ["node", "js_node.mjs"],
-            cwd=HERE,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ, ECHO_PROTOCOL=ECHO, **env),
-        )
-        hello = json.loads(self.proc.stdout.readline())
-        self.peer_id: str = hello["peerId"]
-        self.addrs: list[str] = hello["addrs"]
-
-    def addr(self, ws: bool) -> str:
-        return next(a for a in self.addrs if ("/ws/" in a) == ws)
-
-    def call(self, **msg) -> dict:
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        reply = json.loads(self.proc.stdout.readline())
-        assert "error" not in reply, reply["error"]
-        return reply
-
-    def stop(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="module")

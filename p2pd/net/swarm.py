@@ -1,0 +1,824 @@
+"""Our swarm: TCP listening and dialing, the connection upgrade, streams, identify, ping and
+connection events, on trio, without py-libp2p's swarm.
+
+Upgrade (both directions): multistream-select ``/noise``, the XX handshake
+(:mod:`p2pd.net.noise_xx`), multistream-select of a muxer (Yamux first, mplex for older
+peers; ``muxers`` orders them), then our Yamux or mplex session. The whole upgrade runs
+under ``handshake_timeout``, and at most ``max_pending_inbound`` inbound upgrades run at
+once (more are closed at accept), so a peer that connects and never speaks costs a bounded
+slot for a bounded time.
+
+Dialing (:meth:`Swarm.dial`): one dial per peer at a time (concurrent callers share it);
+a peer's addresses are tried in order with a happy-eyeballs stagger (the next address
+starts when the previous one failed or after ``dial_stagger``, never a fixed wait once one
+succeeded); the first connection up wins and the others are cancelled; ``dial_timeout``
+bounds the whole dial; an address that failed is skipped for a backoff that doubles per
+failure (5 s up to 5 min). Outbound TCP connections leave from the listen port
+(SO_REUSEADDR + SO_REUSEPORT) when we listen on one, as go-libp2p does, so the NAT mapping
+peers observe is the one they can dial back; an ephemeral port is used when that bind
+fails (the same 4-tuple in use).
+
+Streams: ``new_stream`` negotiates a protocol with multistream-select on a fresh muxed
+stream; inbound streams are negotiated against the handlers set with
+``set_stream_handler`` and handed to them. Identify runs on every new connection (its
+result fills the peer store: protocols, listen addresses, agent, public key) and identify
+push goes to connected peers when our protocols change. Connection events go to the
+listeners as they happen (``peer_connected`` on a peer's first connection,
+``peer_identified`` when identify finished, ``peer_disconnected`` when its last one
+closed): no polling, no sleeps.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from ..framing import FrameDecoder, FramingError
+from . import identify as idproto
+from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
+from .multistream import MultistreamError
+from .noise_xx import Handshake, HandshakeError
+
+log = logging.getLogger(__name__)
+
+NOISE = "/noise"
+YAMUX = "/yamux/1.0.0"
+MPLEX = "/mplex/6.7.0"
+PING = "/ipfs/ping/1.0.0"
+PING_SIZE = 32
+
+P_IP4, P_IP6, P_TCP, P_DNS, P_DNS4, P_DNS6, P_P2P = 0x04, 0x29, 0x06, 0x35, 0x36, 0x37, 0x01A5
+
+
+class DialError(ConnectionError):
+    """No connection to the peer; the message lists what each address did."""
+
+
+class StreamError(ConnectionError):
+    """A stream could not be opened or negotiated."""
+
+
+class StreamReset(ConnectionError):
+    """The stream was reset (by the peer, or its connection died)."""
+
+
+@dataclass(slots=True)
+class Identity:
+    """Who we are: the libp2p PublicKey protobuf, its peer id and a signer."""
+
+    public_key: bytes
+    peer_id: bytes
+    sign: Callable[[bytes], bytes]
+
+
+@dataclass(slots=True)
+class SwarmOptions:
+    muxers: Sequence[str] = (YAMUX, MPLEX)
+    agent_version: str = "p2pd"
+    handshake_timeout: float = 10.0
+    negotiate_timeout: float = 10.0
+    dial_timeout: float = 10.0
+    dial_stagger: float = 0.25
+    backoff_base: float = 5.0
+    backoff_max: float = 300.0
+    max_pending_inbound: int = 64
+    max_conns_per_peer: int = 8
+    stream_backlog: int = 256
+    reuse_port: bool = True
+    identify_push_delay: float = 0.05
+
+
+# -- multiaddrs (binary) ---------------------------------------------------------------------
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated multiaddr")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def split_multiaddr(addr: bytes) -> list[tuple[int, bytes]]:
+    """``[(protocol code, value bytes)]`` of a binary multiaddr (the codes we dial)."""
+    out, pos = [], 0
+    sizes = {P_IP4: 4, P_IP6: 16, P_TCP: 2, 0x0111: 2, 0x01CC: 0, 0x01DD: 0, 0x01DE: 0,
+             0x0122: 0, 0x01CD: 0, 0x0114: 0, 0x01D1: 0, 0x0190: 0}
+    while pos < len(addr):
+        code, pos = _uvarint(addr, pos)
+        if code in sizes:
+            n = sizes[code]
+        else:  # a length-prefixed value (dns*, p2p, unix, ...)
+            n, pos = _uvarint(addr, pos)
+        if pos + n > len(addr):
+            raise ValueError("truncated multiaddr")
+        out.append((code, addr[pos : pos + n]))
+        pos += n
+    return out
+
+
+def tcp_target(addr: bytes) -> tuple[str, int, int] | None:
+    """``(host, port, family)`` of a ``/ip4|ip6|dns*/.../tcp/PORT[/p2p/ID]`` address, else
+    None (a transport this swarm does not dial)."""
+    try:
+        parts = split_multiaddr(addr)
+    except ValueError:
+        return None
+    if len(parts) < 2 or parts[1][0] != P_TCP or any(c != P_P2P for c, _ in parts[2:]):
+        return None
+    (code, value), port = parts[0], struct.unpack(">H", parts[1][1])[0]
+    if code == P_IP4:
+        return str(ipaddress.IPv4Address(value)), port, socket.AF_INET
+    if code == P_IP6:
+        return str(ipaddress.IPv6Address(value)), port, socket.AF_INET6
+    if code in (P_DNS, P_DNS4, P_DNS6):
+        family = {P_DNS4: socket.AF_INET, P_DNS6: socket.AF_INET6}.get(code, socket.AF_UNSPEC)
+        return value.decode(errors="replace"), port, family
+    return None
+
+
+def tcp_multiaddr(host: str, port: int) -> bytes:
+    """``/ip4|ip6/HOST/tcp/PORT`` in binary form."""
+    ip = ipaddress.ip_address(host.split("%")[0])
+    code = b"\x04" if ip.version == 4 else b"\x29"
+    return code + ip.packed + b"\x06" + struct.pack(">H", port)
+
+
+def strip_p2p(addr: bytes) -> bytes:
+    try:
+        parts = split_multiaddr(addr)
+    except ValueError:
+        return addr
+    if parts and parts[-1][0] == P_P2P:
+        cut = len(addr) - len(parts[-1][1]) - _varint_len(len(parts[-1][1])) - 2
+        return addr[:cut]
+    return addr
+
+
+def _varint_len(n: int) -> int:
+    length = 1
+    while n >= 0x80:
+        n >>= 7
+        length += 1
+    return length
+
+
+# -- streams and connections ----------------------------------------------------------------
+
+
+class Stream:
+    """A negotiated stream: ``read()`` gives what arrived (``b""`` at the peer's end),
+    ``write``, ``close`` (half-close), ``reset``."""
+
+    __slots__ = ("conn", "_mux", "protocol", "_early")
+
+    def __init__(self, conn: Connection, mux, protocol: str | None = None) -> None:
+        self.conn = conn
+        self._mux = mux
+        self.protocol = protocol
+        self._early = b""
+
+    @property
+    def remote_peer(self) -> bytes:
+        return self.conn.peer
+
+    def get_protocol(self) -> str | None:
+        return self.protocol
+
+    def push_back(self, data: bytes) -> None:
+        self._early = data + self._early
+
+    async def read(self, n: int | None = None) -> bytes:
+        if self._early:
+            if n is None or n < 0 or n >= len(self._early):
+                data, self._early = self._early, b""
+            else:
+                data, self._early = self._early[:n], self._early[n:]
+            return data
+        try:
+            return await self._mux.read(-1 if n is None else n)
+        except EOFError:
+            return b""
+        except Exception as exc:
+            if type(exc).__name__ == "MuxedStreamReset" or self._mux.reset_received:
+                raise StreamReset(str(exc) or "stream reset") from None
+            raise
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._mux.write(data)
+        except Exception as exc:
+            if isinstance(exc, trio.Cancelled):
+                raise
+            raise StreamReset(str(exc) or "stream reset") from None
+
+    async def close(self) -> None:
+        await self._mux.close()
+
+    async def reset(self) -> None:
+        await self._mux.reset()
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    peer: bytes
+    remote_public_key: bytes
+    direction: str  # "inbound" | "outbound"
+    remote_addr: bytes  # binary multiaddr
+    local_addr: bytes
+    muxer: str
+    session: object
+    transport: str = "tcp"
+    opened_at: float = field(default_factory=time.time)
+    identified: trio.Event = field(default_factory=trio.Event)
+    closed: bool = False
+    observed_addr: bytes = b""
+
+    async def open_stream(self, protocols: Sequence[str], timeout: float) -> Stream:
+        try:
+            mux = await self.session.open_stream()
+        except Exception as exc:
+            raise StreamError(f"no new stream on the connection: {exc}") from None
+        stream = Stream(self, mux)
+        try:
+            with trio.fail_after(timeout):
+                stream.protocol = await negotiate_out(stream, protocols)
+        except BaseException as exc:
+            with trio.CancelScope(shield=True):
+                await stream.reset()
+            if isinstance(exc, trio.TooSlowError):
+                raise StreamError("protocol negotiation timed out") from None
+            if isinstance(exc, (MultistreamError, StreamReset)):
+                raise StreamError(str(exc)) from None
+            raise
+        return stream
+
+    async def close(self) -> None:
+        self.closed = True
+        await self.session.close()
+
+
+# -- the peer store ------------------------------------------------------------------------
+
+
+class PeerStore:
+    """What we know of peers (addresses, protocols, keys, agents), bounded."""
+
+    def __init__(self, max_peers: int = 10_000, max_addrs: int = 32) -> None:
+        self.addrs: dict[bytes, dict[bytes, None]] = {}
+        self.protocols: dict[bytes, list[str]] = {}
+        self.keys: dict[bytes, bytes] = {}
+        self.agents: dict[bytes, str] = {}
+        self.max_peers = max_peers
+        self.max_addrs = max_addrs
+
+    def add_addrs(self, peer: bytes, addrs: Sequence[bytes]) -> None:
+        known = self.addrs.get(peer)
+        if known is None:
+            if len(self.addrs) >= self.max_peers:
+                oldest = next(iter(self.addrs))
+                self.forget(oldest)
+            known = self.addrs[peer] = {}
+        for a in addrs:
+            a = strip_p2p(bytes(a))
+            if a and a not in known:
+                known[a] = None
+                while len(known) > self.max_addrs:
+                    del known[next(iter(known))]
+
+    def forget(self, peer: bytes) -> None:
+        for table in (self.addrs, self.protocols, self.keys, self.agents):
+            table.pop(peer, None)
+
+    def peer_addrs(self, peer: bytes) -> list[bytes]:
+        return list(self.addrs.get(peer, ()))
+
+
+# -- the swarm --------------------------------------------------------------------------------
+
+Handler = Callable[[Stream], Awaitable[None]]
+
+
+class Swarm:
+    def __init__(self, identity: Identity, options: SwarmOptions | None = None) -> None:
+        self.identity = identity
+        self.me = identity.peer_id
+        self.options = options or SwarmOptions()
+        self.handlers: dict[str, Handler] = {}
+        self.conns: dict[bytes, list[Connection]] = {}
+        self.peerstore = PeerStore()
+        self.listeners: list = []
+        self.listen_addrs: list[bytes] = []  # bound, binary
+        self.announce_addrs: list[bytes] | None = None
+        self._listen_ports: dict[int, int] = {}  # family -> port we listen on
+        self._dialing: dict[bytes, trio.Event] = {}
+        self._dial_result: dict[bytes, Connection | BaseException] = {}
+        self._backoff: dict[bytes, tuple[float, int]] = {}
+        self._pending_inbound = 0
+        self._nursery: trio.Nursery | None = None
+        self._push_scheduled = False
+        self.handlers[idproto.ID] = self._serve_identify
+        self.handlers[idproto.PUSH] = self._serve_identify_push
+        self.handlers[PING] = self._serve_ping
+
+    # -- lifetime ----------------------------------------------------------------------
+    async def run(self, listen: Sequence[bytes] = (), *, task_status=trio.TASK_STATUS_IGNORED):
+        """Listen on ``listen`` (binary TCP multiaddrs) and serve until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                for addr in listen:
+                    listener = await self._bind(addr)
+                    nursery.start_soon(self._accept_loop, listener)
+                task_status.started(list(self.listen_addrs))
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    for conns in list(self.conns.values()):
+                        for conn in list(conns):
+                            await conn.close()
+                self._nursery = None
+
+    async def _bind(self, addr: bytes) -> trio.SocketListener:
+        target = tcp_target(addr)
+        if target is None:
+            raise ValueError("only /ip4|ip6/.../tcp/PORT listen addresses are supported")
+        host, port, family = target
+        sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.options.reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            await sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock.listen(256)
+        bound_port = sock.getsockname()[1]
+        self._listen_ports.setdefault(family, bound_port)
+        self.listen_addrs.append(tcp_multiaddr(host, bound_port))
+        return trio.SocketListener(sock)
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # EMFILE and friends: back off, keep listening
+                    log.warning("accept failed: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                if self._pending_inbound >= self.options.max_pending_inbound:
+                    await stream.aclose()
+                    continue
+                self._pending_inbound += 1
+                self._nursery.start_soon(self._inbound, stream)
+
+    # -- the upgrade ---------------------------------------------------------------------
+    def _handshake(self, initiator: bool, expected: bytes | None) -> Handshake:
+        ident = self.identity
+        return Handshake(initiator, ident.public_key, ident.sign, expected_peer=expected)
+
+    async def _upgrade(self, raw: ByteStream, initiator: bool, expected: bytes | None):
+        muxers = list(self.options.muxers)
+        if initiator:
+            await negotiate_out(raw, [NOISE])
+            result = await noise_handshake(raw, self._handshake(True, expected))
+            secure = SecureChannel(raw, result, is_initiator=True)
+            muxer = await negotiate_out(secure, muxers)
+        else:
+            await negotiate_in(raw, {NOISE})
+            result = await noise_handshake(raw, self._handshake(False, None))
+            secure = SecureChannel(raw, result, is_initiator=False)
+            muxer = await negotiate_in(secure, set(muxers), lambda: muxers)
+        if result.remote_peer == self.me:
+            raise HandshakeError("dialed ourselves")
+        return secure, muxer
+
+    def _session(self, secure: SecureChannel, muxer: str, peer: bytes):
+        if muxer == YAMUX:
+            from .yamux import YamuxConnection
+
+            return YamuxConnection(secure, peer.hex()[:16], secure.is_initiator,
+                                   backlog=self.options.stream_backlog)
+        from .mplex import MplexConnection
+
+        return MplexConnection(secure, peer.hex()[:16], secure.is_initiator,
+                               backlog=self.options.stream_backlog)
+
+    async def _inbound(self, stream: trio.SocketStream) -> None:
+        try:
+            remote = stream.socket.getpeername()
+            local = stream.socket.getsockname()
+            raw = ByteStream(stream, remote, local)
+            with trio.move_on_after(self.options.handshake_timeout) as scope:
+                try:
+                    secure, muxer = await self._upgrade(raw, False, None)
+                except (HandshakeError, MultistreamError, ConnectionError, OSError) as exc:
+                    log.debug("inbound upgrade from %s failed: %s", remote, exc)
+                    await raw.close()
+                    return
+            if scope.cancelled_caught:
+                log.debug("inbound upgrade from %s timed out", remote)
+                await raw.close()
+                return
+        finally:
+            self._pending_inbound -= 1
+        conn = Connection(secure.remote_peer, secure.remote_public_key, "inbound",
+                          tcp_multiaddr(remote[0], remote[1]), tcp_multiaddr(local[0], local[1]),
+                          muxer, self._session(secure, muxer, secure.remote_peer))
+        if len(self.conns.get(conn.peer, ())) >= self.options.max_conns_per_peer:
+            log.info("peer %s: over %d connections, closing the new one",
+                     conn.peer.hex()[:16], self.options.max_conns_per_peer)
+            await secure.close()
+            return
+        self._register(conn)
+
+    async def _tcp_connect(self, host: str, port: int, family: int) -> trio.SocketStream:
+        if family == socket.AF_UNSPEC or not _is_ip(host):
+            infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+            if not infos:
+                raise OSError(f"{host} resolves to nothing")
+            family, _, _, _, sockaddr = infos[0]
+            host = sockaddr[0]
+        local_port = self._listen_ports.get(family) if self.options.reuse_port else None
+        for bind_port in ([local_port, None] if local_port else [None]):
+            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            try:
+                if bind_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    await sock.bind(("0.0.0.0" if family == socket.AF_INET else "::", bind_port))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await sock.connect((host, port))
+                return trio.SocketStream(sock)
+            except OSError as exc:
+                sock.close()
+                if bind_port and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                    continue  # that 4-tuple is taken: an ephemeral port then
+                raise
+            except BaseException:
+                sock.close()
+                raise
+        raise OSError("unreachable")
+
+    async def _dial_one(self, peer: bytes, addr: bytes) -> Connection:
+        target = tcp_target(addr)
+        if target is None:
+            raise DialError("not a TCP address")
+        host, port, family = target
+        stream = await self._tcp_connect(host, port, family)
+        remote = stream.socket.getpeername()
+        local = stream.socket.getsockname()
+        raw = ByteStream(stream, remote, local)
+        try:
+            with trio.fail_after(self.options.handshake_timeout):
+                secure, muxer = await self._upgrade(raw, True, peer)
+        except BaseException:
+            await raw.close()
+            raise
+        return Connection(peer, secure.remote_public_key, "outbound",
+                          tcp_multiaddr(remote[0], remote[1]), tcp_multiaddr(local[0], local[1]),
+                          muxer, self._session(secure, muxer, peer))
+
+    # -- dialing ---------------------------------------------------------------------------
+    def connection(self, peer: bytes) -> Connection | None:
+        live = [c for c in self.conns.get(peer, ()) if not c.closed]
+        return live[-1] if live else None
+
+    async def dial(self, peer: bytes, addrs: Sequence[bytes] = (), *,
+                   timeout: float | None = None) -> Connection:
+        """A connection to ``peer`` (an existing one if there is one)."""
+        if peer == self.me:
+            raise DialError("cannot dial ourselves")
+        conn = self.connection(peer)
+        if conn is not None:
+            return conn
+        if addrs:
+            self.peerstore.add_addrs(peer, addrs)
+        pending = self._dialing.get(peer)
+        if pending is None:
+            pending = self._dialing[peer] = trio.Event()
+            try:
+                result = await self._dial_addrs(peer, timeout or self.options.dial_timeout)
+                self._dial_result[peer] = result
+            except BaseException as exc:
+                self._dial_result[peer] = exc
+                raise
+            finally:
+                del self._dialing[peer]
+                pending.set()
+            return result
+        await pending.wait()
+        result = self._dial_result.get(peer)
+        if isinstance(result, Connection) and not result.closed:
+            return result
+        conn = self.connection(peer)
+        if conn is not None:
+            return conn
+        raise DialError(f"dial to {peer.hex()[:16]} failed: {result}")
+
+    async def _dial_addrs(self, peer: bytes, timeout: float) -> Connection:
+        now = trio.current_time()
+        candidates, skipped = [], 0
+        for a in self.peerstore.peer_addrs(peer):
+            if tcp_target(a) is None:
+                continue
+            until, _ = self._backoff.get(a, (0.0, 0))
+            if until > now:
+                skipped += 1
+                continue
+            candidates.append(a)
+        if not candidates:
+            why = f"{skipped} in backoff after failures" if skipped else "none dialable"
+            raise DialError(f"no address to dial for {peer.hex()[:16]} ({why})")
+        errors: list[str] = []
+        won: list[Connection] = []
+
+        async def attempt(addr: bytes, failed: trio.Event) -> None:
+            try:
+                conn = await self._dial_one(peer, addr)
+            except (OSError, ConnectionError, HandshakeError, MultistreamError,
+                    trio.TooSlowError) as exc:
+                errors.append(f"{_show(addr)}: {exc or type(exc).__name__}")
+                self._failed(addr)
+                failed.set()
+                return
+            self._backoff.pop(addr, None)
+            if won:  # another address got there first
+                await conn.session.close()
+                return
+            won.append(conn)
+            nursery.cancel_scope.cancel()
+
+        with trio.move_on_after(timeout) as overall:
+            async with trio.open_nursery() as nursery:
+                for addr in candidates:
+                    failed = trio.Event()
+                    nursery.start_soon(attempt, addr, failed)
+                    with trio.move_on_after(self.options.dial_stagger):
+                        await failed.wait()
+                    if won:
+                        break
+        if won:
+            self._register(won[0])
+            return won[0]
+        if overall.cancelled_caught:
+            errors.append(f"timed out after {timeout:g} s")
+        raise DialError(f"failed to dial {peer.hex()[:16]}: " + "; ".join(errors))
+
+    def _failed(self, addr: bytes) -> None:
+        _, failures = self._backoff.get(addr, (0.0, 0))
+        delay = min(self.options.backoff_base * (2 ** failures), self.options.backoff_max)
+        self._backoff[addr] = (trio.current_time() + delay, failures + 1)
+
+    def clear_backoff(self, peer: bytes) -> None:
+        for a in self.peerstore.peer_addrs(peer):
+            self._backoff.pop(a, None)
+
+    # -- connections -------------------------------------------------------------------------
+    def _register(self, conn: Connection) -> None:
+        conns = self.conns.setdefault(conn.peer, [])
+        first = not conns
+        conns.append(conn)
+        self.peerstore.keys[conn.peer] = conn.remote_public_key
+        if conn.direction == "outbound":
+            self.peerstore.add_addrs(conn.peer, [conn.remote_addr])
+        conn.session.on_close = lambda: self._unregister(conn)
+        self._nursery.start_soon(self._run_connection, conn)
+        if first:
+            self._emit("peer_connected", conn.peer)
+
+    def _unregister(self, conn: Connection) -> None:
+        conn.closed = True
+        conn.identified.set()
+        conns = self.conns.get(conn.peer)
+        if conns is None or conn not in conns:
+            return
+        conns.remove(conn)
+        if not conns:
+            del self.conns[conn.peer]
+            self._emit("peer_disconnected", conn.peer)
+
+    def _emit(self, event: str, peer: bytes, *args) -> None:
+        for listener in list(self.listeners):
+            method = getattr(listener, event, None)
+            if method is None:
+                continue
+            try:
+                method(peer, *args)
+            except Exception:
+                log.exception("connection listener %r failed on %s", listener, event)
+
+    async def _run_connection(self, conn: Connection) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.session.start)
+            await conn.session.event_started.wait()
+            nursery.start_soon(self._identify, conn)
+            while True:
+                try:
+                    mux = await conn.session.accept_stream()
+                except Exception:
+                    break
+                nursery.start_soon(self._inbound_stream, conn, mux)
+            nursery.cancel_scope.cancel()
+
+    async def _inbound_stream(self, conn: Connection, mux) -> None:
+        stream = Stream(conn, mux)
+        handlers = self.handlers
+        try:
+            with trio.fail_after(self.options.negotiate_timeout):
+                proto = await negotiate_in(stream, handlers.__contains__, lambda: list(handlers))
+        except (trio.TooSlowError, MultistreamError, StreamReset, ConnectionError) as exc:
+            log.debug("inbound stream from %s: %s", conn.peer.hex()[:16], exc)
+            await stream.reset()
+            return
+        stream.protocol = proto
+        handler = handlers.get(proto)
+        if handler is None:  # removed meanwhile
+            await stream.reset()
+            return
+        try:
+            await handler(stream)
+        except Exception:
+            log.debug("handler for %s failed", proto, exc_info=True)
+            await stream.reset()
+
+    async def disconnect(self, peer: bytes) -> None:
+        for conn in list(self.conns.get(peer, ())):
+            await conn.close()
+
+    # -- streams -------------------------------------------------------------------------------
+    def set_stream_handler(self, protocol: str, handler: Handler) -> None:
+        self.handlers[protocol] = handler
+        self._schedule_push()
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        if self.handlers.pop(protocol, None) is not None:
+            self._schedule_push()
+
+    async def new_stream(self, peer: bytes, protocols: Sequence[str],
+                         timeout: float | None = None) -> Stream:
+        timeout = timeout or self.options.dial_timeout
+        with trio.fail_after(timeout):
+            conn = await self.dial(peer, timeout=timeout)
+            return await conn.open_stream(protocols, self.options.negotiate_timeout)
+
+    # -- identify ------------------------------------------------------------------------------
+    def _identify_message(self, conn: Connection | None) -> idproto.Identify:
+        addrs = self.announce_addrs if self.announce_addrs is not None else self.listen_addrs
+        return idproto.Identify(
+            public_key=self.identity.public_key,
+            listen_addrs=list(addrs),
+            protocols=sorted(self.handlers),
+            observed_addr=conn.remote_addr if conn is not None else b"",
+            protocol_version=idproto.PROTOCOL_VERSION,
+            agent_version=self.options.agent_version,
+        )
+
+    async def _serve_identify(self, stream: Stream) -> None:
+        await stream.write(self._identify_message(stream.conn).framed())
+        await stream.close()
+
+    async def _read_identify(self, stream: Stream) -> idproto.Identify:
+        decoder = FrameDecoder(idproto.MAX_MESSAGE)
+        while True:
+            frame = decoder.next_frame()
+            if frame is not None:
+                return idproto.decode(frame)
+            data = await stream.read()
+            if not data:
+                raise idproto.IdentifyError("the stream ended before the identify message")
+            decoder.receive_data(data)
+
+    def _take_identify(self, conn: Connection, msg: idproto.Identify) -> None:
+        peer = conn.peer
+        if msg.public_key and msg.public_key != conn.remote_public_key:
+            raise idproto.IdentifyError("identify names a key other than the handshake's")
+        self.peerstore.protocols[peer] = msg.protocols
+        if msg.agent_version:
+            self.peerstore.agents[peer] = msg.agent_version[:256]
+        addrs = [a for a in msg.listen_addrs if tcp_target(a) is not None or a]
+        self.peerstore.add_addrs(peer, addrs)
+        if msg.observed_addr:
+            conn.observed_addr = msg.observed_addr
+
+    async def _identify(self, conn: Connection) -> None:
+        try:
+            with trio.fail_after(self.options.negotiate_timeout * 2):
+                stream = await conn.open_stream([idproto.ID], self.options.negotiate_timeout)
+                try:
+                    msg = await self._read_identify(stream)
+                finally:
+                    await stream.close()
+            self._take_identify(conn, msg)
+        except (trio.TooSlowError, StreamError, StreamReset, ConnectionError,
+                idproto.IdentifyError, FramingError) as exc:
+            log.debug("identify of %s failed: %s", conn.peer.hex()[:16], exc)
+            conn.identified.set()
+            return
+        conn.identified.set()
+        self._emit("peer_identified", conn.peer, list(msg.protocols))
+
+    async def _serve_identify_push(self, stream: Stream) -> None:
+        try:
+            msg = await self._read_identify(stream)
+            self._take_identify(stream.conn, msg)
+        except (idproto.IdentifyError, FramingError, StreamReset) as exc:
+            log.debug("identify push from %s refused: %s", stream.conn.peer.hex()[:16], exc)
+            await stream.reset()
+            return
+        await stream.close()
+        self._emit("peer_identified", stream.conn.peer, list(msg.protocols))
+
+    def _schedule_push(self) -> None:
+        if self._nursery is None or self._push_scheduled:
+            return
+        self._push_scheduled = True
+        self._nursery.start_soon(self._push_all)
+
+    async def _push_all(self) -> None:
+        await trio.sleep(self.options.identify_push_delay)  # one push for a burst of changes
+        self._push_scheduled = False
+        async with trio.open_nursery() as nursery:
+            for peer in list(self.conns):
+                conn = self.connection(peer)
+                if conn is not None and idproto.PUSH in self.peerstore.protocols.get(peer, ()):
+                    nursery.start_soon(self._push_one, conn)
+
+    async def _push_one(self, conn: Connection) -> None:
+        try:
+            with trio.fail_after(self.options.negotiate_timeout):
+                stream = await conn.open_stream([idproto.PUSH], self.options.negotiate_timeout)
+                await stream.write(self._identify_message(conn).framed())
+                await stream.close()
+        except (trio.TooSlowError, StreamError, StreamReset, ConnectionError) as exc:
+            log.debug("identify push to %s failed: %s", conn.peer.hex()[:16], exc)
+
+    # -- ping ------------------------------------------------------------------------------------
+    async def _serve_ping(self, stream: Stream) -> None:
+        pending = b""
+        for _ in range(10_000):  # a bound on one stream's pings
+            data = await stream.read()
+            if not data:
+                break
+            pending += data
+            while len(pending) >= PING_SIZE:
+                await stream.write(pending[:PING_SIZE])
+                pending = pending[PING_SIZE:]
+        await stream.close()
+
+    async def ping(self, peer: bytes, count: int = 1, timeout: float = 10.0) -> list[float]:
+        import os
+
+        with trio.fail_after(timeout):
+            stream = await self.new_stream(peer, [PING], timeout)
+            rtts = []
+            try:
+                for _ in range(count):
+                    payload = os.urandom(PING_SIZE)
+                    start = trio.current_time()
+                    await stream.write(payload)
+                    got = b""
+                    while len(got) < PING_SIZE:
+                        data = await stream.read()
+                        if not data:
+                            raise StreamError("the peer closed the ping stream")
+                        got += data
+                    if got[:PING_SIZE] != payload:
+                        raise StreamError("the ping came back different")
+                    rtts.append(trio.current_time() - start)
+            finally:
+                await stream.close()
+        return rtts
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _show(addr: bytes) -> str:
+    target = tcp_target(addr)
+    if target is None:
+        return addr.hex()
+    host, port, _ = target
+    return f"{host}:{port}"
