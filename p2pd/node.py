@@ -83,6 +83,7 @@ class Node:
         self.dht = None
         self.repo = None
         self._own_datastore = None
+        self._bootstrap_warned: set[str] = set()  # each bootstrap problem is said once
         if (config.dht or config.bitswap) and datastore is None:
             # Harness mode: a private RocksDB, removed at exit.
             import tempfile
@@ -166,14 +167,30 @@ class Node:
                     resolver = dnsaddr.resolver_address(self.config.dns_resolver or None)
                     with trio.fail_after(15):
                         resolved = await dnsaddr.resolve(text, resolver)
+                    if not resolved:
+                        self._bootstrap_warning(
+                            f"bootstrap: {text} resolved to no addresses (no _dnsaddr TXT "
+                            f"records through DNS server {resolver[0]}:{resolver[1]}); check the "
+                            "network or set [bootstrap] peers")
                 for one in resolved:
                     ma = self._multiaddr.Multiaddr(one)
                     peer = self.parse_peer_id(_peer_from_multiaddr(ma)).to_bytes()
                     bare = ma.decapsulate_code(self._multiaddr.protocols.P_P2P)
                     found.setdefault(peer, []).append(bare.to_bytes())
+            except trio.TooSlowError:
+                self._bootstrap_warning(f"bootstrap: resolving {text} timed out (15 s)")
             except Exception as exc:
-                log.warning("bootstrap address %s skipped: %s", text, exc)
+                self._bootstrap_warning(f"bootstrap address {text} skipped: {exc}")
         return list(found.items())
+
+    def _bootstrap_warning(self, text: str) -> None:
+        """Warn once per distinct problem; a re-bootstrap that meets it again says so
+        only at info level."""
+        if text in self._bootstrap_warned:
+            log.info("%s", text)
+        else:
+            self._bootstrap_warned.add(text)
+            log.warning("%s", text)
 
     def remember_addrs(self, peer_raw: bytes, addrs: Sequence[bytes]) -> None:
         """Learned addresses of a peer (from the DHT) go into the peerstore."""
@@ -308,6 +325,13 @@ class Node:
         if peer == self.peer_id:
             raise NodeError("cannot connect to ourselves")
         maddrs = [self.parse_multiaddr(a) for a in addrs]
+        if maddrs:
+            # Addresses named by the caller (the user, a bootstrap retry) are dialled even
+            # if the peer failed a minute ago: py-libp2p's swarm would refuse the dial for
+            # 60 s from its negative cache, so a re-bootstrap could never succeed sooner.
+            unblock = getattr(self.host.get_network(), "unblock_peer", None)
+            if unblock is not None:
+                unblock(peer)
         with trio.move_on_after(timeout or DEFAULT_TIMEOUT) as scope:
             try:
                 await self.host.connect(PeerInfo(peer, maddrs))

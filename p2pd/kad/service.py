@@ -51,6 +51,10 @@ STREAM_IDLE = 60.0
 MAX_REQUESTS_PER_STREAM = 256
 SERVE_SETTLE = 1.0  # s a server waits for the checks of just-connected peers before answering
 MAINTENANCE_INTERVAL = 60.0  # bucket refresh + provider sweep only
+#: With no connection at all, bootstrap again after this long, doubling up to the max
+#: (a machine offline at start joins once it is online).
+REBOOTSTRAP_MIN = 10.0
+REBOOTSTRAP_MAX = 300.0
 
 
 class DHTService:
@@ -133,7 +137,7 @@ class DHTService:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._check_new_peers)
-                await self._run(await bootstrap())
+                await self._run(bootstrap)
         finally:
             with trio.CancelScope(shield=True):
                 try:
@@ -141,27 +145,58 @@ class DHTService:
                 except Exception as exc:
                     log.warning("kad: routing table not saved: %s", exc)
 
-    async def _run(self, bootstrap: list[tuple[bytes, list[bytes]]]) -> None:
+    async def _run(self, bootstrap: Callable[[], Awaitable[list[tuple[bytes, list[bytes]]]]]
+                   ) -> None:
         # Peers from the last run are candidates: each enters the table again once it answers.
-        saved = [p for p in self.saved_table() if p != self.me]
-        if saved:
-            async with trio.open_nursery() as nursery:
-                for peer in saved[:200]:
-                    nursery.start_soon(self._check, peer)
+        saved = [p for p in self.saved_table() if p != self.me][:200]
+        joined = await self._join(await bootstrap(), saved)
         last_save = trio.current_time()
-        for peer, addrs in bootstrap:
-            try:
-                await self.host.connect(peer, addrs, QUERY_TIMEOUT)
-            except Exception as exc:
-                log.info("bootstrap peer %s unreachable: %s", peer.hex()[:16], exc)
-        if bootstrap or saved:
-            await self.lookup(key_for(self.me))
+        last_maintain = -math.inf
+        retry = REBOOTSTRAP_MIN
+        next_retry = last_save + retry
         while True:
-            await self._maintain()
+            now = trio.current_time()
+            if self.host.peers():
+                retry, next_retry = REBOOTSTRAP_MIN, now + REBOOTSTRAP_MIN
+            elif now >= next_retry:
+                joined = await self._join(await bootstrap(), saved, again=not joined)
+                retry = REBOOTSTRAP_MIN if joined else min(retry * 2, REBOOTSTRAP_MAX)
+                next_retry = trio.current_time() + retry
+            if now - last_maintain >= MAINTENANCE_INTERVAL:
+                await self._maintain()
+                last_maintain = trio.current_time()
             if trio.current_time() - last_save >= TABLE_SAVE_INTERVAL:
                 self.save_table()
                 last_save = trio.current_time()
-            await trio.sleep(MAINTENANCE_INTERVAL)
+            wake = min(last_maintain + MAINTENANCE_INTERVAL, next_retry)
+            await trio.sleep(max(1.0, wake - trio.current_time()))
+
+    async def _join(self, peers: list[tuple[bytes, list[bytes]]], saved: list[bytes], *,
+                    again: bool = False) -> bool:
+        """Connect to the bootstrap peers, check the saved ones, look ourselves up; whether
+        any peer answered. Failing them all is said once, in one line, until it works."""
+        if saved:
+            async with trio.open_nursery() as nursery:
+                for peer in saved:
+                    nursery.start_soon(self._check, peer)
+        reached, last_error = 0, None
+        for peer, addrs in peers:
+            try:
+                await self.host.connect(peer, addrs, QUERY_TIMEOUT)
+                reached += 1
+            except Exception as exc:
+                last_error = exc
+                log.info("bootstrap peer %s unreachable: %s", peer.hex()[:16], exc)
+        if peers or saved:
+            await self.lookup(key_for(self.me))
+        joined = bool(reached or self.host.peers())
+        if joined and again:
+            log.warning("bootstrap: joined the network (%d bootstrap peers reached)", reached)
+        elif not joined and peers and not again:
+            reason = str(last_error).splitlines()[0][:200] if last_error else "no answer"
+            log.warning("bootstrap: none of the %d bootstrap peers could be reached (last: %s); "
+                        "retrying while the node has no connection", len(peers), reason)
+        return joined
 
     async def _check(self, peer: bytes) -> None:
         reply = await self._query(peer, KadMessage(MessageType.FIND_NODE, key=self.me))
