@@ -87,16 +87,17 @@ def verify_signature(pubkey_proto: bytes, data: bytes, signature: bytes) -> bool
             raise PeerKeyError(f"unknown key type {key_type}")
     except (ValueError, TypeError) as exc:
         raise PeerKeyError(f"malformed public key: {exc}") from None
+    if key_type == RSA:
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise PeerKeyError("an RSA key field holds another key type")
+        if public.key_size < MIN_RSA_BITS:
+            raise PeerKeyError(f"RSA key of {public.key_size} bits (minimum {MIN_RSA_BITS})")
+    elif not isinstance(public, ec.EllipticCurvePublicKey):
+        raise PeerKeyError("an ECDSA key field holds another key type")
     try:
         if key_type == RSA:
-            if not isinstance(public, rsa.RSAPublicKey):
-                raise PeerKeyError("an RSA key field holds another key type")
-            if public.key_size < MIN_RSA_BITS:
-                raise PeerKeyError(f"RSA key of {public.key_size} bits (minimum {MIN_RSA_BITS})")
             public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         else:
-            if not isinstance(public, ec.EllipticCurvePublicKey):
-                raise PeerKeyError("an ECDSA key field holds another key type")
             public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         return False

@@ -94,6 +94,8 @@ class SwarmOptions:
     stream_backlog: int = 256
     reuse_port: bool = True
     identify_push_delay: float = 0.05
+    #: how long both connections of a simultaneous dial live before one is closed
+    simultaneous_grace: float = 1.0
 
 
 # -- multiaddrs (binary) ---------------------------------------------------------------------
@@ -603,6 +605,25 @@ class Swarm:
         self._nursery.start_soon(self._run_connection, conn)
         if first:
             self._emit("peer_connected", conn.peer)
+        elif {c.direction for c in conns} == {"inbound", "outbound"}:
+            self._nursery.start_soon(self._keep_one, conn.peer)
+
+    async def _keep_one(self, peer: bytes) -> None:
+        """Both sides dialed at once: after a moment (identify and the first streams run on
+        whichever connection they started on), both close the same one, the connection
+        dialed by the peer with the larger id, so one connection is kept."""
+        await trio.sleep(self.options.simultaneous_grace)
+        conns = [c for c in self.conns.get(peer, ()) if not c.closed]
+        if len(conns) < 2:
+            return
+        we_dial_kept = self.me < peer
+        keep = "outbound" if we_dial_kept else "inbound"
+        kept = [c for c in conns if c.direction == keep]
+        if not kept:
+            return
+        for c in conns:
+            if c.direction != keep:
+                await c.close()
 
     def _unregister(self, conn: Connection) -> None:
         conn.closed = True
