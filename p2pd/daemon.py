@@ -149,6 +149,11 @@ async def _serve(
                     max_frame=config.max_control_frame,
                     idle_timeout=config.control_idle_timeout,
                     max_clients=config.max_control_clients,
+                    persistent_max_msg_size=getattr(
+                        config, "persistent_conn_max_msg_size", 4 << 20
+                    ),
+                    exit_when_idle=getattr(config, "idle_timeout", 0.0),
+                    on_idle=nursery.cancel_scope.cancel,  # -idleTimeout: a clean exit, 0
                 )
                 await nursery.start(server.serve, [listener])
                 if not config.quiet:

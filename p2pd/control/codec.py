@@ -55,6 +55,34 @@ def decode_request(frame: bytes) -> pb.Request:
     return request
 
 
+def is_persistent_upgrade(request: pb.Request) -> bool:
+    """Type 9 without a ``peerStore`` payload: the fork's PERSISTENT_CONN_UPGRADE.
+
+    p2pclient's PEERSTORE is type 9 too, always with ``peerStore`` set.
+    """
+    return request.type == pb.Request.PERSISTENT_CONN_UPGRADE and not request.HasField("peerStore")
+
+
+def decode_remove_stream_handler(frame: bytes) -> pb.RemoveStreamHandlerRequest:
+    """The fork's REMOVE_STREAM_HANDLER (type 10) request, carried in field 9.
+
+    :class:`pb.Request` reads field 9 as ``peerStore``, so the frame is parsed again with
+    the fork's layout.
+    """
+    message = pb.RemoveStreamHandlerFrame()
+    try:
+        message.ParseFromString(frame)
+    except DecodeError as exc:
+        raise ControlProtocolError(
+            f"REMOVE_STREAM_HANDLER request is not a valid protobuf message: {exc}"
+        ) from None
+    if not message.HasField("removeStreamHandler"):
+        raise ControlProtocolError(
+            "REMOVE_STREAM_HANDLER request without a RemoveStreamHandlerRequest"
+        )
+    return message.removeStreamHandler
+
+
 def decode_response(frame: bytes) -> pb.Response:
     """Parse a Response (used by the CLI client)."""
     response = pb.Response()

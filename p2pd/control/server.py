@@ -6,9 +6,14 @@ bounded (:class:`~p2pd.control.codec.FrameDecoder`), a client that stays silent 
 than the idle timeout is disconnected, a malformed request gets an ERROR response and
 the connection is closed, and none of that touches any other client.
 
-Tasks: the accept loop and one task per client live in the nursery :meth:`serve` runs
-in (the node's). Inbound streams for registered handlers are piped inside the task
-py-libp2p runs the protocol handler in.
+A PERSISTENT_CONN_UPGRADE (the hivemind fork) hands the connection to
+:class:`~p2pd.control.unary.PersistentConnection`: no idle timeout there, its own message
+size limit. With an idle-exit timeout the server ends the daemon once no persistent
+connection has been open for that long (from the start, or since the last one closed).
+
+Tasks: the accept loop, the idle-exit watch and one task per client live in the nursery
+:meth:`serve` runs in (the node's). Inbound streams for registered handlers are piped
+inside the task py-libp2p runs the protocol handler in.
 """
 
 from __future__ import annotations
@@ -26,12 +31,16 @@ from ..proto import daemon_pb2 as pb
 from .codec import (
     ControlProtocolError,
     FrameDecoder,
+    decode_remove_stream_handler,
     decode_request,
     encode_message,
     error_response,
+    is_persistent_upgrade,
     ok_response,
 )
-from .endpoint import Endpoint, parse_endpoint
+from .endpoint import Endpoint, endpoint_listening, parse_endpoint
+from .persistent import DEFAULT_MAX_MSG_SIZE, RoundRobin
+from .unary import PersistentConnection, UnaryHub
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +113,23 @@ class ControlServer:
         max_frame: int,
         idle_timeout: float,
         max_clients: int,
+        persistent_max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+        exit_when_idle: float = 0.0,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
+        """``exit_when_idle`` > 0 (seconds, the fork's ``-idleTimeout``): call ``on_idle``
+        once no persistent connection has been open for that long."""
         self.node = node
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
         self._clients = trio.CapacityLimiter(max_clients)
-        #: protocol -> handler endpoint registered by a client (STREAM_HANDLER)
-        self.handlers: dict[str, Endpoint] = {}
+        #: protocol -> handler endpoints registered by clients (STREAM_HANDLER), in turn
+        self.handlers: dict[str, RoundRobin[Endpoint]] = {}
+        self.unary = UnaryHub(node, persistent_max_msg_size, self.handlers.__contains__)
+        self.exit_when_idle = exit_when_idle
+        self.on_idle = on_idle
+        self._persistent_open = 0
+        self._persistent_changed = trio.Event()
         self._dispatch: dict[int, Callable] = {
             pb.Request.IDENTIFY: self._identify,
             pb.Request.CONNECT: self._connect,
@@ -129,7 +148,28 @@ class ControlServer:
         """Accept clients until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self.handle_client, listeners)
+            if self.exit_when_idle > 0 and self.on_idle is not None:
+                nursery.start_soon(self._watch_idle)
             task_status.started()
+
+    async def _watch_idle(self) -> None:
+        """Call ``on_idle`` once no persistent connection was open for ``exit_when_idle``."""
+        while True:
+            if self._persistent_open:
+                await self._persistent_changed.wait()
+                continue
+            with trio.move_on_after(self.exit_when_idle):
+                await self._persistent_changed.wait()
+                continue
+            log.info("no persistent control connection for %g s (-idleTimeout): exiting",
+                     self.exit_when_idle)
+            self.on_idle()
+            return
+
+    def _persistent_count(self, delta: int) -> None:
+        self._persistent_open += delta
+        self._persistent_changed.set()
+        self._persistent_changed = trio.Event()
 
     # -- one client ---------------------------------------------------------------------
 
@@ -183,8 +223,17 @@ class ControlServer:
                     handed_off = True
                     await self._stream_open(request, stream, decoder)
                     return
+                if is_persistent_upgrade(request):
+                    await self._persistent(stream, decoder)
+                    return
                 try:
-                    response = await self._dispatch[request.type](request)
+                    if request.type == pb.Request.REMOVE_STREAM_HANDLER:
+                        removal = decode_remove_stream_handler(frame)
+                        response = await self._remove_stream_handler(removal)
+                    else:
+                        response = await self._dispatch[request.type](request)
+                except ControlProtocolError as exc:
+                    response = error_response(str(exc))
                 except NodeError as exc:
                     response = error_response(str(exc))
                 # Streaming requests (DHT FIND_PROVIDERS, ...) answer with several messages.
@@ -208,6 +257,14 @@ class ControlServer:
             if not data:
                 frame = decoder.next_frame()  # raises if the stream ended mid-frame
                 return frame
+
+    async def _persistent(self, stream: trio.SocketStream, decoder: FrameDecoder) -> None:
+        """Serve an upgraded connection until it closes; it counts for the idle exit."""
+        self._persistent_count(+1)
+        try:
+            await PersistentConnection(self.unary, stream).serve(decoder.take_unconsumed())
+        finally:
+            self._persistent_count(-1)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -260,6 +317,14 @@ class ControlServer:
         await pipe(client, stream, decoder.take_unconsumed())
 
     async def _stream_handler(self, request: pb.Request) -> pb.Response:
+        """Register a handler endpoint; with ``balanced`` it joins the protocol's others.
+
+        As in the hivemind fork, a second non-balanced handler for a protocol is refused
+        ("handler for protocol P already set"), unless the one holding it no longer
+        listens (a client that went away without REMOVE_STREAM_HANDLER, as upstream
+        p2pclient users do): then the newcomer takes over. Registering the same endpoint
+        again is a no-op.
+        """
         if not request.HasField("streamHandler"):
             raise NodeError("STREAM_HANDLER request without a StreamHandlerRequest")
         sh = request.streamHandler
@@ -271,21 +336,59 @@ class ControlServer:
         except Exception as exc:
             raise NodeError(f"bad handler address: {exc}") from None
         for proto in protos:
-            self.handlers[proto] = endpoint
-            self.node.set_stream_handler(proto, self._inbound_handler(proto))
+            if proto in self.unary.handlers:
+                raise NodeError(f"handler for protocol {proto} already set")
+            serving = self.handlers.get(proto)
+            if serving is not None and endpoint in serving:
+                continue
+            if serving is not None and not sh.balanced:
+                if self._any_live(serving):
+                    raise NodeError(f"handler for protocol {proto} already set")
+                serving = None
+            if serving is None:
+                self.handlers[proto] = RoundRobin(endpoint)
+                self.node.set_stream_handler(proto, self._inbound_handler(proto))
+            else:
+                serving.append(endpoint)
+        return ok_response()
+
+    @staticmethod
+    def _any_live(endpoints: RoundRobin[Endpoint]) -> bool:
+        return any(endpoint_listening(e) is not False for e in endpoints)
+
+    async def _remove_stream_handler(self, request: pb.RemoveStreamHandlerRequest) -> pb.Response:
+        """The fork's REMOVE_STREAM_HANDLER: drop one endpoint from each protocol named."""
+        try:
+            endpoint = parse_endpoint(str(self.node.parse_multiaddr(request.addr)))
+        except Exception as exc:
+            raise NodeError(f"bad handler address: {exc}") from None
+        protos = [p for p in request.proto if p]
+        if not protos:
+            raise NodeError("REMOVE_STREAM_HANDLER request names no protocol")
+        for proto in protos:
+            serving = self.handlers.get(proto)
+            if serving is None:
+                raise NodeError(f"handler for protocol {proto} does not exist")
+            if not serving.remove(endpoint):
+                raise NodeError(
+                    f"handler for protocol {proto} with maddr {endpoint.multiaddr()} does not exist"
+                )
+            if not len(serving):
+                del self.handlers[proto]
+                self.node.remove_stream_handler(proto)
         return ok_response()
 
     def _inbound_handler(self, proto: str):
         async def handle(stream) -> None:
-            endpoint = self.handlers.get(proto)
-            if endpoint is None:
-                await _reset_quietly(stream)
-                return
-            try:
-                with trio.fail_after(HANDLER_DIAL_TIMEOUT):
-                    client = await connect_endpoint(endpoint)
-            except (OSError, trio.TooSlowError) as exc:
-                log.info("handler for %s at %s unreachable: %s", proto, endpoint, exc)
+            client = None
+            for endpoint in (self.handlers.get(proto) or RoundRobin()).take():
+                try:
+                    with trio.fail_after(HANDLER_DIAL_TIMEOUT):
+                        client = await connect_endpoint(endpoint)
+                    break
+                except (OSError, trio.TooSlowError) as exc:
+                    log.info("handler for %s at %s unreachable: %s", proto, endpoint, exc)
+            if client is None:
                 await _reset_quietly(stream)
                 return
             peer = stream.muxed_conn.peer_id

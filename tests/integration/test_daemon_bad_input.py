@@ -162,7 +162,9 @@ def test_unknown_request_type_and_missing_bodies_get_errors(daemon):
         pb.Request(type=pb.Request.CONNECT),
         pb.Request(type=pb.Request.STREAM_OPEN),
         pb.Request(type=pb.Request.CONNECT, connect=pb.ConnectRequest(peer=b"junk")),
-        pb.Request(type=pb.Request.PEERSTORE),
+        # type 9 with no payload is the hivemind fork's PERSISTENT_CONN_UPGRADE (an OK);
+        # PEERSTORE with an empty PeerstoreRequest names no operation
+        pb.Request(type=pb.Request.PEERSTORE, peerStore=pb.PeerstoreRequest()),
     ):
         s = raw(daemon)
         s.sendall(encode_message(req))

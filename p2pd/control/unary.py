@@ -1,0 +1,416 @@
+"""The hivemind fork's persistent control connections and unary calls, on trio.
+
+A client upgrades a control connection with ``PERSISTENT_CONN_UPGRADE``; from then on it
+registers unary handlers (``addUnaryHandler``, optionally balanced between several
+connections) and calls handlers of other peers (``callUnary``), many calls at once, each
+answered once and matched by its call id. The wire parts are in
+:mod:`p2pd.control.persistent`.
+
+Between daemons a call is one libp2p stream of the handler's protocol: the caller's
+daemon writes the ``PersistentConnectionRequest`` (callUnary) as one frame and keeps the
+stream open; the handler's daemon hands the call to one of the connections serving the
+protocol (``requestHandling``, peer replaced by the caller's) and writes back that
+client's ``unaryResponse`` as one frame. Either end going away ends the call: the caller
+sending ``cancel`` (or closing its connection) resets the stream, the handler's daemon
+sees the stream end and tells its client ``cancel``; a handler's connection closing
+answers its pending calls with an error.
+
+Tasks: one nursery per persistent connection (its reader, one task per outgoing call),
+inside the control server's client task. Inbound calls run in the task py-libp2p gives
+the protocol handler; they wait on a :class:`_Pending` that the handler's connection
+fills or fails, so a connection closing never leaves one waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+import trio
+
+from ..node import NodeError
+from ..proto import daemon_pb2 as pb
+from . import persistent as wire
+from .codec import encode_message, ok_response
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 64 << 10
+#: How long a handler's daemon waits for the caller's request on a fresh unary stream.
+REQUEST_READ_TIMEOUT = 60.0
+
+
+class UnaryHub:
+    """Daemon-wide registry: unary protocol -> the persistent connections serving it.
+
+    ``claimed(proto)`` is asked before a unary handler takes a protocol, so a protocol
+    held by a STREAM_HANDLER client is refused the same way ("already set").
+    """
+
+    def __init__(self, node, max_msg_size: int, claimed: Callable[[str], bool]) -> None:
+        self.node = node
+        self.max_msg_size = max_msg_size
+        self._claimed = claimed
+        self.handlers: dict[str, wire.RoundRobin[PersistentConnection]] = {}
+        self.open_connections = 0
+
+    # -- handler registry ---------------------------------------------------------------
+
+    def add(self, conn: PersistentConnection, proto: str, balanced: bool) -> str | None:
+        """Register; return an error message or ``None``."""
+        serving = self.handlers.get(proto)
+        if serving is None:
+            if self._claimed(proto):
+                return f"handler for protocol {proto} already set"
+            self.handlers[proto] = wire.RoundRobin(conn)
+            self.node.set_stream_handler(proto, self._inbound)
+            return None
+        if not balanced:
+            return f"handler for protocol {proto} already set"
+        serving.append(conn)
+        return None
+
+    def remove(self, conn: PersistentConnection, proto: str) -> str | None:
+        serving = self.handlers.get(proto)
+        if serving is None:
+            return f"handler for protocol {proto} does not exist"
+        if not serving.remove(conn):
+            return f"handler for protocol {proto} was not created in this persistent connection"
+        if not len(serving):
+            del self.handlers[proto]
+            self.node.remove_stream_handler(proto)
+        return None
+
+    def drop(self, conn: PersistentConnection) -> None:
+        """Forget every registration of a closed connection."""
+        for proto, serving in list(self.handlers.items()):
+            while serving.remove(conn):
+                pass
+            if not len(serving):
+                del self.handlers[proto]
+                self.node.remove_stream_handler(proto)
+
+    # -- calls to other daemons ---------------------------------------------------------
+
+    async def call_remote(self, request: pb.PersistentConnectionRequest) -> pb.CallUnaryResponse:
+        """Carry one call to the handler's daemon and return its answer.
+
+        Raises :class:`NodeError` (or :class:`wire.PersistentProtocolError`) with the
+        message for the client. A cancellation resets the stream, which the handler's
+        daemon sees as the caller going away.
+        """
+        call = request.callUnary
+        stream, _proto, _addr = await self.node.open_stream(call.peer, [call.proto], None)
+        done = False
+        try:
+            try:
+                await stream.write(encode_message(request))
+                frame = await read_frame(stream, self.max_msg_size)
+            except wire.PersistentProtocolError:
+                raise
+            except Exception as exc:
+                raise NodeError(f"unary call to {call.proto}: {_describe(exc)}") from None
+            if frame is None:
+                raise NodeError(
+                    f"unary call to {call.proto}: the remote daemon closed the stream "
+                    "without an answer"
+                )
+            answer = wire.decode_remote_answer(frame)
+            done = True
+            return answer
+        finally:
+            with trio.CancelScope(shield=True):
+                await _end_stream(stream, reset=not done)
+
+    # -- calls from other daemons -------------------------------------------------------
+
+    async def _inbound(self, stream) -> None:
+        """A unary stream from a caller's daemon: hand the call to a client, answer once."""
+        try:
+            with trio.fail_after(REQUEST_READ_TIMEOUT):
+                frame = await read_frame(stream, self.max_msg_size)
+            if frame is None:
+                raise wire.PersistentProtocolError("unary stream closed before a request")
+            request = wire.decode_remote_call(frame)
+        except Exception as exc:  # garbage, too big, too slow, reset: nothing to answer
+            log.debug("unary stream refused: %r", exc)
+            await _end_stream(stream, reset=True)
+            return
+        proto = str(stream.get_protocol() or request.callUnary.proto)
+        call = pb.CallUnaryRequest()
+        call.CopyFrom(request.callUnary)
+        call.peer = self.node.stream_peer(stream)  # now the caller, as the fork does
+        call.proto = proto
+        call_id = request.callId
+        pending = None
+        for conn in (self.handlers.get(proto) or wire.RoundRobin()).take():
+            pending = await conn.hand_over(call_id, call)
+            if pending is not None:
+                break
+        if pending is None:
+            answer = pb.CallUnaryResponse(
+                error=f"no handler for {proto} can take call {_uuid(call_id)} now".encode()
+            )
+            await _answer(stream, call_id, answer)
+            return
+        try:
+            result = await pending.wait_or_caller_gone(stream)
+        finally:
+            pending.conn.forget(call_id, pending)
+        if result is None:  # the caller went away: the client stops handling it
+            await pending.conn.send_quietly(wire.cancelled(call_id))
+            await _end_stream(stream, reset=True)
+            return
+        await _answer(stream, call_id, result)
+
+
+class _Pending:
+    """One inbound call handed to a client, waiting for its unaryResponse."""
+
+    __slots__ = ("conn", "_done", "_result")
+
+    def __init__(self, conn: PersistentConnection) -> None:
+        self.conn = conn
+        self._done = trio.Event()
+        self._result: pb.CallUnaryResponse | None = None
+
+    def resolve(self, result: pb.CallUnaryResponse) -> None:
+        if not self._done.is_set():
+            self._result = result
+            self._done.set()
+
+    async def wait_or_caller_gone(self, stream) -> pb.CallUnaryResponse | None:
+        """The client's answer, or ``None`` once the caller's stream ends first."""
+        gone = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch_caller() -> None:
+                nonlocal gone
+                try:
+                    await stream.read()
+                except Exception:
+                    pass
+                gone = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_caller)
+            await self._done.wait()
+            nursery.cancel_scope.cancel()
+        return None if gone and self._result is None else self._result
+
+
+class PersistentConnection:
+    """One upgraded control connection."""
+
+    def __init__(self, hub: UnaryHub, stream: trio.SocketStream) -> None:
+        self.hub = hub
+        self.stream = stream
+        self.decoder = wire.PersistentFrameDecoder(hub.max_msg_size)
+        self._send_lock = trio.Lock()
+        #: call id -> cancel scope of this client's own calls in flight
+        self._calls: dict[bytes, trio.CancelScope] = {}
+        #: call id -> inbound call this client is handling
+        self._handling: dict[bytes, _Pending] = {}
+        self._closed = False
+
+    async def serve(self, leftover: bytes) -> None:
+        """Answer the upgrade, then serve frames until the client closes or breaks."""
+        try:
+            await self.stream.send_all(encode_message(ok_response()))
+            if leftover:
+                self.decoder.receive_data(leftover)
+            async with trio.open_nursery() as nursery:
+                await self._read_loop(nursery)
+                nursery.cancel_scope.cancel()  # the client is gone: so are its calls
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._closed = True
+            self.hub.drop(self)
+            failure = pb.CallUnaryResponse(error=b"the handler's client disconnected")
+            for pending in list(self._handling.values()):
+                pending.resolve(failure)
+            self._handling.clear()
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                event = self.decoder.next_event()
+            except wire.PersistentProtocolError as exc:  # framing lost: nothing can follow
+                await self.send_quietly(wire.daemon_error(exc.call_id, str(exc)))
+                return
+            if event is None:
+                data = await self.stream.receive_some(READ_CHUNK)
+                self.decoder.receive_data(data)
+                if not data:
+                    try:
+                        if self.decoder.next_event() is None:
+                            return
+                    except wire.PersistentProtocolError:
+                        return
+                continue
+            if isinstance(event, wire.Oversized):
+                await self._oversized(event)
+                continue
+            try:
+                request = wire.decode_persistent_request(event.payload)
+            except wire.PersistentProtocolError as exc:
+                await self.send(wire.daemon_error(exc.call_id, str(exc)))
+                continue
+            await self._dispatch(request, nursery)
+
+    async def _oversized(self, event: wire.Oversized) -> None:
+        message = wire.too_big(event.length, self.decoder.max_size)
+        call_id = event.call_id
+        if call_id is not None and call_id in self._handling:  # a handler's answer: tell both
+            self._handling[call_id].resolve(pb.CallUnaryResponse(error=message.encode()))
+        await self.send(wire.daemon_error(call_id or wire.NIL_CALL_ID, message))
+
+    async def _dispatch(self, request: pb.PersistentConnectionRequest, nursery) -> None:
+        call_id = request.callId
+        kind = request.WhichOneof("message")
+        if kind == "unaryResponse":
+            pending = self._handling.get(call_id)
+            if pending is None:
+                log.debug("unaryResponse for call %s nobody waits for", _uuid(call_id))
+            else:
+                pending.resolve(request.unaryResponse)
+            return
+        if kind == "cancel":
+            scope = self._calls.get(call_id)
+            if scope is not None:
+                scope.cancel()
+            return
+        if call_id in self._calls:
+            await self.send(
+                wire.daemon_error(
+                    call_id,
+                    f"call id {_uuid(call_id)} is already in use by a call in flight on "
+                    "this connection; use a fresh UUID per call",
+                )
+            )
+            return
+        if kind == "addUnaryHandler":
+            add = request.addUnaryHandler
+            error = self.hub.add(self, add.proto, add.balanced)
+            await self.send(
+                wire.ok(call_id) if error is None else wire.daemon_error(call_id, error)
+            )
+        elif kind == "removeUnaryHandler":
+            error = self.hub.remove(self, request.removeUnaryHandler.proto)
+            await self.send(
+                wire.ok(call_id) if error is None else wire.daemon_error(call_id, error)
+            )
+        else:  # callUnary
+            scope = trio.CancelScope()
+            self._calls[call_id] = scope
+            nursery.start_soon(self._call, request, scope)
+
+    async def _call(self, request: pb.PersistentConnectionRequest, scope: trio.CancelScope) -> None:
+        call_id = request.callId
+        try:
+            with scope:
+                try:
+                    answer = await self.hub.call_remote(request)
+                    response = wire.unary_result(call_id, answer)
+                except (NodeError, wire.PersistentProtocolError) as exc:
+                    response = wire.daemon_error(call_id, str(exc))
+            if scope.cancelled_caught:
+                response = wire.cancelled(call_id)
+        finally:
+            del self._calls[call_id]
+        await self.send_quietly(response)
+
+    # -- used by the hub for inbound calls ----------------------------------------------
+
+    async def hand_over(self, call_id: bytes, call: pb.CallUnaryRequest) -> _Pending | None:
+        """Take an inbound call: ``None`` if closed, broken, or the call id is pending here."""
+        if self._closed or call_id in self._handling:
+            return None
+        pending = _Pending(self)
+        self._handling[call_id] = pending
+        try:
+            await self.send(wire.request_handling(call_id, call))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.forget(call_id, pending)
+            return None
+        return pending
+
+    def forget(self, call_id: bytes, pending: _Pending) -> None:
+        if self._handling.get(call_id) is pending:
+            del self._handling[call_id]
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def send(self, response: pb.PersistentConnectionResponse) -> None:
+        data = encode_message(response)
+        async with self._send_lock:
+            await self.stream.send_all(data)
+
+    async def send_quietly(self, response: pb.PersistentConnectionResponse) -> None:
+        try:
+            await self.send(response)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+async def read_frame(stream, max_size: int) -> bytes | None:
+    """One varint-delimited frame from a libp2p stream; ``None`` at EOF before any byte.
+
+    Bytes after the frame are left unread on purpose: the only thing that follows on a
+    unary stream is its end.
+    """
+    from libp2p.network.stream.exceptions import StreamEOF
+
+    decoder = wire.StreamFrameDecoder(max_size)
+    while True:
+        frame = decoder.next_frame()
+        if frame is not None:
+            return frame
+        try:
+            data = await stream.read()
+        except StreamEOF:
+            data = b""
+        if not data:
+            if not decoder.buffered:
+                return None
+            decoder.receive_data(b"")
+            return decoder.next_frame()
+        decoder.receive_data(data)
+
+
+async def _answer(stream, call_id: bytes, result: pb.CallUnaryResponse) -> None:
+    try:
+        await stream.write(
+            encode_message(pb.PersistentConnectionRequest(callId=call_id, unaryResponse=result))
+        )
+    except Exception as exc:
+        log.debug("unary answer not delivered: %r", exc)
+        await _end_stream(stream, reset=True)
+        return
+    await _end_stream(stream, reset=False)
+
+
+async def _end_stream(stream, *, reset: bool) -> None:
+    try:
+        if reset:
+            await stream.reset()
+        else:
+            await stream.close()
+    except Exception:
+        try:
+            await stream.reset()
+        except Exception:
+            pass
+
+
+def _uuid(call_id: bytes) -> str:
+    try:
+        return str(uuid.UUID(bytes=call_id))
+    except ValueError:
+        return call_id.hex()
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
