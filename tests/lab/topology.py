@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,7 @@ class Lab:
         self.nodes: dict[str, Node] = {}
         self.homes: dict[str, Home] = {}
         self.procs: list[Proc] = []
+        self._cleanups: list[Callable[[], object]] = []
         self.dns: DnsServer | None = None
         self.removed_stale: list[str] = []
         self._namespaces: list[str] = []
@@ -199,6 +201,13 @@ class Lab:
         for ns in reversed(self._namespaces):
             delete_namespace(ns)
         self._namespaces.clear()
+        for cleanup in reversed(self._cleanups):
+            with contextlib.suppress(Exception):
+                cleanup()
+
+    def on_close(self, cleanup: Callable[[], object]) -> None:
+        """Call ``cleanup`` at :meth:`close`, after every process is stopped."""
+        self._cleanups.append(cleanup)
 
     def leftovers(self) -> list[str]:
         """Namespaces or /etc/netns entries of this lab that still exist (empty after close)."""

@@ -1,0 +1,129 @@
+"""Our daemon and a Helia node as lab processes (used by tests/lab and bench/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .procs import Proc
+from .topology import Lab, Node
+
+HERE = Path(__file__).resolve().parent
+INTEROP = HERE.parent / "interop"
+SWARM_PORT = 4001
+
+
+def daemon_env(home: Path) -> dict[str, str]:
+    """A lab daemon's environment: its own home, and /dnsaddr through its resolv.conf (the
+    lab's DNS) instead of the test suite's P2PD_DNS_RESOLVER / P2PD_BOOTSTRAP_PEERS."""
+    drop = ("P2PD_DNS_RESOLVER", "P2PD_BOOTSTRAP_PEERS", "P2PD_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["P2PD_HOME"] = str(home)
+    return env
+
+
+class LabDaemon:
+    """``python -m p2pd`` in harness mode inside a lab node, listening on SWARM_PORT."""
+
+    def __init__(self, lab: Lab, node: Node, *flags: str, name: str | None = None) -> None:
+        self.node = node
+        self.dir = Path(tempfile.mkdtemp(prefix="p2pl-", dir="/tmp"))  # short: sun_path
+        lab.on_close(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        self.control = f"/unix{self.dir / 'p2pd.sock'}"
+        argv = [
+            sys.executable,
+            "-m",
+            "p2pd",
+            "-listen",
+            self.control,
+            "-hostAddrs",
+            f"/ip4/0.0.0.0/tcp/{SWARM_PORT}",
+            *flags,
+        ]
+        self.proc: Proc = lab.run(
+            node, argv, name=name or f"p2pd-{node.name}", env=daemon_env(self.dir / "home")
+        )
+        m = self.proc.wait_for(r"^Peer ID: (\S+)\nPeer Addrs:\n", timeout=60)
+        self.peer_id = m.group(1)
+        self.addr = f"/ip4/{node.addr}/tcp/{SWARM_PORT}/p2p/{self.peer_id}"
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        """A ``p2pd`` client command against this daemon (its socket is a file: no netns)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "p2pd", *args[:1], "--api", self.control, *args[1:]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode:
+            raise RuntimeError(
+                f"p2pd {' '.join(args)} on {self.node.name}: {done.stderr}"
+                f"\n--- daemon log ---\n{self.proc.errors()[-3000:]}"
+            )
+        return done.stdout
+
+    def peers(self) -> list[str]:
+        return re.findall(r"12D3\w+|Qm\w+", self.cli("peers"))
+
+    def wait_peers(self, want: set[str], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not want <= set(self.peers()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.node.name} has peers {self.peers()}, wants {want}"
+                    f"\n--- daemon log ---\n{self.proc.errors()[-3000:]}"
+                )
+            time.sleep(0.3)
+
+    def close(self) -> None:
+        self.proc.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LabHelia:
+    """tests/lab/helia_home.mjs (Helia 7 + kad-dht client + bootstrap) inside a lab node."""
+
+    def __init__(self, lab: Lab, node: Node, bootstrap: list[str], name: str | None = None):
+        node_bin = shutil.which("node")
+        if node_bin is None or not (INTEROP / "node_modules").is_dir():
+            raise RuntimeError("needs node and `npm ci` in tests/interop")
+        # ESM resolves packages next to the script: run a copy beside a node_modules link
+        work = lab.logdir / f"js-{node.name}"
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.copy(HERE / "helia_home.mjs", work / "helia_home.mjs")
+        shutil.copy(INTEROP / "polyfill.mjs", work / "polyfill.mjs")
+        link = work / "node_modules"
+        if not link.exists():
+            link.symlink_to(INTEROP / "node_modules")
+        self.proc = lab.run(
+            node,
+            [node_bin, str(work / "helia_home.mjs"), json.dumps(bootstrap)],
+            name=name or f"helia-{node.name}",
+            pipe=True,
+        )
+        line = self.proc.popen.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helia node exited: {self.proc.errors()[-3000:]}")
+        info = json.loads(line)
+        self.peer_id = info["peerId"]
+
+    def call(self, **cmd) -> dict:
+        self.proc.popen.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.popen.stdin.flush()
+        line = self.proc.popen.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helia node exited: {self.proc.errors()[-3000:]}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"helia {cmd.get('cmd')}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        self.proc.stop()
