@@ -54,8 +54,9 @@ max_streams_per_conn = 512
 max_control_clients = 256
 
 [perf]
-# Answer the libp2p perf protocol (/perf/1.0.0), up to max_bytes per request.
-enabled = true
+# Answer the libp2p perf protocol (/perf/1.0.0), up to max_bytes per request. Off by
+# default: any peer could pull max_bytes per request through a home uplink.
+enabled = false
 max_bytes = 1073741824
 
 [blockstore]
@@ -75,7 +76,9 @@ enabled = true
 mode = "auto"   # auto, server or client
 
 [pubsub]
-enabled = false
+# Gossipsub (or "floodsub") on /meshsub/1.1.0; a daemon started with -listen (harness
+# mode) follows the go daemon instead: pubsub only with -pubsub.
+enabled = true
 router = "gossipsub"
 
 [bootstrap]
@@ -133,7 +136,7 @@ class Config:
     max_streams_per_conn: int = 512
     max_control_clients: int = 256
     blockstore_cache_bytes: int = 64 << 20
-    perf: bool = True
+    perf: bool = False
     perf_max_bytes: int = 1 << 30
     bitswap: bool = True
     provide: str = "roots"
@@ -280,13 +283,13 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
-        c.perf = _get(doc, "perf", "enabled", bool, True)
+        c.perf = _get(doc, "perf", "enabled", bool, False)
         c.perf_max_bytes = _get(doc, "perf", "max_bytes", int, 1 << 30)
         c.bitswap = _get(doc, "bitswap", "enabled", bool, True)
         c.provide = _get(doc, "bitswap", "provide", str, "roots")
         c.dht = _get(doc, "dht", "enabled", bool, False)
         c.dht_mode = _get(doc, "dht", "mode", str, "auto")
-        c.pubsub = _get(doc, "pubsub", "enabled", bool, False)
+        c.pubsub = _get(doc, "pubsub", "enabled", bool, True)
         c.pubsub_router = _get(doc, "pubsub", "router", str, "gossipsub")
         c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
         c.bootstrap_peers = _get(doc, "bootstrap", "peers", list, [])
@@ -330,11 +333,208 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.pubsub_strict = flags["pubsubSignStrict"]
     if "bootstrap" in flags or "b" in flags:
         c.bootstrap = flags.get("b", False) or flags.get("bootstrap", False)
-        c.bootstrap_strict = c.bootstrap
+        # go's -b refuses to start when no bootstrap peer answers; our -bootstrap (and
+        # [bootstrap] in config.toml) joins in the background and retries
+        c.bootstrap_strict = flags.get("b", False)
     if "bootstrapPeers" in flags:
         c.bootstrap_peers = _split(flags["bootstrapPeers"])
     if "idleTimeout" in flags:
         c.idle_timeout = parse_duration(flags["idleTimeout"])
     if "persistentConnMaxMsgSize" in flags:
         c.persistent_conn_max_msg_size = flags["persistentConnMaxMsgSize"]
+    if "noListenAddrs" in flags:
+        c.no_listen = flags["noListenAddrs"]
+    if "muxer" in flags:
+        c.muxer = flags["muxer"]
+    if "gossipsubHeartbeatInterval" in flags:
+        c.gossipsub_heartbeat_interval = parse_duration(flags["gossipsubHeartbeatInterval"])
+    if "gossipsubHeartbeatInitialDelay" in flags:
+        c.gossipsub_heartbeat_initial_delay = parse_duration(
+            flags["gossipsubHeartbeatInitialDelay"]
+        )
+    if "echo" in flags:
+        c.echo = flags["echo"]
+    _check_go_combinations(flags, c)
+    c.not_implemented = not_implemented_flags(flags)
     return c.validate()
+
+
+#: Go flags whose behaviour belongs to open issues (relay and AutoNAT: the NAT issue;
+#: QUIC and TLS: the QUIC/TLS issue; metrics and pprof: the operator issue). They are
+#: accepted with the go daemon's syntax and defaults and named at start when asked for.
+NOT_IMPLEMENTED_FLAGS = (
+    "relay", "relayService", "relayDiscovery", "relayBufferSize", "relayDataLimit",
+    "relayMaxCircuits", "relayMaxReservations", "relayTimeLimit", "autoRelay", "trustedRelays",
+    "autonat", "forceReachabilityPublic", "forceReachabilityPrivate", "natPortMap", "quic",
+    "tls", "plaintext", "metricsAddr", "pprof", "pprofPort",
+)
+
+
+def not_implemented_flags(flags: dict[str, Any]) -> list[str]:
+    """``-name=value`` for each flag given that asks for something not implemented yet.
+
+    A boolean counts when it is true (``-relay=false`` asks for what p2pd does anyway),
+    any other flag when it is given. ``-noise=false`` counts too: Noise is the only
+    channel security p2pd has, so it stays on.
+    """
+    out = []
+    for name in NOT_IMPLEMENTED_FLAGS:
+        if name not in flags or flags[name] is False:
+            continue
+        value = flags[name]
+        out.append(f"-{name}" + ("" if value is True else f"={value:g}s" if isinstance(value, float)
+                                 else f"={value}"))
+    if flags.get("noise") is False:
+        out.append("-noise=false (Noise stays on: it is the only channel security p2pd has)")
+    return out
+
+
+def _check_go_combinations(flags: dict[str, Any], c: Config) -> None:
+    """The combinations the go daemon refuses, refused with its words."""
+    if flags.get("forceReachabilityPublic") and flags.get("forceReachabilityPrivate"):
+        raise ConfigError("forceReachability must be public or private, not both")
+    if not flags.get("noise", True) and not flags.get("tls", True) and not flags.get("plaintext"):
+        raise ConfigError("at least one channel security protocol must be enabled")
+    relay, auto = flags.get("relay", True), flags.get("autoRelay", False)
+    if flags.get("trustedRelays"):
+        if not relay:
+            raise ConfigError("found trustedRelays but relays are not enabled, expected -relay=1")
+        if not auto:
+            raise ConfigError("found trustedRelays but autoRelay is not enabled, "
+                              "expected -autoRelay=1")
+    if auto and not flags.get("relayDiscovery", True) and not flags.get("trustedRelays"):
+        raise ConfigError("a daemon with autoRelay requires either -relayDiscovery=1 or "
+                          "-trustedRelays=$STATIC_RELAYS_HERE")
+    if auto and (not relay or not c.dht):
+        raise ConfigError("can't have autorelay enabled without Relay enabled and DHT enabled")
+
+
+# -- the upstream daemon's JSON config (-f FILE, -i) -------------------------------------
+
+#: go-libp2p-daemon's config/config.go, field by field: the flag each one stands for.
+#: Go's encoding/json matches names case-insensitively, so do we.
+_JSON_FIELDS: dict[str, Any] = {
+    "ListenAddr": ("listen", "maddr"),
+    "Quiet": ("q", bool),
+    "ID": ("id", str),
+    "Bootstrap": {"Enabled": ("b", bool), "Peers": ("bootstrapPeers", "maddrs")},
+    "DHT": {"Mode": ("dht-mode", str)},
+    "ConnectionManager": {
+        "Enabled": ("connManager", bool),
+        "LowWaterMark": ("connLo", int),
+        "HighWaterMark": ("connHi", int),
+        "GracePeriod": ("connGrace", "duration"),
+    },
+    "QUIC": ("quic", bool),
+    "NatPortMap": ("natPortMap", bool),
+    "PubSub": {
+        "Enabled": ("pubsub", bool),
+        "Router": ("pubsubRouter", str),
+        "Sign": ("pubsubSign", bool),
+        "SignStrict": ("pubsubSignStrict", bool),
+        "GossipSubHeartbeat": {
+            "Interval": ("gossipsubHeartbeatInterval", "duration"),
+            "InitialDelay": ("gossipsubHeartbeatInitialDelay", "duration"),
+        },
+    },
+    "Relay": {
+        "Enabled": ("relay", bool),
+        "Active": ("relayActive", bool),
+        "Hop": ("relayHop", bool),
+        "Discovery": ("relayDiscovery", bool),
+        "Auto": ("autoRelay", bool),
+        "HopLimit": ("relayHopLimit", int),
+    },
+    "AutoNat": ("autonat", bool),
+    "HostAddresses": ("hostAddrs", "maddrs"),
+    "AnnounceAddresses": ("announceAddrs", "maddrs"),
+    "NoListen": ("noListenAddrs", bool),
+    "MetricsAddress": ("metricsAddr", str),
+    "PProf": {"Enabled": ("pprof", bool), "Port": ("pprofPort", int)},
+    "Security": {"Noise": ("noise", bool), "TLS": ("tls", bool), "Plaintext": ("plaintext", bool)},
+    "Echo": ("echo", bool),
+}
+
+#: The go daemon's control socket when the JSON config names none.
+GO_DEFAULT_LISTEN = "/unix/tmp/p2pd.sock"
+
+
+def json_config_flags(text: str | bytes, source: str) -> dict[str, Any]:
+    """Translate the go daemon's JSON config into the flags it stands for.
+
+    Field names and meanings are go-libp2p-daemon's ``config.Config``; multiaddr lists
+    may be JSON arrays or one comma-separated string; durations are Go duration strings
+    (``"2m"``) or numbers of seconds (as specs/CONFIG.md documents). An unknown field or
+    a wrong type is refused with the file and the field named.
+    """
+    import json
+
+    from .goflags import parse_go_duration
+
+    try:
+        doc = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{source}: not a JSON config: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: the JSON config must be an object")
+    out: dict[str, Any] = {}
+
+    def walk(obj: dict[str, Any], schema: dict[str, Any], path: str) -> None:
+        for key, value in obj.items():
+            where = f"{path}{key}"
+            spec = next((v for k, v in schema.items() if k.lower() == key.lower()), None)
+            if spec is None:
+                known = ", ".join(schema)
+                raise ConfigError(f"{source}: unknown field {where} (known here: {known})")
+            if isinstance(spec, dict):
+                if value is None:
+                    continue
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{source}: {where} must be an object")
+                walk(value, spec, where + ".")
+                continue
+            flag, kind = spec
+            if value is None:
+                continue
+            out[flag] = _json_value(value, kind, where, source, parse_go_duration)
+
+    walk(doc, _JSON_FIELDS, "")
+    mode = out.pop("dht-mode", "")
+    if mode not in ("", "full", "client", "server"):
+        raise ConfigError(f"{source}: unknown DHT mode {mode!r} (full, client, server or \"\")")
+    if mode:
+        out[{"full": "dht", "client": "dhtClient", "server": "dhtServer"}[mode]] = True
+    out.setdefault("listen", GO_DEFAULT_LISTEN)
+    return out
+
+
+def _json_value(value: Any, kind: Any, where: str, source: str, parse_go_duration) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {where} must be true or false (got {value!r})")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {where} must be an integer (got {value!r})")
+        return value
+    if kind is str or kind == "maddr":
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {where} must be a string (got {value!r})")
+        if kind == "maddr" and not value.startswith("/"):
+            raise ConfigError(f"{source}: {where} is not a multiaddr: {value!r}")
+        return value
+    if kind == "maddrs":
+        items = _split(value) if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{source}: {where} must be a list of multiaddr strings")
+        return ",".join(items)
+    if kind == "duration":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{source}: {where} must be a duration (\"2m\" or seconds)")
+        if isinstance(value, str):
+            try:
+                return parse_go_duration(value)
+            except ValueError:
+                raise ConfigError(f"{source}: {where}: invalid duration {value!r}") from None
+        return float(value)
+    raise TypeError(kind)  # pragma: no cover - the table above holds only these kinds

@@ -6,13 +6,15 @@ Two modes, chosen by one rule (docs/daemon.md):
   ``$P2PD_HOME`` (created on first start with ``config.toml`` and a persistent
   ``identity.key``), holds ``$P2PD_HOME/p2pd.lock`` so a second daemon on the same
   home is refused, and serves the control socket ``$P2PD_HOME/p2pd.sock`` (0600).
-* **Harness mode** (``-listen`` given): what test launchers written for the go daemon
-  expect. Nothing in ``$P2PD_HOME`` is read, written or locked; without ``-id`` the
-  identity is fresh, the swarm listens where ``-hostAddrs`` says (default: any free
-  port), so any number of such daemons run side by side.
+* **Harness mode** (``-listen``, ``-f FILE`` or ``-i`` given): what test launchers
+  written for the go daemon expect. Nothing in ``$P2PD_HOME`` is read, written or
+  locked; without ``-id`` the identity is fresh, the swarm listens where ``-hostAddrs``
+  says (default: any free port), so any number of such daemons run side by side.
 
-Either way the go daemon's ready lines are printed (and flushed) once the control
-socket and the swarm listen, then the daemon serves until a signal arrives.
+``-f FILE`` / ``-i`` read the go daemon's JSON config (from the file / stdin); flags
+given beside it win over its fields. Either way the go daemon's ready lines are printed
+(and flushed) once the control socket and the swarm listen, then the daemon serves until
+a signal arrives.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 import trio
 
-from .config import Config, load_toml, resolve, write_default_config
+from .config import Config, json_config_flags, load_toml, resolve, write_default_config
 from .errors import ConfigError, HomeError, P2PDError
 from .home import (
     config_path,
@@ -64,8 +66,8 @@ def _prepare(
     Harness mode keeps everything in memory (no datastore); home mode opens
     ``$P2PD_HOME/datastore`` after taking the lock.
     """
-    if "listen" in flags:  # harness mode
-        config = resolve(flags, None)
+    if "listen" in flags or flags.get("f") or flags.get("i"):  # harness mode
+        config = resolve({**_json_config(flags), **flags}, None)
         key = read_identity(config.identity_file) if config.identity_file else new_ed25519()
         return config, key, config.control_listen or "", None
     home = ensure_home(resolve_home())
@@ -79,6 +81,21 @@ def _prepare(
     control = config.control_listen or "/unix" + str(socket_path(home))
     datastore = stack.enter_context(Datastore.open(datastore_path(home)))
     return config, key, control, datastore
+
+
+def _json_config(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags the go daemon's JSON config (``-i``: stdin, else ``-f FILE``) stands for."""
+    if flags.get("i"):
+        return json_config_flags(sys.stdin.buffer.read(), "<stdin>")
+    if flags.get("f"):
+        path = flags["f"]
+        try:
+            with open(path, "rb") as f:
+                body = f.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        return json_config_flags(body, path)
+    return {}
 
 
 class _HomeLock:
@@ -126,6 +143,9 @@ async def _serve(
     from .node import Node
 
     endpoint = parse_endpoint(control)
+    if config.not_implemented:
+        print("p2pd: accepted but not yet implemented (running without them): "
+              + " ".join(config.not_implemented), file=sys.stderr, flush=True)
     node = Node(config, key, datastore)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
@@ -175,5 +195,7 @@ def _print_ready(control: str, node) -> None:
     """The go daemon's ready lines; flushed so launchers reading a pipe or file see them."""
     lines = [f"Control socket: {control}", f"Peer ID: {node.peer_id.to_base58()}", "Peer Addrs:"]
     lines += [str(addr) for addr in node.listen_addrs()]
+    if node.config.bootstrap_strict and node.config.bootstrap_peers:
+        lines += ["Bootstrap peers:", *node.config.bootstrap_peers]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()

@@ -3,9 +3,14 @@
 File format (libp2p/specs peer-ids/peer-ids.md): the protobuf
 ``PrivateKey { required KeyType Type = 1; required bytes Data = 2; }``. For Ed25519,
 ``Data`` is the 32-byte seed followed by the 32-byte public key (64 bytes), as go-libp2p
-writes it. py-libp2p 0.8 writes and reads only the 32-byte seed, so it cannot load a
-go daemon's key file; we encode and decode Ed25519 ourselves and accept both forms.
-Other key types (RSA, secp256k1, ECDSA) are read through py-libp2p.
+writes it (js-libp2p's key files hold 96: seed, public key, public key again).
+py-libp2p 0.8 writes and reads only the 32-byte seed, so it cannot load a go daemon's
+key file; we encode and decode Ed25519 ourselves and accept all three forms. The other
+key types are as go-libp2p and js-libp2p write them: RSA as PKCS#1 DER (PKCS#8 is
+taken too), secp256k1 as the raw 32-byte secret, ECDSA as SEC1 (or PKCS#8) DER. Each
+file is checked when read, so a wrong one is refused naming the file, before any
+network I/O; RSA and secp256k1 then run on py-libp2p's keys, ECDSA on ours
+(p2pd/net/ecdsa_key.py: py-libp2p's cannot sign).
 
 A new key file is created with mode 0600 and ``O_EXCL``, so a secret key is never
 readable by others, not even for an instant, and two racing first starts cannot
@@ -27,6 +32,15 @@ KEY_TYPE_RSA = 0
 KEY_TYPE_ED25519 = 1
 KEY_TYPE_SECP256K1 = 2
 KEY_TYPE_ECDSA = 3
+
+KEY_TYPE_NAMES = {KEY_TYPE_RSA: "RSA", KEY_TYPE_ED25519: "Ed25519",
+                  KEY_TYPE_SECP256K1: "secp256k1", KEY_TYPE_ECDSA: "ECDSA"}
+#: py-libp2p refuses larger RSA keys; go-libp2p refuses smaller ones.
+RSA_BITS = (2048, 4096)
+#: The order of the secp256k1 group: a secret is an integer in [1, n).
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+#: The curves go-libp2p's ECDSA keys use.
+ECDSA_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 #: Key files are tiny; refuse to read anything larger (a 4096-bit RSA key is ~2.4 KiB).
 MAX_KEY_FILE = 64 << 10
@@ -120,12 +134,46 @@ def read_identity(path: str | os.PathLike[str]) -> PrivateKeyRecord:
         record = decode_private_key(blob)
     except ConfigError as exc:
         raise ConfigError(f"identity file {path}: {exc}") from None
-    if record.key_type == KEY_TYPE_ED25519:
-        try:
-            ed25519_seed(record)
-        except ConfigError as exc:
-            raise ConfigError(f"identity file {path}: {exc}") from None
+    try:
+        check_private_key(record)
+    except ConfigError as exc:
+        raise ConfigError(f"identity file {path}: {exc}") from None
     return record
+
+
+def check_private_key(record: PrivateKeyRecord) -> None:
+    """Refuse a key the node could not run with; the message says what is wrong with it."""
+    kind = record.key_type
+    if kind == KEY_TYPE_ED25519:
+        ed25519_seed(record)
+    elif kind == KEY_TYPE_SECP256K1:
+        if len(record.data) != 32:
+            raise ConfigError(f"secp256k1 private key must be 32 bytes, not {len(record.data)}")
+        if not 0 < int.from_bytes(record.data, "big") < SECP256K1_ORDER:
+            raise ConfigError("secp256k1 private key is out of range (0 or >= the group order)")
+    elif kind in (KEY_TYPE_RSA, KEY_TYPE_ECDSA):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        name = KEY_TYPE_NAMES[kind]
+        try:
+            key = serialization.load_der_private_key(record.data, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{name} private key is not valid DER ({exc})") from None
+        if kind == KEY_TYPE_RSA:
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ConfigError("the key is marked RSA but holds another kind of key")
+            if not RSA_BITS[0] <= key.key_size <= RSA_BITS[1]:
+                raise ConfigError(f"RSA key of {key.key_size} bits: between {RSA_BITS[0]} and "
+                                  f"{RSA_BITS[1]} bits are supported")
+        else:
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ConfigError("the key is marked ECDSA but holds another kind of key")
+            if key.curve.name not in ECDSA_CURVES:
+                raise ConfigError(f"ECDSA curve {key.curve.name} is not supported "
+                                  "(P-256, P-384 or P-521)")
+    else:
+        raise ConfigError(f"unknown key type {kind} (0 RSA, 1 Ed25519, 2 secp256k1, 3 ECDSA)")
 
 
 def write_identity(path: str | os.PathLike[str], record: PrivateKeyRecord) -> None:
@@ -158,13 +206,21 @@ def to_key_pair(record: PrivateKeyRecord):
     """Convert to a py-libp2p ``KeyPair`` (imports libp2p: daemon side only)."""
     from libp2p.crypto.ed25519 import Ed25519PrivateKey
     from libp2p.crypto.keys import KeyPair
-    from libp2p.crypto.serialization import deserialize_private_key
+    from libp2p.crypto.rsa import RSAPrivateKey
+    from libp2p.crypto.secp256k1 import Secp256k1PrivateKey
 
+    from .net.ecdsa_key import ECDSAPrivateKey
+
+    check_private_key(record)
     if record.key_type == KEY_TYPE_ED25519:
         private = Ed25519PrivateKey.from_bytes(ed25519_seed(record))
     else:
+        load = {KEY_TYPE_RSA: RSAPrivateKey.from_bytes,
+                KEY_TYPE_SECP256K1: Secp256k1PrivateKey.from_bytes,
+                KEY_TYPE_ECDSA: ECDSAPrivateKey.from_bytes}[record.key_type]
         try:
-            private = deserialize_private_key(encode_private_key(record))
+            private = load(record.data)
         except Exception as exc:  # py-libp2p raises assorted types for bad keys
-            raise ConfigError(f"unsupported or malformed private key: {exc}") from None
+            name = KEY_TYPE_NAMES[record.key_type]
+            raise ConfigError(f"malformed {name} private key: {exc}") from None
     return KeyPair(private, private.get_public_key())

@@ -60,9 +60,11 @@ def daemon_flags() -> FlagSet:
     add("relayDataLimit", int, 4294967296, "maximum data bytes relayed (in each direction)")
     add("relayMaxCircuits", int, 16, "maximum number of open relay connections for each peer")
     add("relayMaxReservations", int, 128, "maximum number of reserved relay slots for each peer")
-    add("relayTimeLimit", Duration, 1800.0, "maximum duration of a single active relayed connection")
+    add("relayTimeLimit", Duration, 1800.0,
+        "maximum duration of a single active relayed connection")
     add("autoRelay", bool, False, "Enables autorelay")
-    add("trustedRelays", str, None, "comma separated list of multiaddrs for static circuit relay peers")
+    add("trustedRelays", str, None,
+        "comma separated list of multiaddrs for static circuit relay peers")
     add("autonat", bool, False, "Enables the AutoNAT service")
     add("forceReachabilityPublic", bool, False, "Set up ForceReachability as public for autonat")
     add("forceReachabilityPrivate", bool, False, "Set up ForceReachability as private for autonat")

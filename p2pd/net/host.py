@@ -40,6 +40,9 @@ class HostOptions:
     max_conns_per_peer: int = 8
     max_streams_per_conn: int = 512
     dial_timeout: float = 10.0
+    #: The muxer proposed first on outbound connections and preferred on inbound ones
+    #: (``-muxer``); the other stays offered for peers without it.
+    muxer: str = "yamux"
 
 
 def parse_swarm_addr(text: str):
@@ -229,6 +232,8 @@ def build_host(key_pair, options: HostOptions):
     }
     muxers = {TProtocol(YAMUX_PROTOCOL): YamuxConnection,
               TProtocol(MPLEX_PROTOCOL): MplexConnection}
+    if options.muxer == "mplex":
+        muxers = dict(reversed(muxers.items()))
     conn_config = ConnectionConfig(
         max_connections=max(options.conn_high * 2, options.conn_high + 16),
         low_watermark=options.conn_low,
