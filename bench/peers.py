@@ -19,6 +19,7 @@ enabled = false
 [limits]
 max_conns_per_peer = 100000
 [perf]
+enabled = true
 max_bytes = 4294967296
 """
 

@@ -21,6 +21,7 @@ CONFIG = """\
 [swarm]
 listen = ["/ip4/127.0.0.1/tcp/0"]
 [perf]
+enabled = true
 max_bytes = 8388608
 """
 
