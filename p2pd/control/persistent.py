@@ -158,6 +158,11 @@ class PersistentFrameDecoder:
     def max_size(self) -> int:
         return self._max
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held: never more than one frame within the limit, plus its header."""
+        return len(self._buf) + len(self._skip_head)
+
 
 def call_id_of(head: bytes) -> bytes | None:
     """The call id from the first bytes of a request or response, if field 1 comes first."""
