@@ -38,6 +38,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -54,8 +55,12 @@ YAMUX = "/yamux/1.0.0"
 MPLEX = "/mplex/6.7.0"
 PING = "/ipfs/ping/1.0.0"
 PING_SIZE = 32
+RECV_BUFFER = 256 * 1024
 
 P_IP4, P_IP6, P_TCP, P_DNS, P_DNS4, P_DNS6, P_P2P = 0x04, 0x29, 0x06, 0x35, 0x36, 0x37, 0x01A5
+P_WS = 0x01DD
+WS_SUFFIX = b"\xdd\x03"  # /ws
+WS_MAX_MESSAGE = 4 << 20
 
 
 class DialError(ConnectionError):
@@ -135,28 +140,42 @@ def split_multiaddr(addr: bytes) -> list[tuple[int, bytes]]:
 def tcp_target(addr: bytes) -> tuple[str, int, int] | None:
     """``(host, port, family)`` of a ``/ip4|ip6|dns*/.../tcp/PORT[/p2p/ID]`` address, else
     None (a transport this swarm does not dial)."""
+    target = dial_target(addr)
+    if target is None or target[3]:
+        return None
+    return target[:3]
+
+
+def dial_target(addr: bytes) -> tuple[str, int, int, bool] | None:
+    """``(host, port, family, websocket)`` of a TCP or ``.../tcp/PORT/ws`` address."""
     try:
         parts = split_multiaddr(addr)
     except ValueError:
         return None
-    if len(parts) < 2 or parts[1][0] != P_TCP or any(c != P_P2P for c, _ in parts[2:]):
+    if len(parts) < 2 or parts[1][0] != P_TCP:
+        return None
+    rest = [c for c, _ in parts[2:]]
+    ws = bool(rest) and rest[0] == P_WS
+    if ws:
+        rest = rest[1:]
+    if any(c != P_P2P for c in rest):
         return None
     (code, value), port = parts[0], struct.unpack(">H", parts[1][1])[0]
     if code == P_IP4:
-        return str(ipaddress.IPv4Address(value)), port, socket.AF_INET
+        return str(ipaddress.IPv4Address(value)), port, socket.AF_INET, ws
     if code == P_IP6:
-        return str(ipaddress.IPv6Address(value)), port, socket.AF_INET6
+        return str(ipaddress.IPv6Address(value)), port, socket.AF_INET6, ws
     if code in (P_DNS, P_DNS4, P_DNS6):
         family = {P_DNS4: socket.AF_INET, P_DNS6: socket.AF_INET6}.get(code, socket.AF_UNSPEC)
-        return value.decode(errors="replace"), port, family
+        return value.decode(errors="replace"), port, family, ws
     return None
 
 
-def tcp_multiaddr(host: str, port: int) -> bytes:
-    """``/ip4|ip6/HOST/tcp/PORT`` in binary form."""
+def tcp_multiaddr(host: str, port: int, ws: bool = False) -> bytes:
+    """``/ip4|ip6/HOST/tcp/PORT[/ws]`` in binary form."""
     ip = ipaddress.ip_address(host.split("%")[0])
     code = b"\x04" if ip.version == 4 else b"\x29"
-    return code + ip.packed + b"\x06" + struct.pack(">H", port)
+    return code + ip.packed + b"\x06" + struct.pack(">H", port) + (WS_SUFFIX if ws else b"")
 
 
 def strip_p2p(addr: bytes) -> bytes:
@@ -246,6 +265,7 @@ class Connection:
     transport: str = "tcp"
     opened_at: float = field(default_factory=time.time)
     identified: trio.Event = field(default_factory=trio.Event)
+    gone: trio.Event = field(default_factory=trio.Event)
     closed: bool = False
     observed_addr: bytes = b""
 
@@ -343,6 +363,10 @@ class Swarm:
             self._nursery = nursery
             try:
                 for addr in listen:
+                    target = dial_target(addr)
+                    if target is not None and target[3]:
+                        await self._listen_ws(nursery, target)
+                        continue
                     listener = await self._bind(addr)
                     nursery.start_soon(self._accept_loop, listener)
                 task_status.started(list(self.listen_addrs))
@@ -375,6 +399,32 @@ class Swarm:
         self._listen_ports.setdefault(family, bound_port)
         self.listen_addrs.append(tcp_multiaddr(host, bound_port))
         return trio.SocketListener(sock)
+
+    async def _listen_ws(self, nursery: trio.Nursery, target) -> None:
+        from trio_websocket import serve_websocket
+
+        host, port, _family, _ = target
+        server = await nursery.start(partial(
+            serve_websocket, self._ws_request, host, port, None, handler_nursery=nursery,
+            max_message_size=WS_MAX_MESSAGE, receive_buffer_size=RECV_BUFFER,
+            connect_timeout=self.options.handshake_timeout))
+        self.listen_addrs.append(tcp_multiaddr(host, server.port, ws=True))
+
+    async def _ws_request(self, request) -> None:
+        """One WebSocket client: the same upgrade as TCP over its binary messages; the
+        handler lives as long as the connection (trio-websocket closes it on return)."""
+        if self._pending_inbound >= self.options.max_pending_inbound:
+            await request.reject(503)
+            return
+        self._pending_inbound += 1
+        try:
+            ws = await request.accept()
+        except Exception:
+            self._pending_inbound -= 1
+            return
+        conn = await self._inbound(WsByteStream(ws), transport="ws")
+        if conn is not None:
+            await conn.gone.wait()
 
     async def _accept_loop(self, listener: trio.SocketListener) -> None:
         async with listener:
@@ -423,33 +473,38 @@ class Swarm:
         return MplexConnection(secure, peer.hex()[:16], secure.is_initiator,
                                backlog=self.options.stream_backlog)
 
-    async def _inbound(self, stream: trio.SocketStream) -> None:
+    async def _inbound(self, raw, transport: str = "tcp") -> Connection | None:
+        """Upgrade one accepted connection (``raw``: a trio SocketStream, or a ByteStream
+        already) and register it; the pending-handshake slot taken at accept is freed."""
         try:
-            remote = stream.socket.getpeername()
-            local = stream.socket.getsockname()
-            raw = ByteStream(stream, remote, local)
+            if not isinstance(raw, (ByteStream, WsByteStream)):
+                raw = ByteStream(raw, raw.socket.getpeername(), raw.socket.getsockname())
+            remote, local = raw.remote, raw.local
             with trio.move_on_after(self.options.handshake_timeout) as scope:
                 try:
                     secure, muxer = await self._upgrade(raw, False, None)
                 except (HandshakeError, MultistreamError, ConnectionError, OSError) as exc:
                     log.debug("inbound upgrade from %s failed: %s", remote, exc)
                     await raw.close()
-                    return
+                    return None
             if scope.cancelled_caught:
                 log.debug("inbound upgrade from %s timed out", remote)
                 await raw.close()
-                return
+                return None
         finally:
             self._pending_inbound -= 1
+        ws = transport == "ws"
         conn = Connection(secure.remote_peer, secure.remote_public_key, "inbound",
-                          tcp_multiaddr(remote[0], remote[1]), tcp_multiaddr(local[0], local[1]),
-                          muxer, self._session(secure, muxer, secure.remote_peer))
+                          _addr_of(remote, ws), _addr_of(local, ws),
+                          muxer, self._session(secure, muxer, secure.remote_peer),
+                          transport=transport)
         if len(self.conns.get(conn.peer, ())) >= self.options.max_conns_per_peer:
             log.info("peer %s: over %d connections, closing the new one",
                      conn.peer.hex()[:16], self.options.max_conns_per_peer)
             await secure.close()
-            return
+            return None
         self._register(conn)
+        return conn
 
     async def _tcp_connect(self, host: str, port: int, family: int) -> trio.SocketStream:
         if family == socket.AF_UNSPEC or not _is_ip(host):
@@ -480,23 +535,35 @@ class Swarm:
         raise OSError("unreachable")
 
     async def _dial_one(self, peer: bytes, addr: bytes) -> Connection:
-        target = tcp_target(addr)
+        target = dial_target(addr)
         if target is None:
-            raise DialError("not a TCP address")
-        host, port, family = target
-        stream = await self._tcp_connect(host, port, family)
-        remote = stream.socket.getpeername()
-        local = stream.socket.getsockname()
-        raw = ByteStream(stream, remote, local)
-        try:
-            with trio.fail_after(self.options.handshake_timeout):
+            raise DialError("not a TCP or WebSocket address")
+        host, port, family, ws = target
+        with trio.fail_after(self.options.handshake_timeout):
+            if ws:
+                raw = await self._ws_connect(host, port)
+            else:
+                stream = await self._tcp_connect(host, port, family)
+                raw = ByteStream(stream, stream.socket.getpeername(),
+                                 stream.socket.getsockname())
+            try:
                 secure, muxer = await self._upgrade(raw, True, peer)
-        except BaseException:
-            await raw.close()
-            raise
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await raw.close()
+                raise
         return Connection(peer, secure.remote_public_key, "outbound",
-                          tcp_multiaddr(remote[0], remote[1]), tcp_multiaddr(local[0], local[1]),
-                          muxer, self._session(secure, muxer, peer))
+                          _addr_of(raw.remote, ws), _addr_of(raw.local, ws),
+                          muxer, self._session(secure, muxer, peer),
+                          transport="ws" if ws else "tcp")
+
+    async def _ws_connect(self, host: str, port: int) -> WsByteStream:
+        from trio_websocket import connect_websocket
+
+        ws = await connect_websocket(self._nursery, host, port, "/", use_ssl=False,
+                                     max_message_size=WS_MAX_MESSAGE,
+                                     receive_buffer_size=RECV_BUFFER)
+        return WsByteStream(ws)
 
     # -- dialing ---------------------------------------------------------------------------
     def connection(self, peer: bytes) -> Connection | None:
@@ -539,7 +606,7 @@ class Swarm:
         now = trio.current_time()
         candidates, skipped = [], 0
         for a in self.peerstore.peer_addrs(peer):
-            if tcp_target(a) is None:
+            if dial_target(a) is None:
                 continue
             until, _ = self._backoff.get(a, (0.0, 0))
             if until > now:
@@ -628,6 +695,7 @@ class Swarm:
     def _unregister(self, conn: Connection) -> None:
         conn.closed = True
         conn.identified.set()
+        conn.gone.set()
         conns = self.conns.get(conn.peer)
         if conns is None or conn not in conns:
             return
@@ -827,6 +895,56 @@ class Swarm:
             finally:
                 await stream.close()
         return rtts
+
+
+class WsByteStream:
+    """A WebSocket connection (binary messages) as the byte stream the upgrade runs on."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.remote = (ws.remote.address, ws.remote.port) if hasattr(ws.remote, "port") else None
+        self.local = (ws.local.address, ws.local.port) if hasattr(ws.local, "port") else None
+        self._early = b""
+
+    def push_back(self, data: bytes) -> None:
+        self._early = data + self._early
+
+    async def read(self, n: int = 256 * 1024) -> bytes:
+        from trio_websocket import ConnectionClosed
+
+        while not self._early:
+            try:
+                msg = await self.ws.get_message()
+            except ConnectionClosed:
+                return b""
+            self._early = msg.encode() if isinstance(msg, str) else bytes(msg)
+        data, self._early = self._early[:n], self._early[n:]
+        return data
+
+    async def write(self, data: bytes) -> None:
+        from trio_websocket import ConnectionClosed
+
+        try:
+            await self.ws.send_message(bytes(data))
+        except ConnectionClosed as exc:
+            raise ConnectionError(f"websocket closed: {exc}") from None
+
+    async def close(self) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(2):
+                try:
+                    await self.ws.aclose()
+                except Exception:
+                    pass
+
+
+def _addr_of(endpoint, ws: bool) -> bytes:
+    if not endpoint:
+        return b""
+    try:
+        return tcp_multiaddr(str(endpoint[0]), int(endpoint[1]), ws)
+    except ValueError:
+        return b""
 
 
 def _is_ip(host: str) -> bool:

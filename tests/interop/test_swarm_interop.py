@@ -174,3 +174,31 @@ async def test_our_swarm_and_the_go_daemon_dial_each_other_identify_and_ping(go)
         with trio.fail_after(10):
             await swarm.conns[go.peer][0].identified.wait()
         nursery.cancel_scope.cancel()
+
+
+async def test_our_swarm_and_js_over_websocket_both_ways():
+    if shutil.which("node") is None or not (HERE / "node_modules" / "libp2p").exists():
+        pytest.skip("node or tests/interop/node_modules missing (run npm ci in tests/interop)")
+    js = JsNode()
+    try:
+        swarm = Swarm(identity())
+        swarm.set_stream_handler(ECHO, echo_handler)
+        async with trio.open_nursery() as nursery:
+            ours = await nursery.start(swarm.run, [tcp_multiaddr("127.0.0.1", 0, ws=True)])
+            assert text(ours[0]).endswith("/ws")
+            peer, addr = split(js.addr(ws=True))
+            with trio.fail_after(20):
+                conn = await swarm.dial(peer, [addr])
+                await conn.identified.wait()
+            assert conn.transport == "ws" and ECHO in swarm.peerstore.protocols[peer]
+            await echo_through(swarm, peer, 1 << 20)
+            await swarm.disconnect(peer)
+            await trio.to_thread.run_sync(lambda: js.call(cmd="hangup", peerId=b58encode(peer)))
+            me = text(ours[0]) + "/p2p/" + b58encode(swarm.me)
+            result = await trio.to_thread.run_sync(
+                lambda: js.call(cmd="echo", addr=me, size=1 << 20))
+            assert result["identical"]
+            assert swarm.conns[peer][0].transport == "ws"
+            nursery.cancel_scope.cancel()
+    finally:
+        js.stop()
