@@ -144,12 +144,17 @@ class Repo:
 
     # -- add ----------------------------------------------------------------------------------
     async def add(self, path: str, *, chunk_size: int, cid_version: int, raw_leaves: bool | None,
-                  pin: bool = True, progress: Progress | None = None) -> ImportResult:
+                  pin: bool = True, progress: Progress | None = None,
+                  entries: list | None = None) -> ImportResult:
+        """Import ``path``; ``entries`` (if given) gets ``[name, cid text, dag size]`` for
+        every file and directory, the root last (what ``ipfs add`` prints)."""
         progress = progress or Progress()
         progress.total = await trio.to_thread.run_sync(_tree_size, path)
         async with self._writing():
             watch = set(self.bitswap.engine._wanted_by)
             options = dict(chunk_size=chunk_size, cid_version=cid_version, raw_leaves=raw_leaves)
+            if entries is not None:
+                options["on_entry"] = lambda name, r: entries.append([name, str(r.cid), r.tsize])
 
             stop, finished = threading.Event(), threading.Event()
 

@@ -74,6 +74,12 @@ class CID:
             raise InvalidCID("empty CID string")
         if len(text) > MAX_CID_TEXT:
             raise InvalidCID(f"CID string of {len(text)} characters is too long")
+        if text.startswith("Qm") and len(text) != 46:
+            # Not worth a multibase lookup: "Q" is no multibase prefix, but the user
+            # plainly meant a CIDv0.
+            raise InvalidCID(
+                f"invalid CID {_clip(text)}: not a valid base58btc CIDv0 (a CIDv0 is 46 "
+                f"characters starting with Qm; this has {len(text)})")
         if len(text) == 46 and text.startswith("Qm"):
             try:
                 data = multibase.b58decode(text)

@@ -29,7 +29,7 @@ memoryview slices of the read buffer, never copied here.
 import contextlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -365,6 +365,7 @@ def import_path(
     raw_leaves: bool | None = None,
     max_links: int = DEFAULT_MAX_LINKS,
     read_buffer: int = READ_BUFFER,
+    on_entry: Callable[[str, ImportResult], object] | None = None,
 ) -> ImportResult:
     """Import a file or, recursively, a directory (``ipfs add -r``).
 
@@ -372,6 +373,11 @@ def import_path(
     skipped: a CID must describe exactly what the user pointed at. Directories
     large enough that kubo would shard them (HAMT) are refused too, since the
     CID would differ from kubo's.
+
+    ``on_entry(name, result)`` is called for every file and directory once it is
+    imported, children before their directory (so the root comes last), ``name``
+    being the path from the root's own name down (``tree/sub/b.txt``), as
+    ``ipfs add`` prints them.
     """
     kwargs = dict(
         chunk_size=chunk_size,
@@ -384,20 +390,25 @@ def import_path(
     path = os.fspath(path)
     if os.path.islink(path):
         raise InvalidUnixFS(f"{path} is a symlink; symlinks are not imported yet")
+    name = os.path.basename(os.path.normpath(path))
     if not os.path.isdir(path):
-        return import_file(path, sink, **kwargs)  # type: ignore[arg-type]
-    return _import_dir(path, sink, options, kwargs)
+        result = import_file(path, sink, **kwargs)  # type: ignore[arg-type]
+        if on_entry is not None:
+            on_entry(name, result)
+        return result
+    return _import_dir(path, sink, options, kwargs, name, on_entry)
 
 
 def _import_dir(
-    path: str, sink: BlockSink | None, options: ImportOptions, kwargs: dict
+    path: str, sink: BlockSink | None, options: ImportOptions, kwargs: dict,
+    name: str = "", on_entry: Callable[[str, ImportResult], object] | None = None,
 ) -> ImportResult:
     links: list[dagpb.PBLink] = []
     size = 0
     blocks = 0
     estimate = 0
     with os.scandir(path) as it:
-        entries = list(it)
+        entries = sorted(it, key=lambda e: e.name)  # as kubo walks (and prints) them
     for entry in entries:
         try:
             name_bytes = entry.name.encode("utf-8")
@@ -407,10 +418,13 @@ def _import_dir(
             ) from None
         if entry.is_symlink():
             raise InvalidUnixFS(f"{entry.path} is a symlink; symlinks are not imported yet")
+        entry_name = f"{name}/{entry.name}" if name else entry.name
         if entry.is_dir():
-            child = _import_dir(entry.path, sink, options, kwargs)
+            child = _import_dir(entry.path, sink, options, kwargs, entry_name, on_entry)
         elif entry.is_file():
             child = import_file(entry.path, sink, **kwargs)
+            if on_entry is not None:
+                on_entry(entry_name, child)
         else:
             raise InvalidUnixFS(f"{entry.path} is not a regular file or directory")
         links.append(dagpb.PBLink(child.cid, entry.name, child.tsize))
@@ -428,4 +442,7 @@ def _import_dir(
     if sink is not None:
         sink.put_many([(cid, block)])
     tsize = len(block) + sum(link.tsize or 0 for link in links)
-    return ImportResult(cid, size, tsize, blocks + 1, path)
+    result = ImportResult(cid, size, tsize, blocks + 1, path)
+    if on_entry is not None:
+        on_entry(name, result)
+    return result

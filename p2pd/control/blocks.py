@@ -30,6 +30,9 @@ from .codec import encode_message, error_response, ok_response
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.25
+#: Entries an ADD answer lists (name, CID, size each); a bigger tree's answer says how
+#: many more there were, so the answer stays well inside one control frame.
+MAX_ADD_ENTRIES = 10_000
 B = pb.BlocksRequest
 
 
@@ -172,11 +175,16 @@ async def _answer(repo, req: pb.BlocksRequest, stream) -> list[pb.Response]:
         progress = Progress()
         raw = req.rawLeaves if req.HasField("rawLeaves") else None
         pin = req.pin if req.HasField("pin") else True
+        entries: list = []
         result = await _with_progress(stream, req, progress, lambda: repo.add(
             path, chunk_size=chunk, cid_version=req.cidVersion, raw_leaves=raw, pin=pin,
-            progress=progress))
+            progress=progress, entries=entries))
+        # The root is last: a long list keeps its last entries.
+        listed = entries[-MAX_ADD_ENTRIES:]
+        details = {"entries": listed, "more": len(entries) - len(listed)}
         return [ok_response(blocks=pb.BlocksResponse(
-            cid=result.cid.to_bytes(), size=result.size, blocks=progress.blocks))]
+            cid=result.cid.to_bytes(), size=result.size, blocks=progress.blocks,
+            stats=json.dumps(details)))]
     if t == B.GET:
         cid, dest = _cid(req), _path(req)
         if os.path.lexists(dest):

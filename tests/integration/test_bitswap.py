@@ -63,11 +63,11 @@ def test_files_directories_blocks_pins_and_gc(tmp_path):
     (tree / "sub" / "b.txt").write_bytes(b"hello bitswap\n")
     (tree / "empty").write_bytes(b"")
     with Daemon() as a, Daemon() as b:
-        line = out("add", "-r", "--api", a.control, str(tree)).split()
+        line = out("add", "-r", "--api", a.control, str(tree)).splitlines()[-1].split()
         assert line[0] == "added" and line[2] == "tree"
         root = line[1]
         # the CID is the one `ipfs add -r` gives (the importer is proven against the reference)
-        assert root == out("add", "-r", "-n", "-q", str(tree)).strip()
+        assert root == out("add", "-r", "-n", "-Q", str(tree)).strip()
         assert out("pin", "ls", "--api", a.control).split()[0] == root
         connect(b, a)
         out("get", "--api", b.control, root, "-o", str(tmp_path / "copy"))

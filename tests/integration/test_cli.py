@@ -1,5 +1,6 @@
 """The ``p2pd`` command as a user runs it: a real subprocess, its output and exit code."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,14 +49,26 @@ def test_add_only_hash_prints_kubo_cids(tmp_path):
     assert not (tmp_path / "home").exists(), "--only-hash must not create or write a repo"
 
 
-def test_add_only_hash_of_a_directory_needs_recursive(tmp_path):
-    (tmp_path / "d").mkdir()
+def test_add_of_a_directory_needs_no_flag_and_lists_every_entry_root_last(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "a").write_bytes(b"a")
+    (tmp_path / "d" / "sub" / "b").write_bytes(b"b")
     out = p2pd("add", "-n", str(tmp_path / "d"))
-    assert out.returncode == 1
-    assert "is a directory; use -r" in out.stderr
-    ok = p2pd("add", "-n", "-r", "-q", str(tmp_path / "d"))
-    assert ok.returncode == 0 and ok.stdout.startswith("Qm")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["added"] * 4
+    assert [line.split()[2] for line in lines] == ["d/a", "d/sub/b", "d/sub", "d"]
+    root = lines[-1].split()[1]
+    assert p2pd("add", "-n", "-r", str(tmp_path / "d")).stdout == out.stdout
+    assert p2pd("add", "-n", "-Q", str(tmp_path / "d")).stdout == root + "\n"
+    assert p2pd("add", "-n", "-q", str(tmp_path / "d")).stdout.splitlines() == [
+        line.split()[1] for line in lines]
+    rows = [json.loads(line) for line in
+            p2pd("add", "-n", "--json", str(tmp_path / "d")).stdout.splitlines()]
+    assert [(r["Name"], r["Hash"]) for r in rows] == [
+        (line.split()[2], line.split()[1]) for line in lines]
+    sizes = [int(r["Size"]) for r in rows]  # cumulative DAG sizes, as kubo reports them
+    assert sizes[-1] > sizes[0] + sizes[1] and sizes[2] > sizes[1]
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,8 @@ BAD_TEXT = [
     pytest.param("x" + V1[1:], "unknown multibase prefix 'x'", id="unknown-base"),
     pytest.param("Qm" + "0" * 44, "base58btc character '0'", id="bad-v0-char"),
     pytest.param("Qm" + "z" * 44, "not a valid CIDv0", id="v0-wrong-length"),
+    pytest.param("QmBadCid", r"invalid CID 'QmBadCid': not a valid base58btc CIDv0", id="short-v0"),
+    pytest.param(V0 + "x", "not a valid base58btc CIDv0", id="long-v0"),
     pytest.param("b" + "a" * 3000, "too long", id="too-long"),
     pytest.param("f" + v1_bytes(codec=0x71).hex(), "unsupported multicodec", id="unknown-codec"),
     pytest.param("f" + v1_bytes(version=2).hex(), "unsupported CID version 2", id="wrong-version"),
