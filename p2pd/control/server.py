@@ -280,7 +280,17 @@ class ControlServer:
         if not request.HasField("connect"):
             raise NodeError("CONNECT request without a ConnectRequest")
         c = request.connect
-        await self.node.connect(c.peer, list(c.addrs), _timeout(c))
+        addrs = list(c.addrs)
+        if not addrs and self.node.dht is not None and not self.node.peer_addrs(c.peer):
+            # As go's routed host: a peer id alone is looked up in the DHT first (hivemind
+            # asks this to learn whether an identity is already in use on the network).
+            peer = self.node.parse_peer_id(c.peer).to_bytes()
+            with trio.move_on_after(_timeout(c) or 60.0):
+                addrs = list(await self.node.dht.find_peer(peer) or [])
+            if not addrs:
+                raise NodeError(f"failed to connect to {self.node.parse_peer_id(c.peer)}: "
+                                "no addresses given and the DHT does not know the peer")
+        await self.node.connect(c.peer, addrs, _timeout(c))
         return ok_response()
 
     async def _disconnect(self, request: pb.Request) -> pb.Response:

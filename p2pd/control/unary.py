@@ -37,6 +37,8 @@ from .codec import encode_message, ok_response
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 << 10
+#: Calls one connection may have in flight at once (hivemind keeps a few hundred at most).
+MAX_CALLS_IN_FLIGHT = 4096
 #: How long a handler's daemon waits for the caller's request on a fresh unary stream.
 REQUEST_READ_TIMEOUT = 60.0
 
@@ -301,6 +303,14 @@ class PersistentConnection:
             error = self.hub.remove(self, request.removeUnaryHandler.proto)
             await self.send(
                 wire.ok(call_id) if error is None else wire.daemon_error(call_id, error)
+            )
+        elif len(self._calls) >= MAX_CALLS_IN_FLIGHT:
+            await self.send(
+                wire.daemon_error(
+                    call_id,
+                    f"{MAX_CALLS_IN_FLIGHT} calls are already in flight on this connection; "
+                    "wait for some to finish",
+                )
             )
         else:  # callUnary
             scope = trio.CancelScope()

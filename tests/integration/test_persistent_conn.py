@@ -882,3 +882,36 @@ async def test_idle_timeout_restarts_when_a_new_persistent_connection_opens_in_t
         assert not os.path.exists(d.control[len("/unix") :])  # cleaned up as on SIGTERM
     finally:
         d.stop()
+
+
+# -- CONNECT with a peer id alone ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ours", "go"])
+async def test_connect_with_a_peer_id_alone_finds_the_peer_through_the_dht(kind):
+    """hivemind's is_identity_taken: CONNECT(peer, no addrs) must dial a peer only the DHT
+    knows (a third daemon, connected to the middle one only)."""
+    a, b, c = (Launched(kind, "-dhtServer") for _ in range(3))
+    try:
+        await connect_daemons(a, b)
+        await connect_daemons(c, b)
+        find_c = pb.Request(
+            type=pb.Request.CONNECT, connect=pb.ConnectRequest(peer=c.peer, timeout=10)
+        )
+        with trio.fail_after(60):
+            while (resp := await request(a.control, find_c)).type != pb.Response.OK:
+                await trio.sleep(0.2)  # the routing tables fill once identify has run
+        peers = await request(a.control, pb.Request(type=pb.Request.LIST_PEERS))
+        assert c.peer in [p.id for p in peers.peers]
+        nobody = b"\x00\x24\x08\x01\x12\x20" + bytes(31) + b"\x01"
+        with trio.fail_after(60):
+            resp = await request(
+                a.control,
+                pb.Request(
+                    type=pb.Request.CONNECT, connect=pb.ConnectRequest(peer=nobody, timeout=5)
+                ),
+            )
+        assert resp.type == pb.Response.ERROR
+    finally:
+        for d in (a, b, c):
+            d.stop()
