@@ -12,8 +12,9 @@ and always answers only the exact remote address and port a mapping was made for
   connection records its public port -> LAN address and port in a dynamic map, and any packet
   from anywhere to that public port is forwarded there (as long as the mapping lives).
 * ``NONE``: a router for a public LAN: it routes, no translation, no filtering.
-* ``UPNP``: ``PORT_RESTRICTED`` plus miniupnpd's own chains (it adds port forwards asked for
-  by the LAN over UPnP IGD / NAT-PMP / PCP).
+* ``UPNP``: ``PORT_RESTRICTED`` plus miniupnpd (Debian ``miniupnpd-nftables``) in the router,
+  with its own table and chains, adding the port forwards the LAN asks for over UPnP IGD or
+  NAT-PMP. It learns its public address from the lab's STUN server (stunserver.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import enum
 
 TABLE = "p2plab"
+UPNP_TABLE = "p2plab_upnp"
 MAPPING_TIMEOUT = "2m"
 
 
@@ -87,28 +89,47 @@ def ruleset(nat: Nat, lan_net: str, wan: str = "wan0", lan: str = "lan0") -> str
             )
         lines.append("  }")
     lines.append("}")
+    if nat is Nat.UPNP:  # the chains miniupnpd fills (as its nft_init.sh makes them)
+        lines += [
+            f"table inet {UPNP_TABLE} {{",
+            "  chain miniupnpd { }",
+            "  chain prerouting_miniupnpd { }",
+            "  chain postrouting_miniupnpd { }",
+            "  chain forward { type filter hook forward priority -1; policy accept;",
+            "    jump miniupnpd; }",
+            "  chain prerouting { type nat hook prerouting priority dstnat - 1; policy accept;",
+            "    jump prerouting_miniupnpd; }",
+            "  chain postrouting { type nat hook postrouting priority srcnat - 1; policy accept;",
+            "    jump postrouting_miniupnpd; }",
+            "}",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def miniupnpd_conf(wan: str, lan_addr: str, lan_net: str, uuid: str) -> str:
-    """miniupnpd.conf for a router whose WAN is ``wan`` and LAN gateway address ``lan_addr``."""
+def miniupnpd_conf(wan: str, stun: str, lan: str, lan_net: str, uuid: str) -> str:
+    """miniupnpd.conf for a router with WAN interface ``wan`` and LAN interface ``lan``.
+
+    miniupnpd refuses a public address in the documentation ranges, both on the interface
+    and as ``ext_ip``, but takes the one a STUN server (``stun``: host:port) reports."""
     return "\n".join(
         [
             f"ext_ifname={wan}",
-            f"listening_ip={lan_addr}",
+            "ext_perform_stun=yes",
+            f"ext_stun_host={stun.rsplit(':', 1)[0]}",
+            f"ext_stun_port={stun.rsplit(':', 1)[1]}",
+            f"listening_ip={lan}",
             "http_port=0",
             "enable_natpmp=yes",
-            "enable_pcp_pmp=yes",
             "enable_upnp=yes",
             "secure_mode=yes",
             "system_uptime=yes",
             "notify_interval=60",
             f"uuid={uuid}",
-            "upnp_table_name=p2plab_upnp",
-            "upnp_nat_table_name=p2plab_upnp",
-            "upnp_forward_chain=forward",
-            "upnp_nat_chain=prerouting",
-            "upnp_nat_postrouting_chain=postrouting",
+            f"upnp_table_name={UPNP_TABLE}",
+            f"upnp_nat_table_name={UPNP_TABLE}",
+            "upnp_forward_chain=miniupnpd",
+            "upnp_nat_chain=prerouting_miniupnpd",
+            "upnp_nat_postrouting_chain=postrouting_miniupnpd",
             f"allow 1024-65535 {lan_net} 1024-65535",
             "deny 0-65535 0.0.0.0/0 0-65535",
             "",

@@ -61,12 +61,14 @@ class Proc:
     def errors(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def wait_for(self, pattern: str, timeout: float = 30.0) -> re.Match:
-        """Wait until stdout (a file) matches ``pattern``; fail with the output so far."""
+    def wait_for(self, pattern: str, timeout: float = 30.0, stream: str = "stdout") -> re.Match:
+        """Wait until stdout (or ``stream="stderr"``) matches ``pattern``; fail with the
+        output so far."""
         deadline = time.monotonic() + timeout
         rx = re.compile(pattern, re.M)
+        read = self.errors if stream == "stderr" else self.output
         while True:
-            m = rx.search(self.output())
+            m = rx.search(read())
             if m:
                 return m
             if not self.running():

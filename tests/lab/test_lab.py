@@ -306,3 +306,75 @@ def test_start_removes_leftovers_of_dead_runs_only(netlab):
     finally:
         delete_namespace(alive)
         delete_namespace(stale)
+
+
+def test_upnp_router_maps_a_port_asked_for_over_nat_pmp(netlab):
+    import shutil
+    import struct
+
+    if shutil.which("miniupnpd") is None:
+        pytest.skip("miniupnpd not installed (apt-get install miniupnpd-nftables)")
+    a = netlab.add_host("a")
+    home = netlab.add_home("u", Nat.UPNP)
+    client = _udp(netlab, home.hosts[0], 40000)
+    outside = _udp(netlab, a, 5000)
+    outside.sendto(b"before", (home.public_addr, 40000))
+    assert not _gets(client)  # port-restricted until mapped
+    client.sendto(b"\x00\x00", (home.gateway, 5351))  # NAT-PMP: public address
+    reply = client.recvfrom(100)[0]
+    assert reply[:4] == b"\x00\x80\x00\x00" and socket.inet_ntoa(reply[8:12]) == home.public_addr
+    client.sendto(struct.pack(">BBHHHI", 0, 1, 0, 40000, 40000, 600), (home.gateway, 5351))
+    _, op, result, _, internal, external, lifetime = struct.unpack(
+        ">BBHIHHI", client.recvfrom(100)[0]
+    )
+    assert (op, result, internal) == (129, 0, 40000) and lifetime > 0
+    outside.sendto(b"after", (home.public_addr, external))
+    client.settimeout(2)
+    assert client.recvfrom(100)[0] == b"after"
+
+
+CRASHING_RUN = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from lab import Lab, Link, Nat
+lab = Lab(logdir=sys.argv[2]).start()
+lab.add_home("h", Nat.SYMMETRIC, link=Link(rtt_ms=10))
+lab.add_dns()
+print(lab.prefix, " ".join(str(p.pid) for p in lab.procs), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_killed_mid_way_is_cleaned_up_by_the_next_start(netlab, tmp_path):
+    from pathlib import Path
+
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    crashing = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_RUN, tests_dir, str(tmp_path / "crashed")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        prefix, *pids = crashing.stdout.readline().split()
+    finally:
+        crashing.kill()  # no teardown runs: namespaces, delay line and DNS server stay
+        crashing.wait()
+    assert any(ns.startswith(prefix) for ns in namespaces())
+    assert len(pids) == 2 and all(_alive(int(p)) for p in pids)
+    with Lab(logdir=tmp_path / "next") as later:
+        assert later.removed_stale and all(ns.startswith(prefix) for ns in later.removed_stale)
+    assert not any(ns.startswith(prefix) for ns in namespaces())
+    assert not any(p.name.startswith(prefix) for p in Path("/etc/netns").glob("*"))
+    deadline = time.monotonic() + 5
+    while any(_alive(int(p)) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(int(p)) for p in pids)
+    assert netlab.net_ns in namespaces()  # a live run's lab is left alone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -64,6 +64,7 @@ HOST_POOL = ("203.0.113.0/24", "192.0.2.0/24")
 ROUTER_POOL = ("198.51.100.0/24",)
 HOME_LANS = ipaddress.ip_network("198.18.0.0/15")
 DNS_PORT = 53
+STUN_PORT = 3478
 
 
 def check_address(addr: str) -> str:
@@ -107,6 +108,7 @@ class Home:
     lan_net: str
     gateway: str
     hosts: list[Node] = field(default_factory=list)
+    upnp: Proc | None = None  # miniupnpd, for Nat.UPNP
 
     @property
     def public_addr(self) -> str:
@@ -153,6 +155,7 @@ class Lab:
         self.procs: list[Proc] = []
         self._cleanups: list[Callable[[], object]] = []
         self.dns: DnsServer | None = None
+        self.stun: str | None = None  # host:port of the STUN server (made for miniupnpd)
         self.removed_stale: list[str] = []
         self._namespaces: list[str] = []
         self._uplinks: list[Node] = []  # namespaces attached to the segment
@@ -362,24 +365,26 @@ class Lab:
     def _start_miniupnpd(self, home: Home) -> None:
         if shutil.which("miniupnpd") is None:
             raise LabError("miniupnpd not installed: apt-get install miniupnpd-nftables")
-        conf = self.logdir / f"{home.name}-miniupnpd.conf"
-        conf.write_text(
-            natmod.miniupnpd_conf(
-                "wan0", home.gateway, home.lan_net, "3f2b7a4c-0000-4000-8000-" + os.urandom(6).hex()
+        if self.stun is None:
+            node = self.add_host("stun")
+            proc = self.run(
+                node,
+                [sys.executable, str(HERE / "stunserver.py"), node.addr, str(STUN_PORT)],
+                name="stun",
             )
-        )
-        self.run(
+            proc.wait_for("^stun ready", timeout=15)
+            self.stun = f"{node.addr}:{STUN_PORT}"
+        conf = self.logdir / f"{home.name}-miniupnpd.conf"
+        uuid = "3f2b7a4c-0000-4000-8000-" + os.urandom(6).hex()
+        conf.write_text(natmod.miniupnpd_conf("wan0", self.stun, "lan0", home.lan_net, uuid))
+        pidfile = self.logdir / f"{home.name}-miniupnpd.pid"
+        proc = self.run(
             home.router,
-            [
-                "miniupnpd",
-                "-d",
-                "-f",
-                str(conf),
-                "-P",
-                str(self.logdir / f"{home.name}-miniupnpd.pid"),
-            ],
+            ["miniupnpd", "-d", "-f", str(conf), "-P", str(pidfile)],
             name=f"{home.name}-miniupnpd",
         )
+        proc.wait_for("Listening for NAT-PMP", timeout=15, stream="stderr")
+        home.upnp = proc
 
     def shape(self, target: Node | Home, link: Link | None) -> None:
         """Reshape ``target``'s uplink both ways (a Home: its router's); None: unshaped.
