@@ -182,6 +182,10 @@ async def _serve(
                     log.info("received signal %d, shutting down", signum)
                     nursery.cancel_scope.cancel()
                     break
+        except BaseExceptionGroup as group:
+            # a start-up refusal (e.g. -b and no bootstrap peer answered) is one line
+            _raise_start_error(group)
+            raise
         finally:
             if endpoint.kind == "unix":
                 try:
@@ -189,6 +193,15 @@ async def _serve(
                 except OSError:
                     pass
     return 0
+
+
+def _raise_start_error(group: BaseExceptionGroup) -> None:
+    """Raise the P2PDError inside ``group`` (nurseries wrap it) when it is the only error."""
+    errors, rest = group.split(P2PDError)
+    if errors is not None and rest is None:
+        while isinstance(errors, BaseExceptionGroup):
+            errors = errors.exceptions[0]
+        raise errors from None
 
 
 def _print_ready(control: str, node) -> None:

@@ -10,19 +10,18 @@ cancelling it closes every connection.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
 from .config import Config
-from .errors import P2PDError
+from .errors import NodeError, P2PDError
 from .identity import PrivateKeyRecord, to_key_pair
 from .net import perf
-from .net.events import SwarmNotifee
-from .net.host import AGENT_VERSION, HostOptions, build_host, separate_ephemeral_ports
+from .net.host import AGENT_VERSION, HostOptions, separate_ephemeral_ports
 from .net.ports import ConnectionListener, InboundHandler, PeerSummary
+from .net.swarmhost import PeerId, SwarmHost, check_peer_id, peer_id_from_text
 from .peerbook import PeerBook, PeerEntry
 
 log = logging.getLogger(__name__)
@@ -35,10 +34,15 @@ PEERSTORE_SAVE_INTERVAL = 30.0
 CONN_CHECK_INTERVAL = 1.0
 #: Handler changes within this window are announced with one identify push.
 IDENTIFY_PUSH_DELAY = 0.1
-
-
-class NodeError(P2PDError):
-    """A node operation failed; the message is meant for the control client."""
+#: The upstream go daemon's echo protocol (-echo).
+ECHO_PROTOCOL = "/echo/1.0.0"
+#: What one echo stream may carry before it is reset.
+ECHO_MAX_BYTES = 16 << 20
+#: go's -b: how many bootstrap peers to connect before the ready lines, within how long,
+#: and how often to top the connections up again.
+BOOTSTRAP_CONNECTIONS = 4
+BOOTSTRAP_TIMEOUT = 60.0
+BOOTSTRAP_RECHECK = 15 * 60.0
 
 
 class Node:
@@ -51,14 +55,15 @@ class Node:
         self.config = config
         self._multiaddr = multiaddr
         self.key_pair = to_key_pair(key)
-        self.swarm_addrs = separate_ephemeral_ports(config.host_addrs)
+        # -noListenAddrs: no listener at all, outbound connections only (as go's NoListenAddrs)
+        self.swarm_addrs = [] if config.no_listen else separate_ephemeral_ports(config.host_addrs)
         from .net.host import check_swarm_ports_free
 
         try:
             check_swarm_ports_free(self.swarm_addrs)
         except OSError as exc:
             raise NodeError(str(exc)) from None
-        self.host = build_host(
+        self.net = SwarmHost(
             self.key_pair,
             HostOptions(
                 listen_addrs=self.swarm_addrs,
@@ -68,18 +73,20 @@ class Node:
                 conn_grace=config.conn_grace,
                 max_conns_per_peer=config.max_conns_per_peer,
                 max_streams_per_conn=config.max_streams_per_conn,
+                muxer=config.muxer,
             ),
+            AGENT_VERSION,
         )
-        self.peer_id = self.host.get_id()
+        self.peer_id = PeerId(self.net.me)
         self._nursery: trio.Nursery | None = None
-        self._push_pending = False
         self.agent_version = AGENT_VERSION
         self.started_at: float | None = None
         self.datastore = datastore
         self.peerbook = PeerBook(datastore) if datastore is not None else None
-        self._last_seen: dict[bytes, float] = {}
         if config.perf:
             self.set_stream_handler(perf.PERF_PROTOCOL, self._serve_perf)
+        if config.echo:
+            self.set_stream_handler(ECHO_PROTOCOL, _serve_echo)
         self.dht = None
         self.repo = None
         self._own_datastore = None
@@ -100,10 +107,19 @@ class Node:
             self.dht.attach()
         self.pubsub = None
         if config.pubsub:
+            from .gossip.router import Params
             from .gossip.service import PubsubService
 
+            params = Params()
+            if config.gossipsub_heartbeat_interval > 0:
+                params.heartbeat_interval = config.gossipsub_heartbeat_interval
+            if config.gossipsub_heartbeat_initial_delay > 0:
+                params.heartbeat_initial_delay = config.gossipsub_heartbeat_initial_delay
+            # as the go daemon: -pubsubSign=false neither signs nor requires signatures
             self.pubsub = PubsubService(self, self.key_pair, mode=config.pubsub_router,
-                                        sign=config.pubsub_sign, strict=config.pubsub_strict)
+                                        sign=config.pubsub_sign,
+                                        strict=config.pubsub_sign and config.pubsub_strict,
+                                        params=params)
             self.pubsub.attach()
         if config.bitswap:
             from .repo import Repo
@@ -122,34 +138,34 @@ class Node:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started()`` once listening."""
-        listen = [self._multiaddr.Multiaddr(a) for a in self.swarm_addrs]
         if self.peerbook is not None:
             self.restore_peers(self.peerbook.load())
-        async with self.host.run(listen_addrs=listen):
-            self.started_at = trio.current_time()
-            try:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    if self.peerbook is not None:
-                        nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
-                    if self.config.conn_manager:
-                        nursery.start_soon(self._keep_below_high_water)
-                    if self.repo is not None:
-                        await nursery.start(self.repo.run)
-                    if self.pubsub is not None:
-                        await nursery.start(self.pubsub.run)
-                    if self.dht is not None:
-                        await nursery.start(self.dht.run, self._bootstrap_peers)
-                    task_status.started()
-                    await trio.sleep_forever()
-            finally:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(partial(self.net.run,
+                                            conn_manager=self.config.conn_manager))
+                self.started_at = trio.current_time()
                 if self.peerbook is not None:
-                    self.save_peers()
-                if self._own_datastore is not None:
-                    import shutil
+                    nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
+                if self.repo is not None:
+                    await nursery.start(self.repo.run)
+                if self.pubsub is not None:
+                    await nursery.start(self.pubsub.run)
+                if self.config.bootstrap_strict:
+                    await self._bootstrap_or_refuse(nursery)
+                if self.dht is not None:
+                    await nursery.start(self.dht.run, self._bootstrap_peers)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            if self.peerbook is not None:
+                self.save_peers()
+            if self._own_datastore is not None:
+                import shutil
 
-                    self.datastore.close()
-                    shutil.rmtree(self._own_datastore, ignore_errors=True)
+                self.datastore.close()
+                shutil.rmtree(self._own_datastore, ignore_errors=True)
 
     async def _bootstrap_peers(self) -> list[tuple[bytes, list[bytes]]]:
         """``(peer id, [addrs])`` for the bootstrap list (the public IPFS peers unless one is
@@ -174,7 +190,7 @@ class Node:
                             "network or set [bootstrap] peers")
                 for one in resolved:
                     ma = self._multiaddr.Multiaddr(one)
-                    peer = self.parse_peer_id(_peer_from_multiaddr(ma)).to_bytes()
+                    peer = peer_id_from_text(ma.value_for_protocol("p2p"))
                     bare = ma.decapsulate_code(self._multiaddr.protocols.P_P2P)
                     found.setdefault(peer, []).append(bare.to_bytes())
             except trio.TooSlowError:
@@ -192,74 +208,69 @@ class Node:
             self._bootstrap_warned.add(text)
             log.warning("%s", text)
 
+    async def _bootstrap_or_refuse(self, nursery: trio.Nursery) -> None:
+        """go's ``-b``: connect to up to four bootstrap peers (shuffled, one after another,
+        60 s in all) before the node counts as started; none answering is a start-up error.
+        Connected ones are tagged ``bootstrap``; every 15 minutes the count is topped up."""
+        import random
+
+        peers = await self._bootstrap_peers()
+        random.shuffle(peers)
+        connected = await self._connect_bootstrap(peers, BOOTSTRAP_CONNECTIONS)
+        if connected == 0:
+            raise NodeError(f"failed to connect to bootstrap peers (none of {len(peers)} "
+                            "answered)" if peers else
+                            "failed to connect to bootstrap peers (the bootstrap list is empty)")
+        nursery.start_soon(self._keep_bootstrap_connections, peers)
+
+    async def _connect_bootstrap(self, peers: list[tuple[bytes, list[bytes]]], want: int) -> int:
+        connected = 0
+        with trio.move_on_after(BOOTSTRAP_TIMEOUT):
+            for peer, addrs in peers:
+                if connected >= want:
+                    break
+                if self.net.connections(peer):
+                    continue
+                try:
+                    await self.connect(peer, addrs, BOOTSTRAP_TIMEOUT)
+                except NodeError as exc:
+                    log.info("bootstrap peer not connected: %s", exc)
+                    continue
+                self.tag_peer(peer, "bootstrap", 1)
+                connected += 1
+        return connected
+
+    async def _keep_bootstrap_connections(self, peers: list[tuple[bytes, list[bytes]]]) -> None:
+        while True:
+            await trio.sleep(BOOTSTRAP_RECHECK)
+            have = len(self.net.swarm.conns)
+            if have < BOOTSTRAP_CONNECTIONS:
+                await self._connect_bootstrap(peers, BOOTSTRAP_CONNECTIONS - have)
+
     def remember_addrs(self, peer_raw: bytes, addrs: Sequence[bytes]) -> None:
         """Learned addresses of a peer (from the DHT) go into the peerstore."""
-        try:
-            peer = self.parse_peer_id(peer_raw)
-            maddrs = [self._multiaddr.Multiaddr(a) for a in addrs[:16]]
-            self.host.get_peerstore().add_addrs(peer, maddrs, 0)
-        except Exception as exc:
-            log.debug("addresses for %s not kept: %s", peer_raw.hex()[:16], exc)
+        self.net.remember_addrs(peer_raw, addrs)
 
     def own_addrs(self) -> list[bytes]:
-        return [a.to_bytes() for a in self.listen_addrs()]
+        return self.net.own_addrs()
 
     # -- the persistent peerstore --------------------------------------------------------
 
     def snapshot_peers(self) -> list[PeerEntry]:
         """What the peerstore knows about other peers (addresses, protocols, keys)."""
-        store = self.host.get_peerstore()
-        connected = {p.to_bytes() for p in self.host.get_network().get_connections_map()}
-        now = time.time()
-        out = []
-        for peer in store.peer_ids():
-            if peer == self.peer_id:
-                continue
-            raw = peer.to_bytes()
-            addrs = self.peer_addrs(raw)
-            try:
-                protocols = [str(p) for p in store.get_protocols(peer)]
-            except Exception:
-                protocols = []
-            try:
-                key = store.pubkey(peer).serialize()
-            except Exception:
-                key = b""
-            if not addrs and not key:
-                continue
-            if raw in connected or raw not in self._last_seen:
-                self._last_seen[raw] = now
-            out.append(PeerEntry(raw, addrs, protocols, key, self._last_seen[raw]))
-        return out
+        return [PeerEntry(peer, addrs, protocols, key, seen)
+                for peer, addrs, protocols, key, seen in self.net.peer_entries()]
 
     def restore_peers(self, entries: Sequence[PeerEntry]) -> int:
         """Put saved entries back into the peerstore; returns how many were taken."""
-        from libp2p.crypto.serialization import deserialize_public_key
-        from libp2p.peer.id import ID
-
-        store = self.host.get_peerstore()
         taken = 0
         for entry in entries:
             try:
-                peer = ID(entry.peer_id)
-                if peer == self.peer_id:
-                    continue
-                addrs = []
-                for raw in entry.addrs:
-                    try:
-                        addrs.append(self._multiaddr.Multiaddr(raw))
-                    except Exception:
-                        continue
-                if addrs:
-                    store.add_addrs(peer, addrs, 0)
-                if entry.protocols:
-                    store.add_protocols(peer, entry.protocols)
-                if entry.public_key:
-                    store.add_pubkey(peer, deserialize_public_key(entry.public_key))
-            except Exception as exc:  # one bad entry never stops the start
+                self.net.restore_entry(entry.peer_id, entry.addrs, entry.protocols,
+                                       entry.public_key, entry.last_seen)
+            except NodeError as exc:  # one bad entry never stops the start
                 log.warning("peerstore entry %s not restored: %s", entry.peer_id.hex()[:16], exc)
                 continue
-            self._last_seen[entry.peer_id] = entry.last_seen
             taken += 1
         return taken
 
@@ -278,37 +289,17 @@ class Node:
 
     @property
     def peer_id_bytes(self) -> bytes:
-        return self.peer_id.to_bytes()
+        return self.net.me
 
     def listen_addrs(self) -> list:
-        """Our swarm addresses without the ``/p2p/<id>`` suffix, as the go daemon prints."""
-        out, seen = [], set()
-        for addr in self.host.get_addrs():
-            try:
-                addr = addr.decapsulate_code(self._multiaddr.protocols.P_P2P)
-            except Exception:  # no /p2p component
-                pass
-            if str(addr) not in seen:
-                seen.add(str(addr))
-                out.append(addr)
-        # Plain TCP first, then WebSocket: a stable order launchers can rely on.
-        out.sort(key=lambda a: "/ws" in str(a))
-        return out
+        """Our swarm addresses (plain TCP first, then WebSocket), as the go daemon prints."""
+        return [self._multiaddr.Multiaddr(a) for a in self.net.listen_addrs()]
 
     # -- peers -------------------------------------------------------------------------
 
-    def parse_peer_id(self, raw: bytes):
+    def parse_peer_id(self, raw: bytes) -> PeerId:
         """Peer id bytes (a multihash) from a client, validated."""
-        from libp2p.peer.id import ID
-
-        if not raw:
-            raise NodeError("missing peer id")
-        try:
-            peer = ID(bytes(raw))
-            peer.to_base58()
-        except Exception:
-            raise NodeError("malformed peer id") from None
-        return peer
+        return PeerId(check_peer_id(raw))
 
     def parse_multiaddr(self, raw: bytes | str):
         try:
@@ -319,264 +310,84 @@ class Node:
 
     async def connect(self, peer_raw: bytes, addrs: Sequence[bytes], timeout: float | None) -> None:
         """Connect to a peer at ``addrs`` (or at addresses the peerstore knows)."""
-        from libp2p.peer.peerinfo import PeerInfo
-
-        peer = self.parse_peer_id(peer_raw)
-        if peer == self.peer_id:
-            raise NodeError("cannot connect to ourselves")
-        maddrs = [self.parse_multiaddr(a) for a in addrs]
-        if maddrs:
-            # Addresses named by the caller (the user, a bootstrap retry) are dialled even
-            # if the peer failed a minute ago: py-libp2p's swarm would refuse the dial for
-            # 60 s from its negative cache, so a re-bootstrap could never succeed sooner.
-            unblock = getattr(self.host.get_network(), "unblock_peer", None)
-            if unblock is not None:
-                unblock(peer)
-        with trio.move_on_after(timeout or DEFAULT_TIMEOUT) as scope:
-            try:
-                await self.host.connect(PeerInfo(peer, maddrs))
-            except Exception as exc:
-                raise NodeError(f"failed to connect to {peer}: {_describe(exc)}") from None
-        if scope.cancelled_caught:
-            raise NodeError(f"failed to connect to {peer}: timed out")
-        if self.dht is not None:  # the notifee may not have run yet: a lookup waits for it
-            self.dht.peer_connected(peer_raw)
+        await self.net.connect(peer_raw, addrs, timeout or DEFAULT_TIMEOUT)
+        if self.dht is not None:  # the event may not have run yet: a lookup waits for it
+            self.dht.peer_connected(bytes(peer_raw))
 
     async def disconnect(self, peer_raw: bytes) -> None:
-        peer = self.parse_peer_id(peer_raw)
-        try:
-            await self.host.disconnect(peer)
-        except Exception as exc:
-            raise NodeError(f"failed to disconnect from {peer}: {_describe(exc)}") from None
+        await self.net.disconnect(peer_raw)
 
     def peers(self) -> list[PeerSummary]:
         """Connected peers with the remote address of each live connection."""
-        out = []
-        for peer, conns in self.host.get_network().get_connections_map().items():
-            addrs: list[bytes] = []
-            for conn in conns:
-                if getattr(conn, "is_closed", False):
-                    continue
-                for addr in _remote_addrs(conn):
-                    if addr.to_bytes() not in addrs:
-                        addrs.append(addr.to_bytes())
-            if addrs or conns:
-                out.append(PeerSummary(peer.to_bytes(), addrs))
-        return out
+        return self.net.peers()
 
     def peer_protocols(self, peer_raw: bytes) -> list[str]:
-        peer = self.parse_peer_id(peer_raw)
-        try:
-            return [str(p) for p in self.host.get_peerstore().get_protocols(peer)]
-        except Exception:
-            return []
+        return self.net.peer_protocols(peer_raw)
 
     def peer_addrs(self, peer_raw: bytes) -> list[bytes]:
-        peer = self.parse_peer_id(peer_raw)
-        try:
-            addrs = self.host.get_peerstore().addrs(peer)
-        except Exception:
-            addrs = []
-        out = []
-        for addr in addrs:
-            try:
-                addr = addr.decapsulate_code(self._multiaddr.protocols.P_P2P)
-            except Exception:
-                pass
-            if addr.to_bytes() not in out:
-                out.append(addr.to_bytes())
-        return out
+        return self.net.peer_addrs(peer_raw)
 
     def knows_peer(self, peer_raw: bytes) -> bool:
-        peer = self.parse_peer_id(peer_raw)
-        return peer in self.host.get_peerstore().peer_ids()
+        return self.net.knows_peer(peer_raw)
 
     # -- streams -----------------------------------------------------------------------
 
     async def open_stream(self, peer_raw: bytes, protocols: Sequence[str], timeout: float | None):
         """Open a stream to a connected (or dialable) peer; return ``(stream, proto, addr)``."""
-        from libp2p.custom_types import TProtocol
-
-        peer = self.parse_peer_id(peer_raw)
-        if not protocols:
-            raise NodeError("no protocol given for the stream")
-        with trio.move_on_after(timeout or DEFAULT_TIMEOUT) as scope:
-            try:
-                stream = await self.host.new_stream(peer, [TProtocol(p) for p in protocols])
-            except Exception as exc:
-                raise NodeError(f"failed to open a stream to {peer}: {_describe(exc)}") from None
-        if scope.cancelled_caught:
-            raise NodeError(f"failed to open a stream to {peer}: timed out")
-        proto = str(stream.get_protocol() or protocols[0])
-        return stream, proto, self.stream_remote_addr(stream)
+        return await self.net.open_stream(peer_raw, protocols, timeout or DEFAULT_TIMEOUT)
 
     def stream_peer(self, stream) -> bytes:
-        """The remote peer of a stream (empty if unknown)."""
-        try:
-            return stream.muxed_conn.peer_id.to_bytes()
-        except Exception:
-            return b""
+        """The remote peer of a stream."""
+        return self.net.stream_peer(stream)
 
     def add_listener(self, listener: ConnectionListener) -> None:
         """``listener`` hears of every connection from now on (the Host port's events)."""
-        self.host.get_network().register_notifee(_ListenerNotifee(listener))
+        self.net.add_listener(listener)
 
     def stream_remote_addr(self, stream) -> bytes:
-        """The remote multiaddr of the connection a stream runs on (empty if unknown)."""
-        conn = getattr(stream, "muxed_conn", None)
-        swarm_conn = getattr(stream, "swarm_conn", None)
-        for candidate in (swarm_conn, conn):
-            if candidate is None:
-                continue
-            addrs = _remote_addrs(candidate)
-            if addrs:
-                return addrs[0].to_bytes()
-        return b""
+        """The remote multiaddr of the connection a stream runs on."""
+        return self.net.stream_remote_addr(stream)
 
     def set_stream_handler(self, protocol: str, handler: InboundHandler) -> None:
-        from libp2p.custom_types import TProtocol
-
-        self.host.set_stream_handler(TProtocol(protocol), handler)
-        self._protocols_changed()
+        self.net.set_stream_handler(protocol, handler)  # identify push follows by itself
 
     def remove_stream_handler(self, protocol: str) -> None:
-        from libp2p.custom_types import TProtocol
-
-        self.host.remove_stream_handler(TProtocol(protocol))
-        self._protocols_changed()
-
-    def _protocols_changed(self) -> None:
-        """Tell connected peers (identify push) once the node runs; a burst of handler
-        changes is one push."""
-        if self._nursery is None or self._push_pending:
-            return
-        self._push_pending = True
-        self._nursery.start_soon(self._push_identify)
-
-    async def _push_identify(self) -> None:
-        from libp2p.identity.identify_push.identify_push import push_identify_to_peers
-
-        await trio.sleep(IDENTIFY_PUSH_DELAY)
-        self._push_pending = False
-        with trio.move_on_after(30):
-            try:
-                await push_identify_to_peers(self.host)
-            except Exception as exc:  # a peer without push support is not our problem
-                log.debug("identify push failed: %s", exc)
+        self.net.remove_stream_handler(protocol)
 
     # -- connection manager ------------------------------------------------------------
 
-    async def _keep_below_high_water(self) -> None:
-        """The connection manager's automatic side: above the high water mark, trim to
-        the low one (sparing fresh and protected peers), checked every second."""
-        while True:
-            await trio.sleep(CONN_CHECK_INTERVAL)
-            if len(self.host.get_network().get_connections_map()) > self.config.conn_high:
-                closed = await self.trim(respect_grace=True)
-                if closed:
-                    log.info("connection manager: closed %d peers above the high water mark",
-                             closed)
-
     def tag_peer(self, peer_raw: bytes, tag: str, weight: int) -> None:
-        peer = self.parse_peer_id(peer_raw)
-        if not tag:
-            raise NodeError("missing tag")
-        self.host.conn_manager.tag_peer(peer, tag, int(weight))
+        self.net.tag_peer(peer_raw, tag, weight)
 
     def untag_peer(self, peer_raw: bytes, tag: str) -> None:
-        peer = self.parse_peer_id(peer_raw)
-        if not tag:
-            raise NodeError("missing tag")
-        self.host.conn_manager.untag_peer(peer, tag)
+        self.net.untag_peer(peer_raw, tag)
 
     def peer_tag_value(self, peer_raw: bytes) -> int:
-        return self.host.conn_manager.get_tag_value(self.parse_peer_id(peer_raw))
+        return self.net.peer_tag_value(peer_raw)
 
     async def trim(self, *, respect_grace: bool = False) -> int:
-        """Close the least valuable connections down to the low water mark.
+        """Close the least valuable connections down to the low water mark (untagged and
+        newest first; the automatic trim spares peers within the grace period, an explicit
+        TRIM request does not). Returns how many peers were closed."""
+        return await self.net.trim(self.config.conn_low, self.config.conn_grace,
+                                   respect_grace=respect_grace)
 
-        Peers are ranked by the sum of their tag weights (untagged first, then the
-        newest); protected peers are never closed. The automatic trim (above the high
-        water mark) also spares peers connected within the grace period; an explicit
-        TRIM request does not. Returns how many peers were closed.
-        """
-        network = self.host.get_network()
-        conns = network.get_connections_map()
-        excess = len(conns) - self.config.conn_low
-        if excess <= 0:
-            return 0
-        tags = self.host.conn_manager
-        fresh_after = time.time() - self.config.conn_grace
-        ranked = sorted(
-            (p for p in conns if not tags.is_protected(p)
-             and not (respect_grace and _newest(conns[p]) > fresh_after)),
-            key=lambda p: (tags.get_tag_value(p), -_newest(conns[p])),
-        )
-        closed = 0
-        for peer in ranked[:excess]:
-            try:
-                await network.close_peer(peer)
-                closed += 1
-            except Exception as exc:  # keep trimming the others
-                log.debug("trim: closing %s failed: %s", peer, exc)
-        return closed
+async def _serve_echo(stream) -> None:
+    """/echo/1.0.0: write back what is read until the remote closes (bounded)."""
+    from .net.streams import close_quietly, read_some, reset_quietly
 
-
-class _ListenerNotifee(SwarmNotifee):
-    """py-libp2p's swarm events, as the Host port's connection events."""
-
-    def __init__(self, listener: ConnectionListener) -> None:
-        self.listener = listener
-
-    async def connected(self, network, conn) -> None:
-        try:
-            peer = conn.muxed_conn.peer_id.to_bytes()
-        except Exception:
-            return
-        self.listener.peer_connected(peer)
-
-    async def disconnected(self, network, conn) -> None:
-        try:
-            peer_id = conn.muxed_conn.peer_id
-            left = [c for c in network.get_connections_map().get(peer_id, ())
-                    if c is not conn and not getattr(c, "is_closed", False)]
-        except Exception:
-            return
-        if not left:  # the peer's last connection went
-            self.listener.peer_disconnected(peer_id.to_bytes())
-
-
-def _peer_from_multiaddr(ma) -> bytes:
-    from libp2p.peer.id import ID
-
-    return ID.from_base58(ma.value_for_protocol("p2p")).to_bytes()
-
-
-def _newest(conns) -> float:
-    """Wall-clock time the newest live connection was made (py-libp2p's SwarmConn keeps it
-    as ``_created_at``); 0 when unknown."""
-    stamps = []
-    for c in conns:
-        stamp = getattr(c, "_created_at", None)
-        stamps.append(float(stamp) if isinstance(stamp, (int, float)) else 0.0)
-    return max(stamps, default=0.0) if all(math.isfinite(s) for s in stamps) else 0.0
-
-
-def _remote_addrs(conn) -> list:
+    echoed = 0
     try:
-        return list(conn.get_transport_addresses())
-    except Exception:
-        return []
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line description of a py-libp2p failure, innermost cause included."""
-    parts = []
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        text = str(exc).strip() or type(exc).__name__
-        if text not in parts:
-            parts.append(text)
-        exc = exc.__cause__ or exc.__context__
-    return ": ".join(parts)[:500]
+        while echoed < ECHO_MAX_BYTES:
+            data = await read_some(stream)
+            if not data:
+                break
+            await stream.write(data)
+            echoed += len(data)
+        else:
+            await reset_quietly(stream)
+            return
+        await close_quietly(stream)
+    except Exception as exc:
+        log.debug("echo stream ended: %r", exc)
+        await reset_quietly(stream)

@@ -65,6 +65,8 @@ class Params:
     d_lazy: int = 6
     gossip_factor: float = 0.25
     heartbeat_interval: float = 1.0
+    #: The first heartbeat comes this long after the start (go-libp2p-pubsub: 100 ms).
+    heartbeat_initial_delay: float = 0.1
     fanout_ttl: float = 60.0
     history_length: int = 5
     history_gossip: int = 3

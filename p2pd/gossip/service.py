@@ -198,11 +198,11 @@ class PubsubService:
             log.debug("pubsub: PX peer %s unreachable: %s", peer.hex()[:16], exc)
 
     async def _heartbeat(self) -> None:
-        interval = self.router.p.heartbeat_interval
+        await trio.sleep(self.router.p.heartbeat_initial_delay)
         while True:
-            await trio.sleep(interval)
             self.router.heartbeat(trio.current_time())
             self._flush()
+            await trio.sleep(self.router.p.heartbeat_interval)
 
     # -- peers ------------------------------------------------------------------------------------
     async def _connections(self) -> None:
