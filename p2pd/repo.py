@@ -30,6 +30,7 @@ from .blocks.exporter import export_file, export_path, stat
 from .blocks.importer import ImportResult, import_path
 from .blocks.multicodec import Codec
 from .blocks.pins import Pins
+from .errors import P2PDError
 from .exchange.service import BitswapService, FetchStats
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ class Repo:
         progress = progress or Progress()
 
         def report(stats: FetchStats) -> None:
+            if not progress.total and self.store.has(cid):
+                progress.total = self._dag_size(cid)  # the root is here: the bar has a total
             progress.done = stats.bytes_fetched
             progress.blocks = stats.blocks_fetched + stats.blocks_local
             progress.peers = stats.peers
@@ -219,6 +222,20 @@ class Repo:
             return FetchStats()
         async with self._fetching(cid):
             return await self.bitswap.fetch(cid, timeout=timeout, progress=report)
+
+    def _dag_size(self, cid: CID) -> int:
+        """Bytes of every block under ``cid``, as its root's links promise (the Tsizes);
+        0 when the root does not say (it is only a progress bar's total)."""
+        try:
+            block = self.store.get(cid)
+            if cid.codec != Codec.DAG_PB:
+                return len(block)
+            from .blocks import dagpb
+
+            links = dagpb.decode_node(block).links
+            return len(block) + sum(link.tsize or 0 for link in links)
+        except P2PDError:
+            return 0
 
     async def get(self, cid: CID, dest: str, *, timeout: float | None = None,
                   offline: bool = False, progress: Progress | None = None) -> int:

@@ -13,9 +13,9 @@ import sys
 import time
 
 from ..blocks.cid import CID
-from ..errors import InvalidCID, P2PDError
+from ..errors import P2PDError
 from ..proto import daemon_pb2 as pb
-from .client import ControlClient
+from .client import ControlClient, RequestFailed
 
 B = pb.BlocksRequest
 COMMANDS = ("cat", "get", "pin", "repo", "block")
@@ -30,49 +30,66 @@ def add_parsers(sub) -> None:
         p.add_argument("--offline", action="store_true", help="use only blocks stored here")
         return p
 
+    def json_flag(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return p
+
     p = common(sub.add_parser("cat", help="write a file's bytes to stdout"))
-    p.add_argument("cid")
+    p.add_argument("cid", help="CID, CID/path/in/dir or /ipfs/CID/path")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
-    p = common(sub.add_parser("get", help="fetch a file or directory into PATH"))
-    p.add_argument("cid")
-    p.add_argument("-o", "--output", default=None, help="where to write it (default: the CID)")
+    p = json_flag(common(sub.add_parser("get", help="fetch a file or directory into PATH")))
+    p.add_argument("cid", help="CID, CID/path/in/dir or /ipfs/CID/path")
+    p.add_argument("-o", "--output", default=None,
+                   help="where to write it; - for stdout (a file only); default: its name")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     pin = sub.add_parser("pin", help="pin add|rm|ls")
     pin_sub = pin.add_subparsers(dest="pin_command", required=True)
-    p = common(pin_sub.add_parser("add", help="fetch (if needed) and pin a DAG"))
+    p = json_flag(common(pin_sub.add_parser("add", help="fetch (if needed) and pin a DAG")))
     p.add_argument("cid")
-    p = common(pin_sub.add_parser("rm", help="unpin (repo gc then removes the blocks)"))
+    p = json_flag(common(pin_sub.add_parser("rm", help="unpin (repo gc then removes the blocks)")))
     p.add_argument("cid")
     p = common(pin_sub.add_parser("ls", help="list pins"))
     p.add_argument("--json", action="store_true")
     repo = sub.add_parser("repo", help="repo gc|stat")
     repo_sub = repo.add_subparsers(dest="repo_command", required=True)
-    common(repo_sub.add_parser("gc", help="remove every block no pin reaches"))
+    json_flag(common(repo_sub.add_parser("gc", help="remove every block no pin reaches")))
     p = common(repo_sub.add_parser("stat", help="blocks, pins, Bitswap counters"))
     p.add_argument("--json", action="store_true")
     p = common(repo_sub.add_parser("verify", help="re-hash every block, check every pin"))
     p.add_argument("--json", action="store_true")
     block = sub.add_parser("block", help="block get|put|stat")
     block_sub = block.add_subparsers(dest="block_command", required=True)
-    p = common(block_sub.add_parser("get", help="write a raw block to stdout"))
+    p = json_flag(common(block_sub.add_parser("get", help="write a raw block to stdout")))
     p.add_argument("cid")
-    p = common(block_sub.add_parser("put", help="store a block read from FILE (or stdin)"))
+    p = json_flag(common(block_sub.add_parser("put",
+                                              help="store a block read from FILE (or stdin)")))
     p.add_argument("file", nargs="?", default="-")
     p.add_argument("--format", choices=("raw", "dag-pb"), default="raw")
     p.add_argument("--cid-version", type=int, choices=(0, 1), default=1)
-    p = common(block_sub.add_parser("stat", help="a block's size"))
+    p = json_flag(common(block_sub.add_parser("stat", help="a block's size")))
     p.add_argument("cid")
 
 
-def _cid_bytes(text: str) -> bytes:
-    text = text.strip()
-    if text.startswith("/ipfs/"):
-        text = text[len("/ipfs/"):].split("/")[0]
-    try:
-        return CID.decode(text).to_bytes()
-    except InvalidCID as exc:
-        raise P2PDError(str(exc)) from None
+def _resolve(client: ControlClient, args, text: str) -> CID:
+    """The CID ``text`` names: a CID, or a path through UnixFS directories
+    (``CID/a/b``, ``/ipfs/CID/a/b``) walked with the daemon's blocks, each checked
+    against its CID here too."""
+    from ..blocks.paths import parse_path, step
+
+    path = parse_path(text)
+    cid = path.root
+    for name in path.segments:
+        r = client.request(_request(args, type=B.BLOCK_GET, cid=cid.to_bytes()))
+        cid = step(cid, bytes(r.blocks.data), name)
+    return cid
+
+
+def _default_name(text: str, cid: CID) -> str:
+    from ..blocks.paths import parse_path
+
+    segments = parse_path(text).segments
+    return segments[-1] if segments else str(cid)
 
 
 def _client(args) -> ControlClient:
@@ -99,13 +116,16 @@ class ProgressBar:
         self.label = label
         self.started = time.monotonic()
         self.last = 0.0
+        self.pending: tuple[int, int] | None = None  # an update not drawn yet
 
     def update(self, done: int, total: int = 0, *, force: bool = False) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
         if not force and now - self.last < 0.1:
+            self.pending = (done, total)
             return
+        self.pending = None
         self.last = now
         elapsed = max(now - self.started, 1e-6)
         rate = done / elapsed
@@ -122,6 +142,8 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
+        if self.pending is not None:  # the last state is what the user should see
+            self.update(*self.pending, force=True)
         if self.enabled:
             self.stream.write("\n")
             self.stream.flush()
@@ -152,40 +174,39 @@ def add_via_daemon(client: ControlClient, path: str, *, chunk_size: int, cid_ver
     return final
 
 
+def _emit(args, data: dict, text: str) -> None:
+    print(json.dumps(data) if getattr(args, "json", False) else text, flush=True)
+
+
+def _cat(client: ControlClient, args, cid: CID, bar: ProgressBar) -> int:
+    """Stream the file ``cid`` to stdout; the number of bytes written."""
+    out = sys.stdout.buffer
+    size = None
+    done = 0
+    try:
+        for piece in client.request_bytes(_request(args, type=B.CAT, cid=cid.to_bytes())):
+            if isinstance(piece, int):
+                size = piece
+                continue
+            out.write(piece)
+            done += len(piece)
+            bar.update(done, size or 0)
+        out.flush()
+    finally:
+        bar.close()
+    if size is not None and done != size:
+        raise P2PDError(f"cat stopped after {done} of {size} bytes")
+    return done
+
+
 def run(args: argparse.Namespace) -> int:
     client = _client(args)
     cmd = args.command
     if cmd == "cat":
-        bar = ProgressBar("cat", args.progress)
-        out = sys.stdout.buffer
-        size = None
-        done = 0
-        try:
-            for piece in client.request_bytes(_request(args, type=B.CAT, cid=_cid_bytes(args.cid))):
-                if isinstance(piece, int):
-                    size = piece
-                    continue
-                out.write(piece)
-                done += len(piece)
-                bar.update(done, size or 0)
-            out.flush()
-        finally:
-            bar.close()
-        if size is not None and done != size:
-            raise P2PDError(f"cat stopped after {done} of {size} bytes")
+        _cat(client, args, _resolve(client, args, args.cid), ProgressBar("cat", args.progress))
         return 0
     if cmd == "get":
-        cid = _cid_bytes(args.cid)
-        dest = os.path.abspath(args.output or CID.from_bytes(cid).encode())
-        bar = ProgressBar("fetching", args.progress)
-        req = _request(args, type=B.GET, cid=cid, path=dest)
-        req.blocks.progress = bar.enabled
-        try:
-            final = client.request_progress(req, lambda r: bar.update(r.done, r.total))
-        finally:
-            bar.close()
-        print(f"saved {CID.from_bytes(cid)} to {dest} ({final.size} bytes)")
-        return 0
+        return _get(client, args)
     if cmd == "pin":
         sub = args.pin_command
         if sub == "ls":
@@ -199,13 +220,16 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{row['cid']} recursive {row['name']}".rstrip())
             return 0
         kind = B.PIN_ADD if sub == "add" else B.PIN_RM
-        r = client.request(_request(args, type=kind, cid=_cid_bytes(args.cid)))
-        print(f"{'pinned' if sub == 'add' else 'unpinned'} {CID.from_bytes(r.blocks.cid)}")
+        cid = _resolve(client, args, args.cid) if sub == "add" else _parse_cid(args.cid)
+        r = client.request(_request(args, type=kind, cid=cid.to_bytes()))
+        done = CID.from_bytes(r.blocks.cid)
+        _emit(args, {"Pins": [str(done)]}, f"{'pinned' if sub == 'add' else 'unpinned'} {done}")
         return 0
     if cmd == "repo":
         if args.repo_command == "gc":
             r = client.request(_request(args, type=B.GC)).blocks
-            print(f"removed {r.blocks} blocks ({_size(r.size)})")
+            _emit(args, {"Removed": r.blocks, "Freed": r.size},
+                  f"removed {r.blocks} blocks ({_size(r.size)})")
             return 0
         kind = B.VERIFY if args.repo_command == "verify" else B.STAT
         stats = json.loads(client.request(_request(args, type=kind)).blocks.stats)
@@ -220,7 +244,14 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "block":
         sub = args.block_command
         if sub == "get":
-            r = client.request(_request(args, type=B.BLOCK_GET, cid=_cid_bytes(args.cid)))
+            cid = _resolve(client, args, args.cid)
+            r = client.request(_request(args, type=B.BLOCK_GET, cid=cid.to_bytes()))
+            if args.json:
+                import base64
+
+                _emit(args, {"Key": str(cid), "Size": len(r.blocks.data),
+                             "Data": base64.b64encode(r.blocks.data).decode()}, "")
+                return 0
             sys.stdout.buffer.write(r.blocks.data)
             sys.stdout.buffer.flush()
             return 0
@@ -231,9 +262,48 @@ def run(args: argparse.Namespace) -> int:
             codec = Codec.RAW if args.format == "raw" else Codec.DAG_PB
             r = client.request(_request(args, type=B.BLOCK_PUT, data=data, codec=codec,
                                         cidVersion=args.cid_version))
-            print(CID.from_bytes(r.blocks.cid))
+            cid = CID.from_bytes(r.blocks.cid)
+            _emit(args, {"Key": str(cid), "Size": len(data)}, str(cid))
             return 0
-        r = client.request(_request(args, type=B.BLOCK_STAT, cid=_cid_bytes(args.cid)))
-        print(f"Key: {CID.from_bytes(r.blocks.cid)}\nSize: {r.blocks.size}")
+        cid = _resolve(client, args, args.cid)
+        r = client.request(_request(args, type=B.BLOCK_STAT, cid=cid.to_bytes()))
+        key = CID.from_bytes(r.blocks.cid)
+        _emit(args, {"Key": str(key), "Size": r.blocks.size}, f"Key: {key}\nSize: {r.blocks.size}")
         return 0
     return 2
+
+
+def _parse_cid(text: str) -> CID:
+    from ..blocks.paths import PathError, parse_path
+
+    path = parse_path(text)
+    if path.segments:
+        raise PathError(f"{text!r}: give the pinned CID itself, not a path under it")
+    return path.root
+
+
+def _get(client: ControlClient, args) -> int:
+    cid = _resolve(client, args, args.cid)
+    if args.output == "-":
+        if args.json:
+            raise P2PDError("--json and -o - both want stdout; give -o PATH for --json")
+        try:
+            _cat(client, args, cid, ProgressBar("fetching", args.progress))
+        except RequestFailed as exc:
+            if "is a directory" in str(exc):
+                raise P2PDError(f"{cid} is a directory: -o - writes only a file to stdout; "
+                                "give -o PATH") from None
+            raise
+        return 0
+    dest = os.path.abspath(args.output or _default_name(args.cid, cid))
+    bar = ProgressBar("fetching", args.progress)
+    req = _request(args, type=B.GET, cid=cid.to_bytes(), path=dest)
+    req.blocks.progress = bar.enabled
+    try:
+        final = client.request_progress(req, lambda r: bar.update(r.done, r.total))
+    finally:
+        bar.close()
+    _emit(args, {"Cid": str(cid), "Path": dest, "Size": final.size, "Blocks": final.blocks,
+                 "Peers": final.peers},
+          f"saved {cid} to {dest} ({final.size} bytes)")
+    return 0

@@ -144,8 +144,18 @@ def _cmd_ping(client: ControlClient, args) -> int:
 
 
 def _cmd_status(client: ControlClient, args) -> int:
+    from .client import DaemonNotRunning
+
     started = time.perf_counter()
-    peer, addrs = client.identify()
+    try:
+        peer, addrs = client.identify()
+    except DaemonNotRunning as exc:
+        if not args.json:
+            raise
+        # Scripts ask "is it running?": the answer is JSON too (and the exit status 1).
+        print(json.dumps({"Running": False, "API": client.endpoint.multiaddr(),
+                          "Error": str(exc)}), flush=True)
+        return 1
     peers = client.list_peers()
     pid = b58encode(peer)
     data = {

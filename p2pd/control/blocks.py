@@ -144,18 +144,23 @@ async def _with_progress(stream, req: pb.BlocksRequest, progress, work):
             result = outcome.Error(exc)
         cancel.cancel()
 
+    def report() -> bytes:
+        return encode_message(ok_response(blocks=pb.BlocksResponse(
+            progress=True, done=progress.done, total=progress.total,
+            blocks=progress.blocks, peers=progress.peers)))
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, nursery.cancel_scope)
         try:
             while True:
                 await trio.sleep(PROGRESS_INTERVAL)
-                await stream.send_all(encode_message(ok_response(blocks=pb.BlocksResponse(
-                    progress=True, done=progress.done, total=progress.total,
-                    blocks=progress.blocks, peers=progress.peers))))
+                await stream.send_all(report())
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if result is None:  # the client is gone: stop the work too
                 result = outcome.Error(exc)
             nursery.cancel_scope.cancel()
+    if isinstance(result, outcome.Value):
+        await stream.send_all(report())  # the bar ends where the work did, even a short one
     return result.unwrap()
 
 

@@ -146,3 +146,72 @@ def test_gc_gives_the_freed_space_back_to_the_disk_without_a_restart(short_home,
         assert after < before - (20 << 20), (before, after)
     finally:
         home.stop()
+
+
+def connect(d: Daemon, other: Daemon) -> None:
+    out("connect", "--api", d.control, f"{other.addrs[0]}/p2p/{other.peer_id}")
+
+
+def test_add_lists_every_entry_and_paths_resolve_through_directories(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    data = os.urandom(700_000)
+    (tree / "a.bin").write_bytes(data)
+    (tree / "sub" / "b.txt").write_bytes(b"hello path\n")
+    with Daemon() as a, Daemon() as b:
+        lines = out("add", "--api", a.control, str(tree)).splitlines()  # no -r needed
+        assert lines == out("add", "-n", str(tree)).splitlines()
+        assert [line.split()[2] for line in lines] == ["tree/a.bin", "tree/sub/b.txt",
+                                                      "tree/sub", "tree"]
+        root = lines[-1].split()[1]
+        assert p2pd("cat", "--api", a.control, f"{root}/sub/b.txt").stdout == b"hello path\n"
+        assert p2pd("cat", "--api", a.control, f"/ipfs/{root}/a.bin").stdout == data
+        r = p2pd("cat", "--api", a.control, f"{root}/nope", check=False)
+        assert r.returncode == 1 and b"no entry 'nope' in directory" in r.stderr, r.stderr
+        # through another daemon: the path's directories are fetched on the way
+        connect(b, a)
+        r = p2pd("get", "-o", "-", "--api", b.control, f"/ipfs/{root}/sub/b.txt", cwd=tmp_path)
+        assert r.stdout == b"hello path\n" and not (tmp_path / "-").exists()
+        r = p2pd("get", "-o", "-", "--api", b.control, root, check=False, cwd=tmp_path)
+        assert r.returncode == 1 and b"is a directory" in r.stderr and not r.stdout
+        got = json.loads(out("get", "--json", "--api", b.control, f"{root}/sub",
+                             "-o", str(tmp_path / "copy")))
+        assert got["Path"] == str(tmp_path / "copy") and got["Size"] == 11
+        assert (tmp_path / "copy" / "b.txt").read_bytes() == b"hello path\n"
+        # a path's last name is get's default output name
+        out("get", "--api", b.control, f"{root}/a.bin", cwd=tmp_path)
+        assert (tmp_path / "a.bin").read_bytes() == data
+
+
+def test_json_output_of_pin_gc_get_and_block(tmp_path):
+    (tmp_path / "f").write_bytes(b"json all the way\n")
+    with Daemon() as d:
+        api = ("--api", d.control)
+        root = json.loads(out("add", "--json", *api, str(tmp_path / "f")))["Hash"]
+        assert json.loads(out("pin", "add", "--json", *api, root)) == {"Pins": [root]}
+        assert json.loads(out("pin", "rm", "--json", *api, root)) == {"Pins": [root]}
+        gc = json.loads(out("repo", "gc", "--json", *api))
+        assert gc["Removed"] == 1 and gc["Freed"] > 0
+        put = json.loads(p2pd("block", "put", "--json", *api, input=b"raw block").stdout)
+        assert put["Size"] == 9 and put["Key"].startswith("bafkrei")
+        assert json.loads(out("block", "stat", "--json", *api, put["Key"])) == put
+        got = json.loads(out("block", "get", "--json", *api, put["Key"]))
+        assert got["Key"] == put["Key"] and got["Data"] == "cmF3IGJsb2Nr"  # base64("raw block")
+
+
+def test_get_progress_bar_has_a_total_and_an_eta(tmp_path):
+    (tmp_path / "big").write_bytes(os.urandom(3 << 20))
+    with Daemon() as a, Daemon() as b:
+        root = out("add", "-q", "--cid-version", "1", "--api", a.control, str(tmp_path / "big"))
+        connect(b, a)
+        r = p2pd("get", "--progress", "--api", b.control, root.strip(),
+                 "-o", str(tmp_path / "copy"))
+        bars = r.stderr.decode().replace("\r", "\n").splitlines()
+        assert any("ETA" in line and "/3.0 MiB" in line for line in bars), bars[-5:]
+
+
+def test_a_cidv0_typo_is_named_as_such():
+    with Daemon() as d:
+        r = p2pd("cat", "--api", d.control, "QmBadCid", check=False)
+        assert r.returncode == 1
+        assert b"invalid CID 'QmBadCid': not a valid base58btc CIDv0" in r.stderr, r.stderr

@@ -96,3 +96,11 @@ def test_add_of_an_unreadable_file_is_a_clear_error(tmp_path):
     f.chmod(0)
     out = p2pd("add", "-n", str(f))
     assert out.returncode == 1 and "permission denied" in out.stderr
+
+
+def test_status_json_without_a_daemon_is_json(tmp_path):
+    r = p2pd("status", "--json", "--api", f"/unix{tmp_path}/none.sock")
+    assert r.returncode == 1
+    assert json.loads(r.stdout) == {"Running": False, "API": f"/unix{tmp_path}/none.sock",
+                                    "Error": json.loads(r.stdout)["Error"]}
+    assert "no daemon is running" in json.loads(r.stdout)["Error"]

@@ -26,3 +26,13 @@ def test_quiet_in_pipes_and_files():
     bar.update(1 << 20, 2 << 20, force=True)
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_the_last_update_is_drawn_even_when_it_came_too_soon_after_another():
+    out = Tty()
+    bar = ProgressBar("fetching", stream=out)
+    bar.update(1 << 20, 4 << 20, force=True)
+    bar.update(4 << 20, 4 << 20)  # within 0.1 s: not drawn now
+    assert "100%" not in out.getvalue()
+    bar.close()
+    assert "100% 4.0 MiB/4.0 MiB" in out.getvalue().rsplit("\r", 1)[-1]
