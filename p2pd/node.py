@@ -292,8 +292,9 @@ class Node:
         return self.net.me
 
     def listen_addrs(self) -> list:
-        """Our swarm addresses (plain TCP first, then WebSocket), as the go daemon prints."""
-        return [self._multiaddr.Multiaddr(a) for a in self.net.listen_addrs()]
+        """Our swarm addresses (plain TCP first, then WebSocket), as the go daemon prints and
+        IDENTIFY answers: the ``-announceAddrs`` ones instead when given (go's AddrsFactory)."""
+        return [self._multiaddr.Multiaddr(a) for a in self.net.own_addrs()]
 
     # -- peers -------------------------------------------------------------------------
 
