@@ -10,6 +10,10 @@ class P2PDError(Exception):
     """Base class of every error p2pd raises on purpose."""
 
 
+class NodeError(P2PDError):
+    """A node operation failed; the message is meant for the control client."""
+
+
 class InvalidVarint(P2PDError, ValueError):
     """An unsigned varint is truncated, too long, or not minimally encoded."""
 

@@ -401,9 +401,8 @@ class ControlServer:
             if client is None:
                 await _reset_quietly(stream)
                 return
-            peer = stream.muxed_conn.peer_id
             info = pb.StreamInfo(
-                peer=peer.to_bytes(),
+                peer=self.node.stream_peer(stream),
                 addr=self.node.stream_remote_addr(stream),
                 proto=str(stream.get_protocol() or proto),
             )

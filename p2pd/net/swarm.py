@@ -42,7 +42,7 @@ from functools import partial
 
 import trio
 
-from ..framing import FrameDecoder, FramingError
+from ..framing import FrameDecoder
 from . import identify as idproto
 from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
 from .multistream import MultistreamError
@@ -96,6 +96,8 @@ class SwarmOptions:
     backoff_max: float = 300.0
     max_pending_inbound: int = 64
     max_conns_per_peer: int = 8
+    #: streams one connection may carry at once; an inbound one beyond is reset
+    max_streams_per_conn: int = 512
     stream_backlog: int = 256
     reuse_port: bool = True
     identify_push_delay: float = 0.05
@@ -247,7 +249,10 @@ class Stream:
             raise StreamReset(str(exc) or "stream reset") from None
 
     async def close(self) -> None:
+        """Half-close: the peer reads its end after what we wrote; we may still read."""
         await self._mux.close()
+
+    close_write = close
 
     async def reset(self) -> None:
         await self._mux.reset()
@@ -483,8 +488,8 @@ class Swarm:
             with trio.move_on_after(self.options.handshake_timeout) as scope:
                 try:
                     secure, muxer = await self._upgrade(raw, False, None)
-                except (HandshakeError, MultistreamError, ConnectionError, OSError) as exc:
-                    log.debug("inbound upgrade from %s failed: %s", remote, exc)
+                except Exception as exc:  # whatever a stranger sends: that connection ends
+                    log.debug("inbound upgrade from %s failed: %r", remote, exc)
                     await raw.close()
                     return None
             if scope.cancelled_caught:
@@ -622,8 +627,7 @@ class Swarm:
         async def attempt(addr: bytes, failed: trio.Event) -> None:
             try:
                 conn = await self._dial_one(peer, addr)
-            except (OSError, ConnectionError, HandshakeError, MultistreamError,
-                    trio.TooSlowError) as exc:
+            except Exception as exc:  # refused, timed out, or a peer that broke the upgrade
                 errors.append(f"{_show(addr)}: {exc or type(exc).__name__}")
                 self._failed(addr)
                 failed.set()
@@ -715,6 +719,22 @@ class Swarm:
                 log.exception("connection listener %r failed on %s", listener, event)
 
     async def _run_connection(self, conn: Connection) -> None:
+        """The connection's reader, identify and inbound streams; nothing a peer does here
+        reaches the swarm's nursery (a failure ends that connection only)."""
+        try:
+            await self._serve_connection(conn)
+        except Exception:
+            log.warning("connection to %s failed unexpectedly", conn.peer.hex()[:16],
+                        exc_info=True)
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await conn.session.close()
+                except Exception:
+                    pass
+            self._unregister(conn)
+
+    async def _serve_connection(self, conn: Connection) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.session.start)
             await conn.session.event_started.wait()
@@ -724,6 +744,11 @@ class Swarm:
                     mux = await conn.session.accept_stream()
                 except Exception:
                     break
+                if len(conn.session.streams) > self.options.max_streams_per_conn:
+                    log.info("peer %s: over %d streams on one connection, resetting one",
+                             conn.peer.hex()[:16], self.options.max_streams_per_conn)
+                    nursery.start_soon(mux.reset)
+                    continue
                 nursery.start_soon(self._inbound_stream, conn, mux)
             nursery.cancel_scope.cancel()
 
@@ -733,8 +758,8 @@ class Swarm:
         try:
             with trio.fail_after(self.options.negotiate_timeout):
                 proto = await negotiate_in(stream, handlers.__contains__, lambda: list(handlers))
-        except (trio.TooSlowError, MultistreamError, StreamReset, ConnectionError) as exc:
-            log.debug("inbound stream from %s: %s", conn.peer.hex()[:16], exc)
+        except Exception as exc:  # too slow, not multistream, reset: that stream only
+            log.debug("inbound stream from %s: %r", conn.peer.hex()[:16], exc)
             await stream.reset()
             return
         stream.protocol = proto
@@ -816,9 +841,8 @@ class Swarm:
                 finally:
                     await stream.close()
             self._take_identify(conn, msg)
-        except (trio.TooSlowError, StreamError, StreamReset, ConnectionError,
-                idproto.IdentifyError, FramingError) as exc:
-            log.debug("identify of %s failed: %s", conn.peer.hex()[:16], exc)
+        except Exception as exc:  # a peer without identify, or a broken message
+            log.debug("identify of %s failed: %r", conn.peer.hex()[:16], exc)
             conn.identified.set()
             return
         conn.identified.set()
@@ -828,8 +852,8 @@ class Swarm:
         try:
             msg = await self._read_identify(stream)
             self._take_identify(stream.conn, msg)
-        except (idproto.IdentifyError, FramingError, StreamReset) as exc:
-            log.debug("identify push from %s refused: %s", stream.conn.peer.hex()[:16], exc)
+        except Exception as exc:
+            log.debug("identify push from %s refused: %r", stream.conn.peer.hex()[:16], exc)
             await stream.reset()
             return
         await stream.close()
@@ -856,8 +880,8 @@ class Swarm:
                 stream = await conn.open_stream([idproto.PUSH], self.options.negotiate_timeout)
                 await stream.write(self._identify_message(conn).framed())
                 await stream.close()
-        except (trio.TooSlowError, StreamError, StreamReset, ConnectionError) as exc:
-            log.debug("identify push to %s failed: %s", conn.peer.hex()[:16], exc)
+        except Exception as exc:
+            log.debug("identify push to %s failed: %r", conn.peer.hex()[:16], exc)
 
     # -- ping ------------------------------------------------------------------------------------
     async def _serve_ping(self, stream: Stream) -> None:

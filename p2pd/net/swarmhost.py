@@ -1,0 +1,353 @@
+"""The Host port over our swarm: what :class:`p2pd.node.Node` offers the services and the
+control socket about connections, streams and peers, with client-facing errors.
+
+It adds to :class:`~p2pd.net.swarm.Swarm` the daemon's vocabulary: peer ids and
+multiaddrs as bytes checked at the edge (a malformed one is a :class:`NodeError` naming
+it), timeouts for dials and stream opens, the connection manager (tags, trim to the low
+water mark, the high-water watchdog, the grace period), the per-connection stream cap, and
+the peer store's entries for the persistent peerbook.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import trio
+
+from ..blocks.multibase import b58decode, b58encode
+from ..errors import NodeError
+from ..peerkeys import PeerKeyError, peer_id_from_public_key
+from .host import HostOptions
+from .ports import ConnectionListener, InboundHandler, PeerSummary
+from .swarm import (
+    MPLEX,
+    YAMUX,
+    DialError,
+    Identity,
+    Stream,
+    StreamError,
+    StreamReset,
+    Swarm,
+    SwarmOptions,
+    dial_target,
+    strip_p2p,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 60.0
+CONN_CHECK_INTERVAL = 1.0
+MAX_PEER_ID = 128
+
+
+def show_peer(peer: bytes) -> str:
+    return b58encode(peer)
+
+
+def check_peer_id(raw: bytes) -> bytes:
+    """Peer id bytes from a client or a peer: a multihash (identity or sha2-256)."""
+    raw = bytes(raw or b"")
+    if not raw:
+        raise NodeError("missing peer id")
+    ok = (len(raw) <= MAX_PEER_ID and len(raw) >= 2 and raw[0] in (0x00, 0x12)
+          and raw[1] == len(raw) - 2 and (raw[0] == 0x00 or raw[1] == 32))
+    if not ok:
+        raise NodeError("malformed peer id")
+    return raw
+
+
+def identity_of(key_pair) -> Identity:
+    """Our swarm identity from a py-libp2p key pair (any key type it holds)."""
+    public = key_pair.public_key.serialize()
+    return Identity(public, peer_id_from_public_key(public), key_pair.private_key.sign)
+
+
+class SwarmHost:
+    """Connections, streams and peers for one node, over :class:`Swarm`."""
+
+    def __init__(self, key_pair, options: HostOptions, agent_version: str) -> None:
+        muxers = (YAMUX, MPLEX) if options.muxer != "mplex" else (MPLEX, YAMUX)
+        self.options = options
+        self.swarm = Swarm(identity_of(key_pair), SwarmOptions(
+            muxers=muxers, agent_version=agent_version,
+            dial_timeout=options.dial_timeout,
+            max_conns_per_peer=options.max_conns_per_peer,
+            max_streams_per_conn=options.max_streams_per_conn))
+        self.me = self.swarm.me
+        self.tags: dict[bytes, dict[str, int]] = {}
+        self.protected: set[bytes] = set()
+        self.last_seen: dict[bytes, float] = {}
+        self.swarm.listeners.append(self)
+        self._listen = [_swarm_addr(a) for a in options.listen_addrs]
+        if options.announce_addrs:
+            self.swarm.announce_addrs = [_swarm_addr(a) for a in options.announce_addrs]
+
+    # -- lifetime ------------------------------------------------------------------------
+    async def run(self, *, conn_manager: bool = False,
+                  task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.swarm.run, self._listen)
+            if conn_manager:
+                nursery.start_soon(self._keep_below_high_water)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # connection events: the peer store's "last seen"
+    def peer_connected(self, peer: bytes) -> None:
+        self.last_seen[peer] = time.time()
+
+    def peer_disconnected(self, peer: bytes) -> None:
+        self.last_seen[peer] = time.time()
+
+    # -- identity and addresses ------------------------------------------------------------
+    @property
+    def peer_id_bytes(self) -> bytes:
+        return self.me
+
+    def listen_addrs(self) -> list[bytes]:
+        """Our bound swarm addresses, plain TCP first, then WebSocket."""
+        addrs = list(dict.fromkeys(self.swarm.listen_addrs))
+        addrs.sort(key=lambda a: bool(dial_target(a) and dial_target(a)[3]))
+        return addrs
+
+    def own_addrs(self) -> list[bytes]:
+        if self.swarm.announce_addrs is not None:
+            return list(self.swarm.announce_addrs)
+        return self.listen_addrs()
+
+    # -- handlers and streams ----------------------------------------------------------------
+    def set_stream_handler(self, protocol: str, handler: InboundHandler) -> None:
+        self.swarm.set_stream_handler(protocol, handler)
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        self.swarm.remove_stream_handler(protocol)
+
+    async def open_stream(self, peer_raw: bytes, protocols: Sequence[str],
+                          timeout: float | None):
+        peer = check_peer_id(peer_raw)
+        if not protocols:
+            raise NodeError("no protocol given for the stream")
+        timeout = timeout or DEFAULT_TIMEOUT
+        try:
+            with trio.fail_after(timeout):
+                conn = await self.swarm.dial(peer, timeout=timeout)
+                stream = await conn.open_stream(protocols, timeout)
+        except trio.TooSlowError:
+            raise NodeError(f"failed to open a stream to {show_peer(peer)}: timed out") from None
+        except (DialError, StreamError, StreamReset, ConnectionError) as exc:
+            raise NodeError(f"failed to open a stream to {show_peer(peer)}: {exc}") from None
+        return stream, stream.protocol, stream.conn.remote_addr
+
+    def stream_peer(self, stream: Stream) -> bytes:
+        return stream.conn.peer
+
+    def stream_remote_addr(self, stream: Stream) -> bytes:
+        return stream.conn.remote_addr
+
+    # -- connections ---------------------------------------------------------------------------
+    async def connect(self, peer_raw: bytes, addrs: Sequence[bytes], timeout: float | None) -> None:
+        peer = check_peer_id(peer_raw)
+        if peer == self.me:
+            raise NodeError("cannot connect to ourselves")
+        checked = [_client_addr(a) for a in addrs]
+        if checked:  # addresses named by the caller are dialled even after a failure
+            self.swarm.peerstore.add_addrs(peer, checked)
+            for a in checked:
+                self.swarm._backoff.pop(strip_p2p(a), None)
+        timeout = timeout or DEFAULT_TIMEOUT
+        try:
+            conn = await self.swarm.dial(peer, timeout=timeout)
+        except DialError as exc:
+            raise NodeError(f"failed to connect to {show_peer(peer)}: {exc}") from None
+        # as go's host.Connect: the call returns once the peer is identified (bounded)
+        with trio.move_on_after(min(timeout, 10.0)):
+            await conn.identified.wait()
+
+    async def disconnect(self, peer_raw: bytes) -> None:
+        await self.swarm.disconnect(check_peer_id(peer_raw))
+
+    def peers(self) -> list[PeerSummary]:
+        out = []
+        for peer, conns in self.swarm.conns.items():
+            addrs = list(dict.fromkeys(c.remote_addr for c in conns if not c.closed))
+            out.append(PeerSummary(peer, addrs))
+        return out
+
+    def connections(self, peer: bytes):
+        return [c for c in self.swarm.conns.get(peer, ()) if not c.closed]
+
+    def peer_protocols(self, peer_raw: bytes) -> list[str]:
+        return list(self.swarm.peerstore.protocols.get(check_peer_id(peer_raw), ()))
+
+    def peer_addrs(self, peer_raw: bytes) -> list[bytes]:
+        return self.swarm.peerstore.peer_addrs(check_peer_id(peer_raw))
+
+    def peer_agent(self, peer_raw: bytes) -> str:
+        return self.swarm.peerstore.agents.get(check_peer_id(peer_raw), "")
+
+    def knows_peer(self, peer_raw: bytes) -> bool:
+        peer = check_peer_id(peer_raw)
+        store = self.swarm.peerstore
+        return peer in store.addrs or peer in store.keys or peer in self.swarm.conns
+
+    def remember_addrs(self, peer_raw: bytes, addrs: Sequence[bytes]) -> None:
+        try:
+            peer = check_peer_id(peer_raw)
+        except NodeError:
+            return
+        self.swarm.peerstore.add_addrs(peer, [bytes(a) for a in addrs[:16] if dial_target(a)])
+
+    def add_listener(self, listener: ConnectionListener) -> None:
+        self.swarm.listeners.append(listener)
+
+    # -- the connection manager ------------------------------------------------------------------
+    def tag_peer(self, peer_raw: bytes, tag: str, weight: int) -> None:
+        peer = check_peer_id(peer_raw)
+        if not tag:
+            raise NodeError("missing tag")
+        self.tags.setdefault(peer, {})[tag] = int(weight)
+
+    def untag_peer(self, peer_raw: bytes, tag: str) -> None:
+        peer = check_peer_id(peer_raw)
+        if not tag:
+            raise NodeError("missing tag")
+        tags = self.tags.get(peer)
+        if tags is not None:
+            tags.pop(tag, None)
+            if not tags:
+                del self.tags[peer]
+
+    def peer_tag_value(self, peer_raw: bytes) -> int:
+        return sum(self.tags.get(check_peer_id(peer_raw), {}).values())
+
+    def _newest(self, peer: bytes) -> float:
+        return max((c.opened_at for c in self.connections(peer)), default=0.0)
+
+    async def trim(self, low: int, grace: float, *, respect_grace: bool = False) -> int:
+        """Close the least valuable peers down to ``low`` (untagged first, then the
+        newest); protected peers never; the automatic trim spares peers younger than
+        ``grace``. Returns how many peers were closed."""
+        peers = list(self.swarm.conns)
+        excess = len(peers) - low
+        if excess <= 0:
+            return 0
+        fresh_after = time.time() - grace
+        ranked = sorted(
+            (p for p in peers if p not in self.protected
+             and not (respect_grace and self._newest(p) > fresh_after)),
+            key=lambda p: (sum(self.tags.get(p, {}).values()), -self._newest(p)),
+        )
+        closed = 0
+        for peer in ranked[:excess]:
+            await self.swarm.disconnect(peer)
+            closed += 1
+        return closed
+
+    async def _keep_below_high_water(self) -> None:
+        opts = self.options
+        while True:
+            await trio.sleep(CONN_CHECK_INTERVAL)
+            if len(self.swarm.conns) > opts.conn_high:
+                closed = await self.trim(opts.conn_low, opts.conn_grace, respect_grace=True)
+                if closed:
+                    log.info("connection manager: closed %d peers above the high water mark",
+                             closed)
+
+    # -- the peer store, for the peerbook ------------------------------------------------------
+    def peer_entries(self):
+        """``(peer, addrs, protocols, public key, last seen)`` of every peer we know."""
+        store = self.swarm.peerstore
+        now = time.time()
+        peers = dict.fromkeys([*store.addrs, *store.keys])
+        for peer in peers:
+            if peer == self.me:
+                continue
+            addrs, key = store.peer_addrs(peer), store.keys.get(peer, b"")
+            if not addrs and not key:
+                continue
+            if peer in self.swarm.conns or peer not in self.last_seen:
+                self.last_seen[peer] = now
+            yield peer, addrs, list(store.protocols.get(peer, ())), key, self.last_seen[peer]
+
+    def restore_entry(self, peer: bytes, addrs, protocols, public_key: bytes,
+                      last_seen: float) -> None:
+        peer = check_peer_id(peer)
+        if peer == self.me:
+            return
+        store = self.swarm.peerstore
+        good = [bytes(a) for a in addrs if dial_target(a) is not None]
+        if good:
+            store.add_addrs(peer, good)
+        if protocols:
+            store.protocols[peer] = list(protocols)
+        if public_key:
+            try:
+                if peer_id_from_public_key(public_key) != peer:
+                    raise PeerKeyError("the key is not the peer's")
+            except PeerKeyError as exc:
+                raise NodeError(f"saved key of {show_peer(peer)} refused: {exc}") from None
+            store.keys[peer] = public_key
+        self.last_seen[peer] = last_seen
+
+
+def _swarm_addr(text: str) -> bytes:
+    import multiaddr
+
+    try:
+        return multiaddr.Multiaddr(text).to_bytes()
+    except Exception as exc:
+        raise NodeError(f"invalid swarm address {text!r}: {exc}") from None
+
+
+def _client_addr(raw: bytes) -> bytes:
+    import multiaddr
+
+    try:
+        return multiaddr.Multiaddr(bytes(raw)).to_bytes()
+    except Exception as exc:
+        raise NodeError(f"malformed multiaddr {bytes(raw).hex()}: {exc}") from None
+
+
+
+
+
+class PeerId:
+    """A checked peer id with the two spellings clients see (bytes, base58)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = bytes(raw)
+
+    def to_bytes(self) -> bytes:
+        return self.raw
+
+    def to_base58(self) -> str:
+        return b58encode(self.raw)
+
+    def __str__(self) -> str:
+        return self.to_base58()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, PeerId) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+
+def peer_id_from_text(text: str) -> bytes:
+    """A peer id from its text form: base58btc, or a CIDv1 (libp2p-key) in multibase."""
+    if text[:1] in ("Q", "1"):
+        try:
+            return check_peer_id(b58decode(text))
+        except ValueError:
+            raise NodeError(f"malformed peer id {text!r}") from None
+    from ..blocks.cid import CID
+
+    try:
+        return check_peer_id(CID.from_string(text).multihash)
+    except ValueError:
+        raise NodeError(f"malformed peer id {text!r}") from None
+__all__ = ["PeerId", "SwarmHost", "check_peer_id", "identity_of", "peer_id_from_text", "show_peer"]
