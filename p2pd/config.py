@@ -63,6 +63,13 @@ max_bytes = 1073741824
 # In-memory LRU of recently read blocks, in MiB (0 turns it off).
 cache_mib = 64
 
+[datastore]
+# Most the repo may take on disk ("10GB", "512MiB" or bytes; 0: no limit). When it passes
+# gc_watermark percent of that, unpinned blocks are collected automatically (pins and
+# blocks of operations in progress stay), as kubo's Datastore.StorageMax/StorageGCWatermark.
+storage_max = "10GB"
+gc_watermark = 90
+
 [bitswap]
 # Trade blocks with /ipfs/bitswap/1.2.0 (1.1.0, 1.0.0). `provide`: what `p2pd add`
 # announces on the DHT: "roots" (the added root CIDs), "all" (every block) or "none".
@@ -93,6 +100,26 @@ dns_resolver = ""
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKMGTP]i?B|B)?$")
+_SIZE_UNIT = {"B": 1, **{f"{p}B": 1000 ** (i + 1) for i, p in enumerate("kMGTP")},
+              **{f"{p}iB": 1024 ** (i + 1) for i, p in enumerate("KMGTP")}, "KB": 1000}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"10GB"`` (powers of 1000, as kubo writes them), ``"512MiB"`` (of
+    1024) or a bare number of bytes."""
+    if isinstance(text, bool):
+        raise ConfigError(f"invalid size {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ConfigError(f"size must not be negative: {text}")
+        return text
+    m = _SIZE.match(text.strip())
+    if m is None:
+        raise ConfigError(f"invalid size {text!r} (examples: 10GB, 512MiB, 1000000)")
+    return int(float(m.group(1)) * _SIZE_UNIT[m.group(2) or "B"])
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -136,6 +163,10 @@ class Config:
     max_streams_per_conn: int = 512
     max_control_clients: int = 256
     blockstore_cache_bytes: int = 64 << 20
+    #: ``[datastore] storage_max`` in bytes (0: no limit) and the percent of it at which
+    #: automatic gc runs.
+    storage_max: int = 0
+    gc_watermark: int = 90
     perf: bool = False
     perf_max_bytes: int = 1 << 30
     bitswap: bool = True
@@ -189,6 +220,11 @@ class Config:
             raise ConfigError("perf.max_bytes must be between 0 and 2**40")
         if not 0 <= self.blockstore_cache_bytes <= 1 << 40:
             raise ConfigError("blockstore.cache_mib must be between 0 and 1048576")
+        if self.storage_max < 0:
+            raise ConfigError("datastore.storage_max must not be negative")
+        if not 1 <= self.gc_watermark <= 100:
+            raise ConfigError(f"datastore.gc_watermark is a percent: 1 to 100 "
+                              f"(got {self.gc_watermark})")
         if self.pubsub_router not in ("gossipsub", "floodsub"):
             raise ConfigError(f"unknown pubsub router {self.pubsub_router!r}")
         if self.provide not in ("roots", "all", "none"):
@@ -283,6 +319,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
+        c.storage_max = parse_size(_get(doc, "datastore", "storage_max", (str, int), "10GB"))
+        c.gc_watermark = _get(doc, "datastore", "gc_watermark", int, 90)
         c.perf = _get(doc, "perf", "enabled", bool, False)
         c.perf_max_bytes = _get(doc, "perf", "max_bytes", int, 1 << 30)
         c.bitswap = _get(doc, "bitswap", "enabled", bool, True)
