@@ -35,6 +35,10 @@ from .exchange.service import BitswapService, FetchStats
 
 log = logging.getLogger(__name__)
 
+#: Seconds between checks of the repo's size against ``[datastore] storage_max`` (one
+#: also follows every add and fetch).
+AUTO_GC_CHECK = 30.0
+
 
 @dataclass(slots=True)
 class Progress:
@@ -94,6 +98,13 @@ class Repo:
         #: Roots of the DAGs operations are fetching or reading now, with how many use each.
         self._held: dict[CID, int] = {}
         self.fetches_in_flight = 0
+        config = getattr(node, "config", None)
+        #: ``[datastore] storage_max`` (0: none) and the percent of it that starts a gc.
+        self.storage_max = getattr(config, "storage_max", 0)
+        self.gc_watermark = getattr(config, "gc_watermark", 90)
+        self.gc_runs = 0
+        self.auto_gc_runs = 0
+        self._grew = trio.Event()
         self._nursery: trio.Nursery | None = None
 
     def attach(self) -> None:
@@ -103,8 +114,48 @@ class Repo:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.bitswap.run)
+            if self.storage_max:
+                nursery.start_soon(self._collect_when_full)
             task_status.started()
             await trio.sleep_forever()
+
+    # -- storage limit ------------------------------------------------------------------------
+    @property
+    def gc_threshold(self) -> int:
+        """Bytes on disk above which gc runs by itself (0: never)."""
+        return self.storage_max * self.gc_watermark // 100
+
+    def disk_usage(self) -> int:
+        return self.datastore.disk_usage()
+
+    async def _collect_when_full(self) -> None:
+        """Kubo's StorageGCWatermark: past ``gc_threshold`` bytes, collect what no pin and
+        no running operation needs. Still above ``storage_max`` after that: one warning
+        (until it is below again), since only unpinning can free the rest."""
+        warned = False
+        while True:
+            with trio.move_on_after(AUTO_GC_CHECK):
+                await self._grew.wait()
+            self._grew = trio.Event()
+            used = await trio.to_thread.run_sync(self.disk_usage)
+            if used <= self.gc_threshold:
+                warned = False
+                continue
+            removed, freed = await self.gc(auto=True)
+            after = await trio.to_thread.run_sync(self.disk_usage)
+            log.info("auto gc: the repo held %d bytes, past %d%% of storage_max %d: removed "
+                     "%d blocks (%d bytes); now %d bytes", used, self.gc_watermark,
+                     self.storage_max, removed, freed, after)
+            if after > self.storage_max and not warned:
+                warned = True
+                log.warning("the repo holds %.1f MiB, above [datastore] storage_max (%.1f MiB) "
+                            "even after gc: the rest is pinned or in use; unpin something or "
+                            "raise storage_max", after / (1 << 20), self.storage_max / (1 << 20))
+            elif after <= self.storage_max:
+                warned = False
+
+    def _stored_more(self) -> None:
+        self._grew.set()
 
     # -- the writer / collector exclusion ------------------------------------------------------
     @asynccontextmanager
@@ -181,6 +232,7 @@ class Repo:
                 # The bulk write above was flushed: the whole DAG is durably stored.
                 self.pins.add(result.cid, os.path.basename(os.path.normpath(path)),
                               complete=True)
+        self._stored_more()
         if sink.wanted and self.bitswap.engine.blocks_added(sink.wanted):
             self.bitswap._work.set()
         self._announce([result.cid] if self.provide_mode == "roots" else sink.cids)
@@ -221,7 +273,10 @@ class Repo:
                 raise FileNotFoundError(f"block {missing[0]} is not stored (offline)")
             return FetchStats()
         async with self._fetching(cid):
-            return await self.bitswap.fetch(cid, timeout=timeout, progress=report)
+            try:
+                return await self.bitswap.fetch(cid, timeout=timeout, progress=report)
+            finally:
+                self._stored_more()
 
     def _dag_size(self, cid: CID) -> int:
         """Bytes of every block under ``cid``, as its root's links promise (the Tsizes);
@@ -275,7 +330,7 @@ class Repo:
     def pin_ls(self):
         return self.pins.list()
 
-    async def gc(self) -> tuple[int, int]:
+    async def gc(self, *, auto: bool = False) -> tuple[int, int]:
         """Remove every block no pin and no running operation reaches.
 
         Waits for local writes in progress (their blocks are not pinned yet), never for
@@ -290,7 +345,11 @@ class Repo:
                     self.datastore.compact("blocks", "blockinfo")
                 return removed, freed
 
-            return await trio.to_thread.run_sync(collect)
+            result = await trio.to_thread.run_sync(collect)
+            self.gc_runs += 1
+            if auto:
+                self.auto_gc_runs += 1
+            return result
 
     # -- single blocks --------------------------------------------------------------------------
     async def block_get(self, cid: CID, *, timeout: float | None = None,
@@ -333,8 +392,15 @@ class Repo:
 
         return await trio.to_thread.run_sync(work)
 
-    def stats(self) -> dict:
-        return {"blocks": self.store.count(), "pins": len(self.pins.list()),
+    async def stats(self) -> dict:
+        """``repo stat``: what kubo's shows (blocks, bytes, size on disk, storage max,
+        path) plus pins, gc runs and the Bitswap counters."""
+        blocks, block_bytes = await trio.to_thread.run_sync(self.store.usage)
+        return {"blocks": blocks, "blocks_bytes": block_bytes,
+                "repo_size": await trio.to_thread.run_sync(self.disk_usage),
+                "storage_max": self.storage_max, "gc_watermark": self.gc_watermark,
+                "path": str(self.datastore.path), "pins": len(self.pins.list()),
+                "gc_runs": self.gc_runs, "auto_gc_runs": self.auto_gc_runs,
                 "fetches_in_flight": self.fetches_in_flight, **self.bitswap.stats()}
 
 

@@ -315,6 +315,18 @@ class Blockstore:
                 continue
             yield CID(1, codec, mh)
 
+    def usage(self) -> tuple[int, int]:
+        """``(blocks, bytes)`` stored, from the small index (a scan: O(blocks))."""
+        self._live()
+        blocks = total = 0
+        for mh, info in self._info.items():
+            try:
+                total += _parse_info(info, mh)[1]
+            except CorruptBlock:
+                continue
+            blocks += 1
+        return blocks, total
+
     def count(self) -> int:
         """Number of stored blocks (a scan over the small index: O(blocks))."""
         self._live()

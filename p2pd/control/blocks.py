@@ -233,7 +233,7 @@ async def _answer(repo, req: pb.BlocksRequest, stream) -> list[pb.Response]:
         return [ok_response(blocks=pb.BlocksResponse(cid=cid.to_bytes(),
                                                      size=repo.block_size(cid)))]
     if t == B.STAT:
-        return [ok_response(blocks=pb.BlocksResponse(stats=json.dumps(repo.stats())))]
+        return [ok_response(blocks=pb.BlocksResponse(stats=json.dumps(await repo.stats())))]
     if t == B.VERIFY:
         report = await repo.verify()
         return [ok_response(blocks=pb.BlocksResponse(stats=json.dumps(report)))]

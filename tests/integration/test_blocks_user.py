@@ -215,3 +215,44 @@ def test_a_cidv0_typo_is_named_as_such():
         r = p2pd("cat", "--api", d.control, "QmBadCid", check=False)
         assert r.returncode == 1
         assert b"invalid CID 'QmBadCid': not a valid base58btc CIDv0" in r.stderr, r.stderr
+
+
+STORAGE_CONFIG = """\
+[swarm]
+listen = ["/ip4/127.0.0.1/tcp/0"]
+[datastore]
+storage_max = "4MiB"
+gc_watermark = 50
+"""
+
+
+def test_past_the_watermark_gc_runs_by_itself_and_keeps_pins(short_home, tmp_path):  # noqa: F811
+    (tmp_path / "kept").write_bytes(os.urandom(1 << 20))
+    (tmp_path / "loose").write_bytes(os.urandom(6 << 20))
+    (tmp_path / "huge").write_bytes(os.urandom(6 << 20))
+    home = HomeDaemon(short_home, STORAGE_CONFIG)
+    api = ("--api", f"/unix{home.sock}")
+    try:
+        st = json.loads(out("repo", "stat", "--json", *api))
+        assert st["storage_max"] == 4 << 20 and st["gc_watermark"] == 50
+        assert st["path"] == str(short_home / "datastore") and st["blocks"] == 0
+        kept = out("add", "-Q", *api, str(tmp_path / "kept")).strip()
+        out("add", "--no-pin", *api, str(tmp_path / "loose"))
+        # past 2 MiB (50 % of 4 MiB): the unpinned file goes, the pinned one stays
+        deadline = time.monotonic() + 20
+        while (st := json.loads(out("repo", "stat", "--json", *api)))["auto_gc_runs"] < 1:
+            assert time.monotonic() < deadline, st
+            time.sleep(0.2)
+        assert st["blocks_bytes"] < 2 << 20 and st["repo_size"] < 3 << 20, st
+        assert p2pd("cat", *api, kept).stdout == (tmp_path / "kept").read_bytes()
+        # pinned data past storage_max cannot be collected: said once, in one line
+        out("add", "-Q", *api, str(tmp_path / "huge"))
+        deadline = time.monotonic() + 20
+        while json.loads(out("repo", "stat", "--json", *api))["auto_gc_runs"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        home.stop()
+    err = home.proc.stderr.read()
+    assert err.count("above [datastore] storage_max") == 1, err
+    assert "Traceback" not in err
