@@ -126,11 +126,21 @@ class Pins:
         return out
 
     def reachable(self, roots: Iterable[CID] = ()) -> set[bytes]:
-        """Multihashes of every stored block under any pin or any of ``roots``."""
+        """Multihashes of every stored block under any pin or any of ``roots``.
+
+        A root of ``roots`` (a DAG still being fetched, from anyone) may be deeper than
+        :data:`MAX_DEPTH`: what the walk reached is kept, the rest is not (a pin is never
+        that deep: it could not have been written)."""
         keep: set[bytes] = set()
-        for root in [*(pin.cid for pin in self.list()), *roots]:
-            for cid, _present in walk(self.store, root):
+        for pin in self.list():
+            for cid, _present in walk(self.store, pin.cid):
                 keep.add(cid.multihash)
+        for root in roots:
+            try:
+                for cid, _present in walk(self.store, root):
+                    keep.add(cid.multihash)
+            except PinError:
+                continue
         return keep
 
     def gc(self, keep: Iterable[CID] = ()) -> tuple[int, int]:

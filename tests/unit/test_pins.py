@@ -71,3 +71,32 @@ def test_pins_survive_reopen(tmp_path):
         assert [p.cid for p in Pins(ds, Blockstore(ds)).list()] == [root]
     finally:
         ds.close()
+
+
+def test_gc_keeps_what_the_roots_of_running_operations_reach(repo, tmp_path):
+    ds, store, pins = repo
+    fetching = add(store, tmp_path, "fetching", 1 << 20)  # unpinned: a fetch in progress
+    loose = add(store, tmp_path, "loose", 1 << 20)
+    pins.gc([fetching])
+    assert not missing_blocks(store, fetching)
+    assert missing_blocks(store, loose) == [loose]
+
+
+def test_gc_with_a_too_deep_running_dag_still_collects(repo, tmp_path):
+    from p2pd.blocks import dagpb, unixfs
+    from p2pd.blocks.cid import CID
+    from p2pd.blocks.multicodec import Codec
+    from p2pd.blocks.pins import MAX_DEPTH
+
+    ds, store, pins = repo
+    loose = add(store, tmp_path, "loose", 1 << 20)
+    data = unixfs.encode(unixfs.UnixFSData(unixfs.DataType.DIRECTORY))
+    child = None
+    for i in range(MAX_DEPTH + 3):  # a hostile chain of directories
+        links = [dagpb.PBLink(child, f"d{i}", 1)] if child else []
+        block = dagpb.encode(links, data)
+        child = CID.for_block(block, Codec.DAG_PB, 1)
+        store.put(child, block)
+    removed, _ = pins.gc([child])
+    assert missing_blocks(store, loose) == [loose] and removed > 0
+    assert store.has(child)
