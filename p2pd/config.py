@@ -355,7 +355,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
     if "connHi" in flags:
         c.conn_high = flags["connHi"]
     if "connGrace" in flags:
-        c.conn_grace = parse_duration(flags["connGrace"])
+        c.conn_grace = _duration_flag(flags, "connGrace")
     if flags.get("dht") or flags.get("dhtServer") or flags.get("dhtClient"):
         c.dht = True
         c.dht_mode = (
@@ -377,7 +377,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
     if "bootstrapPeers" in flags:
         c.bootstrap_peers = _split(flags["bootstrapPeers"])
     if "idleTimeout" in flags:
-        c.idle_timeout = parse_duration(flags["idleTimeout"])
+        c.idle_timeout = _duration_flag(flags, "idleTimeout")
     if "persistentConnMaxMsgSize" in flags:
         c.persistent_conn_max_msg_size = flags["persistentConnMaxMsgSize"]
     if "noListenAddrs" in flags:
@@ -385,16 +385,25 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
     if "muxer" in flags:
         c.muxer = flags["muxer"]
     if "gossipsubHeartbeatInterval" in flags:
-        c.gossipsub_heartbeat_interval = parse_duration(flags["gossipsubHeartbeatInterval"])
+        c.gossipsub_heartbeat_interval = _duration_flag(flags, "gossipsubHeartbeatInterval")
     if "gossipsubHeartbeatInitialDelay" in flags:
-        c.gossipsub_heartbeat_initial_delay = parse_duration(
-            flags["gossipsubHeartbeatInitialDelay"]
+        c.gossipsub_heartbeat_initial_delay = _duration_flag(
+            flags, "gossipsubHeartbeatInitialDelay"
         )
     if "echo" in flags:
         c.echo = flags["echo"]
     _check_go_combinations(flags, c)
     c.not_implemented = not_implemented_flags(flags)
     return c.validate()
+
+
+def _duration_flag(flags: dict[str, Any], name: str) -> float:
+    """A duration flag in seconds (Go's flag parser allows negative ones; we do not)."""
+    value = flags[name]
+    seconds = value if isinstance(value, float) else parse_duration(value)
+    if seconds < 0:
+        raise ConfigError(f"-{name} must not be negative (got {seconds:g}s)")
+    return seconds
 
 
 #: Go flags whose behaviour belongs to open issues (relay and AutoNAT: the NAT issue;
@@ -411,13 +420,13 @@ NOT_IMPLEMENTED_FLAGS = (
 def not_implemented_flags(flags: dict[str, Any]) -> list[str]:
     """``-name=value`` for each flag given that asks for something not implemented yet.
 
-    A boolean counts when it is true (``-relay=false`` asks for what p2pd does anyway),
-    any other flag when it is given. ``-noise=false`` counts too: Noise is the only
-    channel security p2pd has, so it stays on.
+    A flag counts when its value asks for something: true, a non-empty string, a
+    non-zero number (``-relay=false``, ``-metricsAddr=""`` ask for what p2pd does anyway).
+    ``-noise=false`` counts too: Noise is the only channel security p2pd has, so it stays on.
     """
     out = []
     for name in NOT_IMPLEMENTED_FLAGS:
-        if name not in flags or flags[name] is False:
+        if not flags.get(name):
             continue
         value = flags[name]
         out.append(f"-{name}" + ("" if value is True else f"={value:g}s" if isinstance(value, float)

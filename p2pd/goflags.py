@@ -24,8 +24,9 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 _UINT64 = (0, (1 << 64) - 1)
 _GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]*|[1-9][0-9_]*)")
 _GO_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_DURATION_UNIT = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+_DURATION_NS = {
+    "ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+    "h": 3600 * 10**9,
 }
 
 
@@ -72,15 +73,20 @@ def parse_go_duration(text: str) -> float:
         sign, s = (-1.0 if s[0] == "-" else 1.0), s[1:]
     if s == "0":
         return 0.0
-    pos, total = 0, 0.0
+    pos, total_ns = 0, 0
     for m in _GO_DURATION_PART.finditer(s):
         if m.start() != pos:
             break
-        total += float(m.group(1)) * _DURATION_UNIT[m.group(2)]
+        whole, _, frac = m.group(1).partition(".")
+        unit = _DURATION_NS[m.group(2)]
+        # integer nanoseconds, as Go counts them: "700ms" is 0.7 s exactly, not 0.70000001
+        total_ns += int(whole or 0) * unit + (int(frac) * unit // 10 ** len(frac) if frac else 0)
         pos = m.end()
     if pos == 0 or pos != len(s):
         raise ValueError("parse error")
-    return sign * total
+    if total_ns > (1 << 63) - 1:
+        raise ValueError("value out of range")
+    return sign * total_ns / 1e9
 
 
 @dataclass(slots=True)

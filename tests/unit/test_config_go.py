@@ -1,0 +1,154 @@
+"""The go daemon's ways of configuring: its flags mapped onto Config, the combinations it
+refuses, the flags not implemented yet, and its JSON config (-f/-i) field by field."""
+
+import json
+import tomllib
+
+import pytest
+
+from p2pd.config import (
+    DEFAULT_CONFIG_TOML,
+    GO_DEFAULT_LISTEN,
+    json_config_flags,
+    not_implemented_flags,
+    resolve,
+)
+from p2pd.errors import ConfigError
+
+
+def test_hivemind_fork_fields_come_from_their_flags():
+    c = resolve({"idleTimeout": 30.0, "persistentConnMaxMsgSize": 1 << 16})
+    assert c.idle_timeout == 30.0 and c.persistent_conn_max_msg_size == 1 << 16
+    d = resolve({})
+    assert d.idle_timeout == 0.0 and d.persistent_conn_max_msg_size == 4 << 20
+
+
+@pytest.mark.parametrize(
+    "flags, field, value",
+    [({"q": True}, "quiet", True), ({"quiet": True}, "quiet", True),
+     ({"noListenAddrs": True}, "no_listen", True), ({"muxer": "mplex"}, "muxer", "mplex"),
+     ({"gossipsubHeartbeatInterval": 0.7}, "gossipsub_heartbeat_interval", 0.7),
+     ({"gossipsubHeartbeatInitialDelay": 0.2}, "gossipsub_heartbeat_initial_delay", 0.2),
+     ({"echo": True}, "echo", True), ({"pubsubRouter": "floodsub"}, "pubsub_router", "floodsub"),
+     ({"dhtClient": True}, "dht_mode", "client"), ({"dhtServer": True}, "dht_mode", "server")],
+)
+def test_go_flags_set_their_config_fields(flags, field, value):
+    assert getattr(resolve(flags), field) == value
+
+
+def test_go_b_is_strict_and_our_bootstrap_joins_in_the_background():
+    assert resolve({"b": True}).bootstrap_strict and resolve({"b": True}).bootstrap
+    loose = resolve({"bootstrap": True})
+    assert loose.bootstrap and not loose.bootstrap_strict
+    assert not resolve({"b": False}).bootstrap
+
+
+def test_pubsub_is_on_and_perf_off_in_a_home_config_and_harness_mode_follows_the_go_daemon():
+    home = resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    assert home.pubsub and not home.perf
+    assert resolve({}, {}).pubsub and not resolve({}, {}).perf  # keys absent: same defaults
+    assert not resolve({"pubsub": False}, tomllib.loads(DEFAULT_CONFIG_TOML)).pubsub
+    harness = resolve({})
+    assert not harness.pubsub and not harness.perf
+    assert resolve({"pubsub": True}).pubsub
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [({"forceReachabilityPublic": True, "forceReachabilityPrivate": True},
+      "forceReachability must be public or private, not both"),
+     ({"noise": False, "tls": False}, "at least one channel security protocol must be enabled"),
+     ({"trustedRelays": "/ip4/1.2.3.4/tcp/1", "relay": False}, "relays are not enabled"),
+     ({"trustedRelays": "/ip4/1.2.3.4/tcp/1"}, "autoRelay is not enabled"),
+     ({"autoRelay": True, "relayDiscovery": False, "dht": True}, "requires either"),
+     ({"autoRelay": True}, "without Relay enabled and DHT enabled"),
+     ({"muxer": "spdy"}, "unknown muxer 'spdy'"),
+     ({"idleTimeout": -1.0}, "-idleTimeout must not be negative"),
+     ({"persistentConnMaxMsgSize": 10}, "-persistentConnMaxMsgSize must be between")],
+)
+def test_combinations_the_go_daemon_refuses_are_refused(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(flags)
+
+
+def test_only_flags_asking_for_something_missing_are_named():
+    named = not_implemented_flags({"relay": True, "tls": True, "quic": False, "autonat": False,
+                                   "relayTimeLimit": 60.0, "metricsAddr": "127.0.0.1:9",
+                                   "relayHopLimit": 0, "connManager": True, "noise": False})
+    assert named == ["-relay", "-relayTimeLimit=60s", "-tls", "-metricsAddr=127.0.0.1:9",
+                     "-noise=false (Noise stays on: it is the only channel security p2pd has)"]
+    assert not_implemented_flags({"relay": False, "tls": False, "dht": True}) == []
+    assert resolve({"autonat": True}).not_implemented == ["-autonat"]
+
+
+UPSTREAM_EXAMPLE = """{
+  "ListenAddr": "/unix/tmp/p2pd.sock", "Quiet": false, "ID": "",
+  "Bootstrap": {"Enabled": false, "Peers": []}, "DHT": {"Mode": ""},
+  "ConnectionManager": {"Enabled": false, "LowWaterMark": 256, "HighWaterMark": 512,
+                        "GracePeriod": 120},
+  "QUIC": false, "NatPortMap": false,
+  "PubSub": {"Enabled": false, "Router": "gossipsub", "Sign": true, "SignStrict": false,
+             "GossipSubHeartbeat": {"Interval": 0, "InitialDelay": 0}},
+  "Relay": {"Enabled": true, "Active": false, "Hop": false, "Discovery": false, "Auto": false},
+  "AutoNat": false, "HostAddresses": [], "AnnounceAddresses": [], "NoListen": false,
+  "MetricsAddress": "", "PProf": {"Enabled": false}
+}"""
+
+
+def test_the_upstream_specs_complete_example_config_is_accepted():
+    # go-libp2p-daemon specs/CONFIG.md, "Complete (Default Options) Example"
+    flags = json_config_flags(UPSTREAM_EXAMPLE, "conf.json")
+    c = resolve(flags)
+    assert c.control_listen == "/unix/tmp/p2pd.sock" and not c.dht and not c.pubsub
+    assert (c.conn_low, c.conn_high, c.conn_grace) == (256, 512, 120.0)
+    assert c.not_implemented == ["-relay"]
+
+
+def test_json_fields_map_to_the_flags_they_stand_for():
+    doc = {"listenaddr": "/unix/tmp/x.sock", "Quiet": True, "ID": "/k",
+           "Bootstrap": {"Enabled": True, "Peers": "/ip4/1.2.3.4/tcp/1/p2p/Qm1,/dns4/a/tcp/2"},
+           "DHT": {"Mode": "full"},
+           "ConnectionManager": {"Enabled": True, "LowWaterMark": 1, "HighWaterMark": 2,
+                                 "GracePeriod": "1m30s"},
+           "PubSub": {"Enabled": True, "Router": "floodsub", "Sign": False,
+                      "GossipSubHeartbeat": {"Interval": "700ms", "InitialDelay": 0.05}},
+           "HostAddresses": ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
+           "AnnounceAddresses": ["/ip4/198.51.100.1/tcp/4001"], "NoListen": True,
+           "Security": {"Noise": True}, "Echo": True}
+    c = resolve(json_config_flags(json.dumps(doc), "c.json"))
+    assert c.control_listen == "/unix/tmp/x.sock" and c.quiet and c.identity_file == "/k"
+    assert c.bootstrap_strict and c.bootstrap_peers == ["/ip4/1.2.3.4/tcp/1/p2p/Qm1",
+                                                        "/dns4/a/tcp/2"]
+    assert c.dht and c.dht_mode == "auto" and c.conn_manager
+    assert (c.conn_low, c.conn_high, c.conn_grace) == (1, 2, 90.0)
+    assert c.pubsub and c.pubsub_router == "floodsub" and not c.pubsub_sign
+    assert (c.gossipsub_heartbeat_interval, c.gossipsub_heartbeat_initial_delay) == (0.7, 0.05)
+    assert c.host_addrs == ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
+    assert c.announce_addrs == ["/ip4/198.51.100.1/tcp/4001"] and c.no_listen and c.echo
+    assert json_config_flags("{}", "c.json") == {"listen": GO_DEFAULT_LISTEN}
+    assert json_config_flags('{"DHT": {"Mode": "client"}}', "c")["dhtClient"] is True
+
+
+def test_flags_given_beside_the_json_config_win():
+    flags = {**json_config_flags('{"ConnectionManager": {"HighWaterMark": 9}}', "c"),
+             "connHi": 300}
+    assert resolve(flags).conn_high == 300
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("[1]", "c.json: the JSON config must be an object"),
+     ("{", "c.json: not a JSON config"),
+     ('{"Bogus": 1}', "c.json: unknown field Bogus"),
+     ('{"PubSub": {"Enabld": true}}', "c.json: unknown field PubSub.Enabld"),
+     ('{"PubSub": true}', "c.json: PubSub must be an object"),
+     ('{"Quiet": "yes"}', "c.json: Quiet must be true or false"),
+     ('{"ConnectionManager": {"LowWaterMark": 1.5}}', "LowWaterMark must be an integer"),
+     ('{"ConnectionManager": {"GracePeriod": "soon"}}', "GracePeriod: invalid duration"),
+     ('{"HostAddresses": [1]}', "HostAddresses must be a list of multiaddr strings"),
+     ('{"ListenAddr": "tmp/x.sock"}', "ListenAddr is not a multiaddr"),
+     ('{"DHT": {"Mode": "auto"}}', "unknown DHT mode 'auto'")],
+)
+def test_bad_json_configs_are_refused_naming_the_file_and_field(text, message):
+    with pytest.raises(ConfigError, match=message):
+        json_config_flags(text, "c.json")
