@@ -65,3 +65,14 @@ async def test_own_publishes_arrive_once_while_a_remote_peer_also_subscribes():
             assert sorted(m.data for m in got) == [b"from a %d" % i for i in range(3)]
             await assert_nothing_more(stream, 1.5)
             await stream.aclose()
+
+
+async def test_pubsub_sign_false_publishes_unsigned_messages_as_the_go_daemon():
+    with Daemon("-pubsub", "-pubsubSign=false") as unsigned, Daemon("-pubsub") as signed:
+        for d, want_signature in ((unsigned, False), (signed, True)):
+            c = Client(Multiaddr(d.control))
+            stream = await c.pubsub_subscribe("sig")
+            await c.pubsub_publish("sig", b"x")
+            [m] = await read_messages(stream, 1)
+            assert bool(m.signature) == want_signature and bool(m.key) is False
+            await stream.aclose()
