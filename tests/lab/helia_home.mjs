@@ -3,6 +3,7 @@
 // resolved through the namespace's resolv.conf, i.e. the lab's DNS server. No mDNS, no
 // delegated routing, no public bootstrap. JSON lines on stdin, one JSON line back each; the
 // first line out is {"peerId"}.
+//   {"cmd":"dial","addr":MA}                   -> {"ok":true}
 //   {"cmd":"waitPeer","peer":ID,"timeout":MS}  -> {"ok":true}      (connected to ID)
 //   {"cmd":"add","path":P}                     -> {"cid":CID}      (kubo's layout, CIDv1)
 //   {"cmd":"cat","cid":CID,"out":P}            -> {"bytes":N,"ms":N}  (over Bitswap)
@@ -22,6 +23,7 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
 import { CID } from 'multiformats/cid'
+import { multiaddr } from '@multiformats/multiaddr'
 
 const list = JSON.parse(process.argv[2] ?? '[]')
 const helia = withBitswap(withLibp2pLight(createHeliaLight({}), {
@@ -46,6 +48,9 @@ async function * fileChunks (path) {
 async function run (msg) {
   const signal = AbortSignal.timeout(msg.timeout ?? 120000)
   switch (msg.cmd) {
+    case 'dial':
+      await node.dial(multiaddr(msg.addr), { signal })
+      return { ok: true }
     case 'waitPeer':
       while (!node.getPeers().some(p => p.toString() === msg.peer)) {
         if (signal.aborted) throw new Error(`not connected to ${msg.peer}`)
