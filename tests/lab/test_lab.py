@@ -304,6 +304,8 @@ def test_teardown_leaves_no_namespace_link_table_or_process(tmp_path):
         tables = lab.exec(lab.homes["full-cone"].router, "nft", "list", "tables").stdout
         assert "p2plab" in tables
         assert len([x for x in lab.leftovers() if "/" not in x]) == 10
+        # nothing was ever added to the host's own namespace, not even while the lab runs
+        assert _root_state()[:2] == before[:2]
     finally:
         lab.close()
     assert lab.leftovers() == []
@@ -404,3 +406,17 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_without_root_or_tools_the_lab_says_why_it_cannot_run(monkeypatch):
+    import shutil
+
+    from lab import netns
+
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    assert "needs root" in netns.unavailable_reason()
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 0)
+    real = shutil.which
+    monkeypatch.setattr(netns.shutil, "which", lambda t: None if t == "nft" else real(t))
+    why = netns.unavailable_reason()
+    assert "nft" in why and "apt-get install nftables" in why
