@@ -135,9 +135,10 @@ class SecureChannel:
         self._pending = bytearray()
         self._send_lock = trio.Lock()
         self._eof = False
-        leftover = raw._early
-        raw._early = b""
-        self._early_cipher = leftover  # transport bytes that came with the last handshake read
+        # transport bytes that came with the last handshake read
+        self._early_cipher = getattr(raw, "_early", b"")
+        if self._early_cipher:
+            raw._early = b""
 
     # what MuxSession asks of its channel
     def get_remote_address(self):

@@ -23,7 +23,6 @@ import logging
 from typing import Any
 
 import trio
-from libp2p.stream_muxer.exceptions import MuxedConnUnavailable, MuxedStreamError
 
 from .mplex_wire import (
     CLOSE_INITIATOR,
@@ -38,6 +37,7 @@ from .mplex_wire import (
     MplexWireError,
     frame,
 )
+from .muxerrors import MuxedConnUnavailable, MuxedStreamError
 from .muxsession import MuxSession, MuxStream, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class MplexStream(MuxStream):
 
 
 class MplexConnection(MuxSession):
-    """An mplex session over a secure channel (py-libp2p ``ISecureConn``)."""
+    """An mplex session over a secure channel (p2pd.net.channel.SecureChannel)."""
 
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_buffer: int = MAX_BUFFER,

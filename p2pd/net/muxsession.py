@@ -9,8 +9,8 @@ error (``_on_protocol_error``) and its streams.
 subclass supplies its FIN and RST frames, its writes and what a read gives back to the peer
 (``_after_read``: Yamux window credit, mplex backpressure).
 
-They implement py-libp2p's ``IMuxedConn``/``IMuxedStream`` so its swarm, identify, ping and
-everything above run our muxers unchanged.
+They keep the method names of py-libp2p's ``IMuxedConn``/``IMuxedStream``; our swarm
+(p2pd/net/swarm.py) runs them over its secure channel.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import logging
 from typing import Any
 
 import trio
-from libp2p.abc import IMuxedConn, IMuxedStream
-from libp2p.stream_muxer.exceptions import (
+
+from .muxbuf import ReadBuffer
+from .muxerrors import (
     MuxedConnUnavailable,
     MuxedStreamClosed,
     MuxedStreamEOF,
     MuxedStreamReset,
 )
-
-from .muxbuf import ReadBuffer
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class ProtocolError(Exception):
     """The peer broke the muxer's rules; the connection ends."""
 
 
-class MuxStream(IMuxedStream):
+class MuxStream:
     """One stream of a :class:`MuxSession`."""
 
     def __init__(self, conn: MuxSession, stream_id: int, is_initiator: bool) -> None:
@@ -170,7 +169,7 @@ class MuxStream(IMuxedStream):
         await self.close()
 
 
-class MuxSession(IMuxedConn):
+class MuxSession:
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None,
                  on_close: Any, backlog: int) -> None:
         self.secured_conn = secured_conn

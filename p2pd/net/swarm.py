@@ -46,6 +46,7 @@ from ..framing import FrameDecoder
 from . import identify as idproto
 from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
 from .multistream import MultistreamError
+from .muxerrors import MuxedStreamReset
 from .noise_xx import Handshake, HandshakeError
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class Stream:
         except EOFError:
             return b""
         except Exception as exc:
-            if type(exc).__name__ == "MuxedStreamReset" or self._mux.reset_received:
+            if isinstance(exc, MuxedStreamReset) or self._mux.reset_received:
                 raise StreamReset(str(exc) or "stream reset") from None
             raise
 

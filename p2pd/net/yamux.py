@@ -25,7 +25,7 @@ Behaviour (hashicorp yamux spec.md, as go-yamux and js-libp2p's yamux do it):
   :class:`MuxedStreamEOF`; a reset raises :class:`MuxedStreamReset`.
 * Closing the connection sends GO_AWAY (normal) and closes the secure channel at once.
 
-The classes implement py-libp2p's ``IMuxedConn``/``IMuxedStream`` so its swarm, identify,
+The classes keep py-libp2p's ``IMuxedConn``/``IMuxedStream`` method names; our swarm, identify,
 ping and everything above use them unchanged.
 """
 
@@ -35,8 +35,8 @@ import logging
 from typing import Any
 
 import trio
-from libp2p.stream_muxer.exceptions import MuxedConnUnavailable, MuxedStreamError
 
+from .muxerrors import MuxedConnUnavailable, MuxedStreamError
 from .muxsession import MuxSession, MuxStream, ProtocolError
 from .yamux_wire import (
     FLAG_ACK,
@@ -167,7 +167,7 @@ class YamuxStream(MuxStream):
 
 
 class YamuxConnection(MuxSession):
-    """A Yamux session over a secure channel (py-libp2p ``ISecureConn``)."""
+    """A Yamux session over a secure channel (p2pd.net.channel.SecureChannel)."""
 
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_window: int = MAX_WINDOW,
@@ -317,6 +317,4 @@ class YamuxConnection(MuxSession):
         return stream
 
 
-#: py-libp2p's muxer table takes a class called as ``cls(secured_conn, peer_id)``.
-Yamux = YamuxConnection
-__all__ = ["PROTOCOL_ID", "Yamux", "YamuxConnection", "YamuxStream"]
+__all__ = ["PROTOCOL_ID", "YamuxConnection", "YamuxStream"]

@@ -8,13 +8,8 @@ import os
 
 import pytest
 import trio
-from libp2p.stream_muxer.exceptions import (
-    MuxedConnUnavailable,
-    MuxedStreamClosed,
-    MuxedStreamEOF,
-    MuxedStreamReset,
-)
 
+from p2pd.net.channel import SecureChannel
 from p2pd.net.mplex import MplexConnection
 from p2pd.net.mplex_wire import (
     CLOSE_INITIATOR,
@@ -23,8 +18,13 @@ from p2pd.net.mplex_wire import (
     MplexDecoder,
     frame,
 )
-from p2pd.net.noise import NoiseChannel
-from p2pd.net.noise_wire import NoiseCipherPair
+from p2pd.net.muxerrors import (
+    MuxedConnUnavailable,
+    MuxedStreamClosed,
+    MuxedStreamEOF,
+    MuxedStreamReset,
+)
+from p2pd.net.noise_xx import Result
 from p2pd.net.yamux import YamuxConnection
 from p2pd.net.yamux_wire import (
     FLAG_ACK,
@@ -70,14 +70,14 @@ class Raw:
 
 def channels():
     a, b = trio.socket.socketpair()
-    return (NoiseChannel(NoiseCipherPair(K1, K2), Raw(a), is_initiator=True),
-            NoiseChannel(NoiseCipherPair(K2, K1), Raw(b), is_initiator=False))
+    return (SecureChannel(Raw(a), Result(b"", b"", [], K1, K2), is_initiator=True),
+            SecureChannel(Raw(b), Result(b"", b"", [], K2, K1), is_initiator=False))
 
 
 class Peer:
     """The other end driven by hand: Noise-sealed raw Yamux frames."""
 
-    def __init__(self, channel: NoiseChannel) -> None:
+    def __init__(self, channel: SecureChannel) -> None:
         self.channel = channel
         self.decoder = YamuxDecoder(1 << 30)
         self.frames: list = []

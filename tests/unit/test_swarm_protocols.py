@@ -217,3 +217,28 @@ def test_binary_multiaddrs():
     assert tcp_target(dns)[:2] == ("localhost", 4001)
     with pytest.raises(ValueError):
         split_multiaddr(b"\x04\x7f\x00")
+
+
+def test_ed25519_identity_signatures_go_through_the_native_rule_set(monkeypatch):
+    """The Noise payload's Ed25519 signature is checked by p2pd.native (one rule set,
+    docs/ed25519.md): a mixed-order key and R gets native's answer, whichever core runs."""
+    import json
+    from pathlib import Path
+
+    from p2pd import native
+
+    calls = []
+    real = native.verify
+    monkeypatch.setattr(native, "verify", lambda *a: calls.append(a) or real(*a))
+    sk = nacl.signing.SigningKey(bytes(range(32)))
+    pub = pubkey_proto(1, bytes(sk.verify_key))
+    assert verify_signature(pub, b"hello", sk.sign(b"hello").signature)
+    assert not verify_signature(pub, b"hellO", sk.sign(b"hello").signature)
+    vectors = Path(__file__).resolve().parents[1] / "vectors" / "ed25519_speccheck_cases.json"
+    case4 = json.loads(vectors.read_text())[4]
+    odd = pubkey_proto(1, bytes.fromhex(case4["pub_key"]))
+    assert verify_signature(odd, bytes.fromhex(case4["message"]),
+                            bytes.fromhex(case4["signature"])) == real(
+        bytes.fromhex(case4["pub_key"]), bytes.fromhex(case4["message"]),
+        bytes.fromhex(case4["signature"]))
+    assert len(calls) == 3
