@@ -55,7 +55,6 @@ class UnaryHub:
         self.max_msg_size = max_msg_size
         self._claimed = claimed
         self.handlers: dict[str, wire.RoundRobin[PersistentConnection]] = {}
-        self.open_connections = 0
 
     # -- handler registry ---------------------------------------------------------------
 
