@@ -392,6 +392,10 @@ def import_path(
         raise InvalidUnixFS(f"{path} is a symlink; symlinks are not imported yet")
     name = os.path.basename(os.path.normpath(path))
     if not os.path.isdir(path):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            # A FIFO or a device would block the reading thread for good (and with it
+            # whoever waits for the import, such as the daemon's gc).
+            raise InvalidUnixFS(f"{path} is not a regular file or directory")
         result = import_file(path, sink, **kwargs)  # type: ignore[arg-type]
         if on_entry is not None:
             on_entry(name, result)

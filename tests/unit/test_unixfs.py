@@ -301,3 +301,10 @@ def test_import_refuses_symlinks(tmp_path):
     (tmp_path / "d" / "link").symlink_to("/etc/passwd")
     with pytest.raises(InvalidUnixFS, match="symlink"):
         import_path(tmp_path / "d")
+
+
+def test_a_fifo_is_refused_before_anything_reads_it(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidUnixFS, match="not a regular file or directory"):
+        import_path(str(fifo), None)  # opening it for reading would block for good
