@@ -256,3 +256,20 @@ def test_past_the_watermark_gc_runs_by_itself_and_keeps_pins(short_home, tmp_pat
     err = home.proc.stderr.read()
     assert err.count("above [datastore] storage_max") == 1, err
     assert "Traceback" not in err
+
+
+def test_an_abandoned_add_stops_and_pins_nothing(tmp_path):
+    big = tmp_path / "big"
+    with open(big, "wb") as fh:  # sparse: 4 GiB to import, nothing much to write to disk
+        fh.truncate(4 << 30)
+    with Daemon() as d:
+        add = subprocess.Popen([*P2PD, "add", "--api", d.control, str(big)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)  # the import is under way (it takes many seconds to finish)
+        add.send_signal(signal.SIGINT)
+        add.wait(timeout=15)
+        started = time.monotonic()
+        p2pd("repo", "gc", "--api", d.control, timeout=30)
+        assert time.monotonic() - started < 10
+        assert out("pin", "ls", "--api", d.control) == ""  # the import stopped short
+        assert stat(d)["blocks"] == 0
