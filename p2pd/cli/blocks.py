@@ -237,7 +237,8 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(stats))
         else:
             for key, value in stats.items():
-                print(f"{key}: {value}")
+                sized = key in ("blocks_bytes", "repo_size", "storage_max") and value
+                print(f"{key}: {value} ({_size(value)})" if sized else f"{key}: {value}")
         if args.repo_command == "verify" and (stats["blocks_bad"] or stats["pins_incomplete"]):
             return 1
         return 0
