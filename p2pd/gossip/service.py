@@ -270,9 +270,8 @@ class PubsubService:
         self.router.remove_peer(peer, trio.current_time())
 
     async def _inbound(self, stream) -> None:
-        try:
-            peer = stream.muxed_conn.peer_id.to_bytes()
-        except Exception:
+        peer = self.host.stream_peer(stream)  # the Host port's, whatever the swarm under it
+        if not peer:
             await reset_quietly(stream)
             return
         self._ensure_outbound(peer)
