@@ -143,6 +143,7 @@ class UnaryHub:
         call.CopyFrom(request.callUnary)
         call.peer = self.node.stream_peer(stream)  # now the caller, as the fork does
         call.proto = proto
+        call.data = request.callUnary.data  # present even if empty: hivemind's proto requires it
         call_id = request.callId
         pending = None
         for conn in (self.handlers.get(proto) or wire.RoundRobin()).take():

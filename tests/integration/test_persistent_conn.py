@@ -915,3 +915,38 @@ async def test_connect_with_a_peer_id_alone_finds_the_peer_through_the_dht(kind)
     finally:
         for d in (a, b, c):
             d.stop()
+
+
+async def test_a_call_without_data_reaches_the_handler_with_every_field_the_fork_requires(
+    daemons,
+):
+    """hivemind parses requestHandling with the fork's proto2 ``required`` fields: a
+    missing ``data`` would make its reader fail, so the daemon always sets it."""
+    a, b = daemons("ours"), daemons("ours-2")
+    proto = fresh_proto()
+    handler = await PersistentClient.open(b.control)
+    caller = await PersistentClient.open(a.control)
+    try:
+        await handler.send(
+            pb.PersistentConnectionRequest(
+                callId=uuid.uuid4().bytes,
+                addUnaryHandler=pb.AddUnaryHandlerRequest(proto=proto, balanced=False),
+            )
+        )
+        assert (await handler.receive()).WhichOneof("message") is None
+        await connect_daemons(a, b)
+        call_id = uuid.uuid4().bytes
+        await caller.send(
+            pb.PersistentConnectionRequest(
+                callId=call_id, callUnary=pb.CallUnaryRequest(peer=b.peer, proto=proto)
+            )
+        )
+        with trio.fail_after(10):
+            got = await handler.receive()
+        req = got.requestHandling
+        assert got.callId == call_id
+        assert req.HasField("data") and req.HasField("peer") and req.HasField("proto")
+        assert (req.peer, req.proto, req.data) == (a.peer, proto, b"")
+    finally:
+        await handler.aclose()
+        await caller.aclose()
