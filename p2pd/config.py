@@ -32,9 +32,12 @@ DEFAULT_CONFIG_TOML = """\
 listen = ""
 
 [swarm]
-# Swarm listen addresses (-hostAddrs) and addresses to announce instead (-announceAddrs).
+# Swarm listen addresses (-hostAddrs) and addresses to announce instead (-announceAddrs);
+# no_announce: addresses never announced, whole or by leading components, or networks as
+# "/ip4/10.0.0.0/ipcidr/8" (kubo's Addresses.NoAnnounce).
 listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
 announce = []
+no_announce = []
 
 [connmgr]
 # Keep connections between low and high; new connections are safe for `grace`.
@@ -183,6 +186,8 @@ class Config:
     #: ``-b`` as the go daemon does it: connect to bootstrap peers before the ready lines
     #: and refuse to start when none answers (a home node's config joins in the background).
     bootstrap_strict: bool = False
+    #: Addresses (or ``/ip4/NET/ipcidr/BITS`` filters) never announced (kubo's NoAnnounce).
+    no_announce: list[str] = field(default_factory=list)
     #: ``-noListenAddrs``: no swarm listener at all (outbound connections only).
     no_listen: bool = False
     #: ``-muxer``: the stream muxer offered first (the other one stays as a fallback).
@@ -246,7 +251,8 @@ class Config:
                 "-persistentConnMaxMsgSize must be between 1024 and 2**31 bytes "
                 f"(got {self.persistent_conn_max_msg_size})"
             )
-        for addr in [*self.host_addrs, *self.announce_addrs, *self.bootstrap_peers]:
+        for addr in [*self.host_addrs, *self.announce_addrs, *self.bootstrap_peers,
+                     *self.no_announce]:
             if not addr.startswith("/"):
                 raise ConfigError(f"{addr!r} is not a multiaddr (it must start with '/')")
         return self
@@ -307,6 +313,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.control_listen = _get(doc, "control", "listen", str, "") or None
         c.host_addrs = _get(doc, "swarm", "listen", list, list(HOME_HOST_ADDRS))
         c.announce_addrs = _get(doc, "swarm", "announce", list, [])
+        c.no_announce = _get(doc, "swarm", "no_announce", list, [])
         c.conn_manager = _get(doc, "connmgr", "enabled", bool, True)
         c.conn_low = _get(doc, "connmgr", "low", int, c.conn_low)
         c.conn_high = _get(doc, "connmgr", "high", int, c.conn_high)

@@ -145,6 +145,8 @@ class Node:
                 self._nursery = nursery
                 await nursery.start(partial(self.net.run,
                                             conn_manager=self.config.conn_manager))
+                if self.config.no_announce:  # known once bound: port 0 became a real port
+                    self._apply_no_announce()
                 self.started_at = trio.current_time()
                 if self.peerbook is not None:
                     nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
@@ -166,6 +168,14 @@ class Node:
 
                 self.datastore.close()
                 shutil.rmtree(self._own_datastore, ignore_errors=True)
+
+    def _apply_no_announce(self) -> None:
+        """Announce (ready lines, IDENTIFY, identify) what is left after ``no_announce``."""
+        from .net.host import filter_announced
+
+        ours = [str(self._multiaddr.Multiaddr(a)) for a in self.net.own_addrs()]
+        kept = filter_announced(ours, self.config.no_announce)
+        self.net.swarm.announce_addrs = [self._multiaddr.Multiaddr(a).to_bytes() for a in kept]
 
     async def _bootstrap_peers(self) -> list[tuple[bytes, list[bytes]]]:
         """``(peer id, [addrs])`` for the bootstrap list (the public IPFS peers unless one is

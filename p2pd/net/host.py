@@ -35,6 +35,41 @@ class HostOptions:
     muxer: str = "yamux"
 
 
+def filter_announced(addrs: Sequence[str], no_announce: Sequence[str]) -> list[str]:
+    """``addrs`` without those ``no_announce`` names (kubo's ``Addresses.NoAnnounce``).
+
+    A rule is a multiaddr matched whole or as a leading run of components
+    (``/ip4/127.0.0.1`` drops every address on it), or ``/ip4|ip6/NET/ipcidr/BITS``,
+    which drops every address whose IP lies in that network.
+    """
+    import ipaddress
+
+    nets, prefixes = [], []
+    for rule in no_announce:
+        parts = rule.rstrip("/").split("/")
+        if len(parts) == 5 and parts[1] in ("ip4", "ip6") and parts[3] == "ipcidr":
+            try:
+                nets.append(ipaddress.ip_network(f"{parts[2]}/{parts[4]}", strict=False))
+            except ValueError as exc:
+                raise ConfigError(f"invalid no_announce filter {rule!r}: {exc}") from None
+        else:
+            prefixes.append(parts)
+    out = []
+    for addr in addrs:
+        parts = addr.rstrip("/").split("/")
+        if any(parts[: len(p)] == p for p in prefixes):
+            continue
+        if len(parts) > 2 and parts[1] in ("ip4", "ip6") and nets:
+            try:
+                ip = ipaddress.ip_address(parts[2])
+            except ValueError:
+                ip = None
+            if ip is not None and any(ip.version == n.version and ip in n for n in nets):
+                continue
+        out.append(addr)
+    return out
+
+
 def parse_swarm_addr(text: str):
     """A swarm multiaddr, or :class:`ConfigError` naming the bad one."""
     import multiaddr

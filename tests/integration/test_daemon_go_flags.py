@@ -200,3 +200,22 @@ def test_json_config_from_stdin_and_file_sets_what_its_fields_say(tmp_path):
     bad.write_text(json.dumps({"Listen": "/unix/tmp/x"}))
     out = run([*P2PD, "-f", str(bad)])
     assert f"{bad}: unknown field Listen" in out.stderr and out.returncode == 1
+
+
+async def test_no_announce_in_the_home_config_keeps_addresses_out_of_what_is_announced():
+    home = Path(tempfile.mkdtemp(prefix="p2pd-na-", dir="/tmp"))
+    home.chmod(0o700)
+    (home / "config.toml").write_text(
+        '[swarm]\nlisten = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"]\n'
+        'no_announce = ["/ip4/127.0.0.2/ipcidr/32"]\n'
+        "[dht]\nenabled = false\n[bootstrap]\nenabled = false\n[pubsub]\nenabled = false\n")
+    proc = subprocess.Popen(P2PD, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "P2PD_HOME": str(home)})
+    try:
+        lines = [proc.stdout.readline().rstrip("\n") for _ in range(4)]
+        assert lines[2] == "Peer Addrs:" and lines[3].startswith("/ip4/127.0.0.1/tcp/"), lines
+        _, addrs = await Client(Multiaddr(f"/unix{home}/p2pd.sock")).identify()
+        assert [str(a) for a in addrs] == [lines[3]]
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -152,3 +152,22 @@ def test_flags_given_beside_the_json_config_win():
 def test_bad_json_configs_are_refused_naming_the_file_and_field(text, message):
     with pytest.raises(ConfigError, match=message):
         json_config_flags(text, "c.json")
+
+
+def test_no_announce_filters_by_address_components_and_networks():
+    from p2pd.net.host import filter_announced
+
+    addrs = ["/ip4/127.0.0.1/tcp/4001", "/ip4/10.1.2.3/tcp/4001", "/ip4/198.51.100.1/tcp/4001",
+             "/ip4/198.51.100.1/tcp/4002/ws", "/ip6/::1/tcp/4001", "/dns4/example.com/tcp/1"]
+    assert filter_announced(addrs, ["/ip4/10.0.0.0/ipcidr/8", "/ip4/127.0.0.1",
+                                    "/ip4/198.51.100.1/tcp/4002/ws", "/ip6/::/ipcidr/0"]) == [
+        "/ip4/198.51.100.1/tcp/4001", "/dns4/example.com/tcp/1"]
+    assert filter_announced(addrs, []) == addrs
+    assert filter_announced(["/ip4/127.0.0.10/tcp/1"], ["/ip4/127.0.0.1"]) == [
+        "/ip4/127.0.0.10/tcp/1"]  # whole components, not text prefixes
+    with pytest.raises(ConfigError, match="no_announce"):
+        filter_announced(addrs, ["/ip4/10.0.0.0/ipcidr/99"])
+    assert resolve({}, {"swarm": {"no_announce": ["/ip4/10.0.0.0/ipcidr/8"]}}).no_announce == [
+        "/ip4/10.0.0.0/ipcidr/8"]
+    with pytest.raises(ConfigError, match="swarm.no_announce"):
+        resolve({}, {"swarm": {"no_announce": "/ip4/10.0.0.0/ipcidr/8"}})
