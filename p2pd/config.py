@@ -382,7 +382,12 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         # [bootstrap] in config.toml) joins in the background and retries
         c.bootstrap_strict = flags.get("b", False)
     if "bootstrapPeers" in flags:
-        c.bootstrap_peers = _split(flags["bootstrapPeers"])
+        if flags["bootstrapPeers"].strip().lower() == "none":  # as P2PD_BOOTSTRAP_PEERS=none
+            if c.bootstrap_strict:
+                raise ConfigError("-b needs bootstrap peers, and -bootstrapPeers none names none")
+            c.bootstrap, c.bootstrap_peers = False, []
+        else:
+            c.bootstrap_peers = _split(flags["bootstrapPeers"])
     if "idleTimeout" in flags:
         c.idle_timeout = _duration_flag(flags, "idleTimeout")
     if "persistentConnMaxMsgSize" in flags:

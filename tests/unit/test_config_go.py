@@ -171,3 +171,11 @@ def test_no_announce_filters_by_address_components_and_networks():
         "/ip4/10.0.0.0/ipcidr/8"]
     with pytest.raises(ConfigError, match="swarm.no_announce"):
         resolve({}, {"swarm": {"no_announce": "/ip4/10.0.0.0/ipcidr/8"}})
+
+
+def test_bootstrap_peers_none_turns_bootstrap_off_and_b_with_it_is_refused():
+    c = resolve({"bootstrapPeers": "none"}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    assert not c.bootstrap and c.bootstrap_peers == []
+    assert not resolve({"bootstrap": True, "bootstrapPeers": "None"}).bootstrap
+    with pytest.raises(ConfigError, match="-b needs bootstrap peers"):
+        resolve({"b": True, "bootstrapPeers": "none"})
