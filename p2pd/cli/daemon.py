@@ -2,8 +2,9 @@
 
 Every flag of the go daemon is declared here with its go type and default: the
 upstream one (go-libp2p-daemon v0.9) and the hivemind fork (v0.5.0.hivemind1), so a
-launcher written for either starts ours unchanged. ``-quiet``, ``-bootstrap``,
-``-help`` and ``-version`` are ours (longer spellings of ``-q`` and ``-b``).
+launcher written for either starts ours unchanged. ``-quiet`` (``-q``), ``-bootstrap``
+(``-b`` that joins in the background instead of refusing to start), ``-help`` and
+``-version`` are ours.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def daemon_flags() -> FlagSet:
     add("q", bool, False, "be quiet")
     add("quiet", bool, False, "be quiet (same as -q)")
     add("b", bool, False, "connects to bootstrap peers and bootstraps the dht if enabled")
-    add("bootstrap", bool, False, "same as -b")
+    add("bootstrap", bool, False,
+        "connects to bootstrap peers in the background, retrying (p2pd's; -b refuses to start "
+        "when none answers, as go)")
     add("bootstrapPeers", str, None,
         "comma separated list of bootstrap peers; defaults to the IPFS DHT peers")
     add("dht", bool, False, "Enables the DHT in full node mode")
