@@ -13,7 +13,7 @@ import time
 
 #: Benchmark names in the order ``all`` runs them.
 BENCHES = ["hash", "import", "ed25519", "stream", "connect", "idle", "kad-sim", "kad", "add", "bitswap",
-           "bitswap-multi", "gossip-sim", "gossip", "daemon"]
+           "bitswap-multi", "gossip-sim", "gossip", "daemon", "hivemind"]
 
 FIELDS = ("bench", "metric", "value", "unit", "peer", "peer_value", "ratio")
 
