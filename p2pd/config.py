@@ -246,9 +246,9 @@ class Config:
         ):
             if value < 0:
                 raise ConfigError(f"-{name} must not be negative (got {value:g}s)")
-        if not 1024 <= self.persistent_conn_max_msg_size <= 1 << 31:
+        if not 1 <= self.persistent_conn_max_msg_size <= 1 << 31:
             raise ConfigError(
-                "-persistentConnMaxMsgSize must be between 1024 and 2**31 bytes "
+                "-persistentConnMaxMsgSize must be between 1 and 2**31 bytes "
                 f"(got {self.persistent_conn_max_msg_size})"
             )
         for addr in [*self.host_addrs, *self.announce_addrs, *self.bootstrap_peers,

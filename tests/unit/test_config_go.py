@@ -64,7 +64,7 @@ def test_pubsub_is_on_and_perf_off_in_a_home_config_and_harness_mode_follows_the
      ({"autoRelay": True}, "without Relay enabled and DHT enabled"),
      ({"muxer": "spdy"}, "unknown muxer 'spdy'"),
      ({"idleTimeout": -1.0}, "-idleTimeout must not be negative"),
-     ({"persistentConnMaxMsgSize": 10}, "-persistentConnMaxMsgSize must be between")],
+     ({"persistentConnMaxMsgSize": 0}, "-persistentConnMaxMsgSize must be between")],
 )
 def test_combinations_the_go_daemon_refuses_are_refused(flags, message):
     with pytest.raises(ConfigError, match=message):
