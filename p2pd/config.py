@@ -363,11 +363,14 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.conn_high = flags["connHi"]
     if "connGrace" in flags:
         c.conn_grace = _duration_flag(flags, "connGrace")
-    if flags.get("dht") or flags.get("dhtServer") or flags.get("dhtClient"):
-        c.dht = True
-        c.dht_mode = (
-            "server" if flags.get("dhtServer") else "client" if flags.get("dhtClient") else "auto"
-        )
+    if any(name in flags for name in ("dht", "dhtServer", "dhtClient")):
+        # -dht=false (all three false) turns a home node's DHT off
+        c.dht = bool(flags.get("dht") or flags.get("dhtServer") or flags.get("dhtClient"))
+        if c.dht:
+            c.dht_mode = (
+                "server" if flags.get("dhtServer")
+                else "client" if flags.get("dhtClient") else "auto"
+            )
     if "pubsub" in flags:
         c.pubsub = flags["pubsub"]
     if "pubsubRouter" in flags:

@@ -179,3 +179,11 @@ def test_bootstrap_peers_none_turns_bootstrap_off_and_b_with_it_is_refused():
     assert not resolve({"bootstrap": True, "bootstrapPeers": "None"}).bootstrap
     with pytest.raises(ConfigError, match="-b needs bootstrap peers"):
         resolve({"b": True, "bootstrapPeers": "none"})
+
+
+def test_dht_false_turns_a_home_nodes_dht_off_and_the_mode_flags_pick_the_mode():
+    doc = tomllib.loads(DEFAULT_CONFIG_TOML)
+    assert resolve({}, doc).dht
+    assert not resolve({"dht": False}, doc).dht
+    assert resolve({"dht": False, "dhtClient": True}, doc).dht_mode == "client"
+    assert resolve({"dht": True}, {"dht": {"mode": "server"}}).dht_mode == "auto"
