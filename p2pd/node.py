@@ -107,19 +107,13 @@ class Node:
             self.dht.attach()
         self.pubsub = None
         if config.pubsub:
-            from .gossip.router import Params
             from .gossip.service import PubsubService
 
-            params = Params()
-            if config.gossipsub_heartbeat_interval > 0:
-                params.heartbeat_interval = config.gossipsub_heartbeat_interval
-            if config.gossipsub_heartbeat_initial_delay > 0:
-                params.heartbeat_initial_delay = config.gossipsub_heartbeat_initial_delay
             # as the go daemon: -pubsubSign=false neither signs nor requires signatures
             self.pubsub = PubsubService(self, self.key_pair, mode=config.pubsub_router,
                                         sign=config.pubsub_sign,
                                         strict=config.pubsub_sign and config.pubsub_strict,
-                                        params=params)
+                                        params=pubsub_params(config))
             self.pubsub.attach()
         if config.bitswap:
             from .repo import Repo
@@ -382,6 +376,19 @@ class Node:
         TRIM request does not). Returns how many peers were closed."""
         return await self.net.trim(self.config.conn_low, self.config.conn_grace,
                                    respect_grace=respect_grace)
+
+def pubsub_params(config: Config):
+    """The gossipsub parameters the config asks for (``-gossipsubHeartbeat*``; 0 keeps
+    go-libp2p-pubsub's 1 s interval and 100 ms initial delay)."""
+    from .gossip.router import Params
+
+    params = Params()
+    if config.gossipsub_heartbeat_interval > 0:
+        params.heartbeat_interval = config.gossipsub_heartbeat_interval
+    if config.gossipsub_heartbeat_initial_delay > 0:
+        params.heartbeat_initial_delay = config.gossipsub_heartbeat_initial_delay
+    return params
+
 
 async def _serve_echo(stream) -> None:
     """/echo/1.0.0: write back what is read until the remote closes (bounded)."""
