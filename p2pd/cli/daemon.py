@@ -74,7 +74,9 @@ def daemon_flags() -> FlagSet:
     add("metricsAddr", str, None, "an address to bind the metrics handler to")
     add("pprof", bool, False, "Enables the HTTP pprof handler")
     add("pprofPort", Uint, 0, "Binds the HTTP pprof handler to a specific port")
-    add("echo", bool, True, "Enables the echo protocol (/echo/1.0.0)")
+    add("echo", bool, False,
+        "Enables the echo protocol (/echo/1.0.0; upstream v0.9 serves it unless -echo=false, "
+        "hivemind's fork never)")
     add("idleTimeout", Duration, 0.0,
         "Kills the daemon if no client opens a persistent connection in idleTimeout seconds; "
         "0 disables this")

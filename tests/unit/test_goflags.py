@@ -79,6 +79,10 @@ GO_DAEMON_FLAGS = {
 }
 # The listen default is ours ($P2PD_HOME/p2pd.sock instead of /unix/tmp/p2pd.sock); -echo is
 # off unless given (hivemind's fork has no echo protocol).
+
+
+def test_echo_is_off_unless_given():
+    assert daemon_flags().flags["echo"].default is False
 GOOD = {"string": "/ip4/127.0.0.1/tcp/0", "int": "0x10", "uint": "7", "duration": "1m30s"}
 PARSED = {"string": "/ip4/127.0.0.1/tcp/0", "int": 16, "uint": 7, "duration": 90.0}
 
