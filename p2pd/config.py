@@ -349,9 +349,9 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.control_listen = flags["listen"]
     if "id" in flags:
         c.identity_file = flags["id"]
-    if "hostAddrs" in flags:
+    if flags.get("hostAddrs"):  # empty, as go: the default addresses
         c.host_addrs = _split(flags["hostAddrs"])
-    if "announceAddrs" in flags:
+    if flags.get("announceAddrs"):
         c.announce_addrs = _split(flags["announceAddrs"])
     if "quiet" in flags or "q" in flags:
         c.quiet = flags.get("q", False) or flags.get("quiet", False)

@@ -187,3 +187,10 @@ def test_dht_false_turns_a_home_nodes_dht_off_and_the_mode_flags_pick_the_mode()
     assert not resolve({"dht": False}, doc).dht
     assert resolve({"dht": False, "dhtClient": True}, doc).dht_mode == "client"
     assert resolve({"dht": True}, {"dht": {"mode": "server"}}).dht_mode == "auto"
+
+
+def test_empty_address_flags_mean_the_defaults_as_in_go():
+    from p2pd.config import EPHEMERAL_HOST_ADDRS
+
+    c = resolve({"hostAddrs": "", "announceAddrs": ""})
+    assert c.host_addrs == list(EPHEMERAL_HOST_ADDRS) and c.announce_addrs == []
