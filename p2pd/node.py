@@ -224,7 +224,8 @@ class Node:
         if connected == 0:
             raise NodeError(f"failed to connect to bootstrap peers (none of {len(peers)} "
                             "answered)" if peers else
-                            "failed to connect to bootstrap peers (the bootstrap list is empty)")
+                            "failed to connect to bootstrap peers (no usable entry in the "
+                            "bootstrap list: each needs /p2p/ID, see the warnings above)")
         nursery.start_soon(self._keep_bootstrap_connections, peers)
 
     async def _connect_bootstrap(self, peers: list[tuple[bytes, list[bytes]]], want: int) -> int:
