@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,22 @@ P2PD = [sys.executable, "-m", "p2pd"]
 UNREACHABLE = "/ip4/127.0.0.1/tcp/1/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ"
 
 
+_DIRS: list[str] = []
+
+
+def short_dir(prefix: str) -> str:
+    """A directory under /tmp (Unix socket paths must stay short), removed after the module."""
+    _DIRS.append(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    return _DIRS[-1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_short_dirs():
+    yield
+    for d in _DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def go_binary() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,7 +51,7 @@ def go_binary() -> str:
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "P2PD_HOME": tempfile.mkdtemp(prefix="p2pd-fl-", dir="/tmp")}
+    env = {**os.environ, "P2PD_HOME": short_dir("p2pd-fl-")}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, **kw)
 
 
@@ -53,7 +70,7 @@ def test_bad_flags_fail_exactly_as_the_go_daemon_fails(go_binary, argv):
 
 
 def test_b_with_no_answering_bootstrap_peer_refuses_to_start_like_go(go_binary):
-    short = tempfile.mkdtemp(prefix="p2pd-b-", dir="/tmp")
+    short = short_dir("p2pd-b-")
     args = ["-listen", f"/unix{short}/c.sock", "-hostAddrs", "/ip4/127.0.0.1/tcp/0", "-b",
             "-bootstrapPeers", UNREACHABLE]
     go = run([go_binary, *args])
@@ -96,7 +113,7 @@ async def test_without_unimplemented_flags_nothing_is_said():
 
 async def test_no_listen_addrs_listens_nowhere_but_dials_out():
     with Daemon() as other:
-        sock = Path(tempfile.mkdtemp(prefix="p2pd-nl-", dir="/tmp")) / "c.sock"
+        sock = Path(short_dir("p2pd-nl-")) / "c.sock"
         proc = subprocess.Popen([*P2PD, "-listen", f"/unix{sock}", "-noListenAddrs"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -134,7 +151,7 @@ async def test_b_connects_the_bootstrap_peers_before_the_ready_lines_and_lists_t
 
 
 async def test_q_prints_no_ready_lines_and_serves():
-    sock = Path(tempfile.mkdtemp(prefix="p2pd-q-", dir="/tmp")) / "c.sock"
+    sock = Path(short_dir("p2pd-q-")) / "c.sock"
     proc = subprocess.Popen([*P2PD, "-q", "-listen", f"/unix{sock}", "-hostAddrs",
                              "/ip4/127.0.0.1/tcp/0"], stdout=subprocess.PIPE, text=True)
     try:
@@ -173,7 +190,7 @@ async def test_echo_serves_the_upstream_echo_protocol():
 
 
 def test_json_config_from_stdin_and_file_sets_what_its_fields_say(tmp_path):
-    sock = Path(tempfile.mkdtemp(prefix="p2pd-j-", dir="/tmp")) / "j.sock"  # sun_path limit
+    sock = Path(short_dir("p2pd-j-")) / "j.sock"  # sun_path limit
     doc = {"ListenAddr": f"/unix{sock}", "HostAddresses": ["/ip4/127.0.0.1/tcp/0"],
            "ConnectionManager": {"Enabled": True, "LowWaterMark": 1, "HighWaterMark": 2,
                                  "GracePeriod": 30},
@@ -203,7 +220,7 @@ def test_json_config_from_stdin_and_file_sets_what_its_fields_say(tmp_path):
 
 
 async def test_no_announce_in_the_home_config_keeps_addresses_out_of_what_is_announced():
-    home = Path(tempfile.mkdtemp(prefix="p2pd-na-", dir="/tmp"))
+    home = Path(short_dir("p2pd-na-"))
     home.chmod(0o700)
     (home / "config.toml").write_text(
         '[swarm]\nlisten = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"]\n'

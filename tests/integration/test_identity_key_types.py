@@ -6,6 +6,7 @@ here (no py-libp2p in this process: its protobufs clash with p2pclient's)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,7 @@ class GoDaemon:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(15)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("kind", ["rsa-pkcs1", "secp256k1", "ecdsa-p256", "ecdsa-p384",
