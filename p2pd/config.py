@@ -230,8 +230,10 @@ class Config:
         if not 1 <= self.gc_watermark <= 100:
             raise ConfigError(f"datastore.gc_watermark is a percent: 1 to 100 "
                               f"(got {self.gc_watermark})")
-        if self.pubsub_router not in ("gossipsub", "floodsub"):
-            raise ConfigError(f"unknown pubsub router {self.pubsub_router!r}")
+        if self.pubsub and self.pubsub_router not in ("gossipsub", "floodsub"):
+            # as go: only a daemon with pubsub on looks at its router
+            raise ConfigError(f"unknown pubsub router {self.pubsub_router!r} "
+                              "(gossipsub or floodsub)")
         if self.provide not in ("roots", "all", "none"):
             raise ConfigError(f"bitswap.provide must be roots, all or none (got {self.provide!r})")
         if self.dht_mode not in ("auto", "server", "client"):

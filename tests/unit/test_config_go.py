@@ -194,3 +194,9 @@ def test_empty_address_flags_mean_the_defaults_as_in_go():
 
     c = resolve({"hostAddrs": "", "announceAddrs": ""})
     assert c.host_addrs == list(EPHEMERAL_HOST_ADDRS) and c.announce_addrs == []
+
+
+def test_the_pubsub_router_is_checked_when_pubsub_is_on_as_go_does():
+    assert resolve({"pubsubRouter": "randomsub"}).pubsub_router == "randomsub"
+    with pytest.raises(ConfigError, match="unknown pubsub router 'randomsub'"):
+        resolve({"pubsub": True, "pubsubRouter": "randomsub"})
