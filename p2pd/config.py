@@ -368,10 +368,10 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
     if any(name in flags for name in ("dht", "dhtServer", "dhtClient")):
         # -dht=false (all three false) turns a home node's DHT off
         c.dht = bool(flags.get("dht") or flags.get("dhtServer") or flags.get("dhtClient"))
-        if c.dht:
+        if c.dht:  # go's precedence when several are given: -dht, then -dhtClient
             c.dht_mode = (
-                "server" if flags.get("dhtServer")
-                else "client" if flags.get("dhtClient") else "auto"
+                "auto" if flags.get("dht")
+                else "client" if flags.get("dhtClient") else "server"
             )
     if "pubsub" in flags:
         c.pubsub = flags["pubsub"]

@@ -200,3 +200,12 @@ def test_the_pubsub_router_is_checked_when_pubsub_is_on_as_go_does():
     assert resolve({"pubsubRouter": "randomsub"}).pubsub_router == "randomsub"
     with pytest.raises(ConfigError, match="unknown pubsub router 'randomsub'"):
         resolve({"pubsub": True, "pubsubRouter": "randomsub"})
+
+
+@pytest.mark.parametrize(
+    "flags, mode",
+    [({"dht": True, "dhtClient": True}, "auto"), ({"dhtClient": True, "dhtServer": True}, "client"),
+     ({"dhtServer": True}, "server"), ({"dht": True, "dhtServer": True}, "auto")],
+)
+def test_several_dht_flags_resolve_with_gos_precedence(flags, mode):
+    assert resolve(flags).dht_mode == mode
