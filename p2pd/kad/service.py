@@ -5,11 +5,11 @@
   may share one stream; a stream idle for a minute, or carrying a malformed message,
   is closed. Client mode (``-dhtClient``) does not register the handler.
 - Lookups run :class:`p2pd.kad.lookup.Lookup` with alpha queries in flight.
-- Peers enter the routing table only after they answered one of our queries (so only
-  DHT servers do). Every new connection is checked that way at once (a swarm notifee
-  hands the peer to the service; py-libp2p has no identify-completed event, and a
-  FIND_NODE on ``/ipfs/kad/1.0.0`` is what go's lookup check sends anyway); a lookup
-  that starts while checks are in flight waits for them (events, no sleeps).
+- A peer enters the routing table the moment identify says it serves ``/ipfs/kad/1.0.0``
+  (the Host port's ``peer_identified`` event; go and js do the same), or after it
+  answered one of our queries. A new connection that identify does not settle within
+  2 s is checked with a FIND_NODE; a lookup, or a server's answer, that starts while
+  checks are in flight waits for them (events, no sleeps).
 - Disconnected peers stay in the table until they fail a query (the kad-dht spec's
   rule; go does the same); ``failed`` evicts them and promotes a replacement.
 - A slow maintenance loop refreshes stale buckets and sweeps expired providers.
@@ -49,6 +49,8 @@ TABLE_SAVE_INTERVAL = 60.0
 QUERY_TIMEOUT = 10.0
 STREAM_IDLE = 60.0
 MAX_REQUESTS_PER_STREAM = 256
+#: How long a new connection's check waits for identify before it asks FIND_NODE itself.
+IDENTIFY_WAIT = 2.0
 SERVE_SETTLE = 1.0  # s a server waits for the checks of just-connected peers before answering
 MAINTENANCE_INTERVAL = 60.0  # bucket refresh + provider sweep only
 #: With no connection at all, bootstrap again after this long, doubling up to the max
@@ -67,6 +69,8 @@ class DHTService:
         self.records = datastore.records
         self.ds = datastore
         self._checking: dict[bytes, trio.Event] = {}  # peer -> set when its check ends
+        self._identified: dict[bytes, bool] = {}  # connected peer -> serves the DHT
+        self._identify_events: dict[bytes, trio.Event] = {}
         self._new_peers, self._new_peers_recv = trio.open_memory_channel(math.inf)
 
     # -- lifetime ------------------------------------------------------------------------
@@ -82,8 +86,23 @@ class DHTService:
         self._checking[peer] = trio.Event()
         self._new_peers.send_nowait(peer)
 
+    def peer_identified(self, peer: bytes, protocols: list[str]) -> None:
+        """Identify said what ``peer`` speaks: a DHT server (it serves ``/ipfs/kad/1.0.0``)
+        enters the table at once, as go and js do; a peer without it is no server."""
+        if peer == self.me:
+            return
+        if PROTOCOL in protocols:
+            self.table.add(peer, trio.current_time())
+        elif peer in self.table and protocols:
+            self.table.failed(peer)  # identify push: it stopped serving the DHT
+        self._identified[peer] = PROTOCOL in protocols
+        event = self._identify_events.pop(peer, None)
+        if event is not None:
+            event.set()
+
     def peer_disconnected(self, peer: bytes) -> None:
         """Kept: the spec keeps a disconnected peer in the table until it fails a query."""
+        self._identified.pop(peer, None)
 
     async def _check_new_peers(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -91,9 +110,17 @@ class DHTService:
                 nursery.start_soon(self._check_connected, peer)
 
     async def _check_connected(self, peer: bytes) -> None:
+        """Identify decides (it runs on every connection); a peer not identified within
+        ``IDENTIFY_WAIT`` gets the old check, a FIND_NODE it must answer."""
         try:
-            await self._check(peer)
+            if peer not in self._identified:
+                event = self._identify_events.setdefault(peer, trio.Event())
+                with trio.move_on_after(IDENTIFY_WAIT):
+                    await event.wait()
+            if peer not in self._identified:
+                await self._check(peer)
         finally:
+            self._identify_events.pop(peer, None)
             self._checking.pop(peer).set()
 
     async def _settled(self, *, bound: float = QUERY_TIMEOUT, besides: bytes = b"") -> None:
@@ -254,7 +281,8 @@ class DHTService:
         if t == MessageType.FIND_NODE:
             return KadMessage(t, key=msg.key, closer=self._closer(key_for(msg.key), sender))
         if t == MessageType.GET_PROVIDERS:
-            provs = [PeerInfo(p.peer, p.addrs) for p in self.providers.get(msg.key, _wall())]
+            provs = [PeerInfo(p.peer, self._provider_addrs(p.peer, p.addrs))
+                     for p in self.providers.get(msg.key, _wall())]
             return KadMessage(t, key=msg.key, providers=provs,
                               closer=self._closer(key_for(msg.key), sender))
         if t == MessageType.ADD_PROVIDER:
@@ -392,7 +420,8 @@ class DHTService:
         return found or (self.host.peer_addrs(peer) or None)
 
     async def find_providers(self, key: bytes, count: int = 20) -> list[PeerInfo]:
-        out = {p.peer: PeerInfo(p.peer, p.addrs) for p in self.providers.get(key, _wall())}
+        out = {p.peer: PeerInfo(p.peer, self._provider_addrs(p.peer, p.addrs))
+               for p in self.providers.get(key, _wall())}
 
         def stop(_from: bytes, reply: KadMessage) -> bool:
             for p in reply.providers:
@@ -403,6 +432,13 @@ class DHTService:
             await self.lookup(key_for(key), lambda: KadMessage(MessageType.GET_PROVIDERS,
                                                                key=key), stop)
         return list(out.values())[:count]
+
+    def _provider_addrs(self, peer: bytes, stored: list[bytes]) -> list[bytes]:
+        """Where to dial a provider: ours for ourselves, else what its record said or,
+        when it said nothing, what the host knows."""
+        if peer == self.me:
+            return self.host.own_addrs()
+        return list(stored) or self.host.peer_addrs(peer)
 
     async def provide(self, key: bytes) -> int:
         """Announce ourselves as a provider of ``key`` to the k closest peers; returns how many."""

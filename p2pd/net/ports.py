@@ -38,11 +38,15 @@ class ProviderRecord:
 
 
 class ConnectionListener(Protocol):
-    """Told about connections as they come and go (one call per event, never blocking)."""
+    """Told about connections as they come and go (one call per event, never blocking):
+    a peer's first connection, identify's answer (and every identify push) with the
+    protocols it serves, its last connection gone. ``peer_identified`` is optional."""
 
     def peer_connected(self, peer: bytes) -> None: ...
 
     def peer_disconnected(self, peer: bytes) -> None: ...
+
+    # def peer_identified(self, peer: bytes, protocols: list[str]) -> None: ...
 
 
 class Host(Protocol):

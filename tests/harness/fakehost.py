@@ -115,6 +115,13 @@ class FakeHost:
             listener.peer_connected(peer)
         for listener in list(target.listeners):
             listener.peer_connected(self._me)
+        # identify, as the real swarm runs it on every connection: each side learns the
+        # other's protocols
+        for host, other in ((self, target), (target, self)):
+            for listener in list(host.listeners):
+                identified = getattr(listener, "peer_identified", None)
+                if identified is not None:
+                    identified(other.peer_id_bytes, list(other.handlers))
 
     async def disconnect(self, peer) -> None:
         await trio.lowlevel.checkpoint()
