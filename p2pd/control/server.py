@@ -336,8 +336,9 @@ class ControlServer:
         As in the hivemind fork, a second non-balanced handler for a protocol is refused
         ("handler for protocol P already set"), unless the one holding it no longer
         listens (a client that went away without REMOVE_STREAM_HANDLER, as upstream
-        p2pclient users do): then the newcomer takes over. Registering the same endpoint
-        again is a no-op.
+        p2pclient users do): then the newcomer takes over. The same endpoint registered
+        again is refused too while it listens (hivemind's tests expect it); with
+        ``balanced`` it is kept once.
         """
         if not request.HasField("streamHandler"):
             raise NodeError("STREAM_HANDLER request without a StreamHandlerRequest")
@@ -353,8 +354,6 @@ class ControlServer:
             if proto in self.unary.handlers:
                 raise NodeError(f"handler for protocol {proto} already set")
             serving = self.handlers.get(proto)
-            if serving is not None and endpoint in serving:
-                continue
             if serving is not None and not sh.balanced:
                 if self._any_live(serving):
                     raise NodeError(f"handler for protocol {proto} already set")
@@ -362,7 +361,7 @@ class ControlServer:
             if serving is None:
                 self.handlers[proto] = RoundRobin(endpoint)
                 self.node.set_stream_handler(proto, self._inbound_handler(proto))
-            else:
+            elif endpoint not in serving:
                 serving.append(endpoint)
         return ok_response()
 
@@ -403,7 +402,14 @@ class ControlServer:
                 except (OSError, trio.TooSlowError) as exc:
                     log.info("handler for %s at %s unreachable: %s", proto, endpoint, exc)
             if client is None:
-                await _reset_quietly(stream)
+                # Ended, not reset: the go daemon resets, but its callers negotiate
+                # lazily and so see an open stream that ends at once (hivemind's tests
+                # expect exactly that); a reset right behind our multistream answer can
+                # make an eager opener fail the negotiation instead.
+                try:
+                    await stream.close()
+                except Exception:
+                    await _reset_quietly(stream)
                 return
             info = pb.StreamInfo(
                 peer=self.node.stream_peer(stream),

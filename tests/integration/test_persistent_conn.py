@@ -530,9 +530,12 @@ async def test_balanced_stream_handlers_share_streams_and_an_unbalanced_second_i
                     await nursery.start(h.serve)
                 resp = await request(b.control, stream_handler_request(proto, h1.addr, False))
                 assert resp.type == pb.Response.OK, resp
-                resp = await request(b.control, stream_handler_request(proto, h2.addr, False))
-                assert resp.type == pb.Response.ERROR
-                assert resp.error.msg == f"handler for protocol {proto} already set"
+                for again in (h2, h1):  # another endpoint, or the same one again
+                    resp = await request(
+                        b.control, stream_handler_request(proto, again.addr, False)
+                    )
+                    assert resp.type == pb.Response.ERROR
+                    assert resp.error.msg == f"handler for protocol {proto} already set"
                 resp = await request(b.control, stream_handler_request(proto, h2.addr, True))
                 assert resp.type == pb.Response.OK, resp
                 await connect_daemons(a, b)
@@ -950,3 +953,45 @@ async def test_a_call_without_data_reaches_the_handler_with_every_field_the_fork
     finally:
         await handler.aclose()
         await caller.aclose()
+
+
+@pytest.mark.parametrize(
+    "names", [("ours", "ours-2"), ("go", "ours")], ids=["ours-ours", "go-ours"]
+)
+async def test_a_stream_to_a_handler_that_stopped_listening_opens_and_ends(daemons, names):
+    """As on the go daemon with its lazy opener: STREAM_OPEN succeeds and the stream ends
+    at once (hivemind's test_handlers_on_different_replicas relies on it)."""
+    a, b = (daemons(n) for n in names)
+    proto = fresh_proto()
+    tmp = Path(tempfile.mkdtemp(prefix="pc-h", dir="/tmp"))
+    try:
+        path = str(tmp / "gone.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        sock.listen(1)
+        resp = await request(b.control, stream_handler_request(proto, unix_multiaddr(path), False))
+        assert resp.type == pb.Response.OK, resp
+        sock.close()
+        os.unlink(path)
+        await connect_daemons(a, b)
+        for _ in range(40):
+            stream = await connect(a.control)
+            try:
+                await stream.send_all(
+                    encode_message(
+                        pb.Request(
+                            type=pb.Request.STREAM_OPEN,
+                            streamOpen=pb.StreamOpenRequest(peer=b.peer, proto=[proto]),
+                        )
+                    )
+                )
+                decoder = FrameDecoder(1 << 20)
+                with trio.fail_after(10):
+                    resp = await read_message(stream, decoder, pb.Response())
+                    assert resp.type == pb.Response.OK, resp
+                    assert decoder.take_unconsumed() == b""
+                    assert await stream.receive_some(1024) == b""
+            finally:
+                await stream.aclose()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
