@@ -9,8 +9,7 @@ key file; we encode and decode Ed25519 ourselves and accept all three forms. The
 key types are as go-libp2p and js-libp2p write them: RSA as PKCS#1 DER (PKCS#8 is
 taken too), secp256k1 as the raw 32-byte secret, ECDSA as SEC1 (or PKCS#8) DER. Each
 file is checked when read, so a wrong one is refused naming the file, before any
-network I/O; RSA and secp256k1 then run on py-libp2p's keys, ECDSA on ours
-(p2pd/net/ecdsa_key.py: py-libp2p's cannot sign).
+network I/O; every type then signs through p2pd/keys.py (PyNaCl, pyca/cryptography).
 
 A new key file is created with mode 0600 and ``O_EXCL``, so a secret key is never
 readable by others, not even for an instant, and two racing first starts cannot
@@ -203,24 +202,14 @@ def load_or_create_identity(path: str | os.PathLike[str]) -> tuple[PrivateKeyRec
 
 
 def to_key_pair(record: PrivateKeyRecord):
-    """Convert to a py-libp2p ``KeyPair`` (imports libp2p: daemon side only)."""
-    from libp2p.crypto.ed25519 import Ed25519PrivateKey
-    from libp2p.crypto.keys import KeyPair
-    from libp2p.crypto.rsa import RSAPrivateKey
-    from libp2p.crypto.secp256k1 import Secp256k1PrivateKey
-
-    from .net.ecdsa_key import ECDSAPrivateKey
+    """The node's signing key pair (p2pd.keys: no py-libp2p)."""
+    from .keys import KeyPair, load_private_key
 
     check_private_key(record)
-    if record.key_type == KEY_TYPE_ED25519:
-        private = Ed25519PrivateKey.from_bytes(ed25519_seed(record))
-    else:
-        load = {KEY_TYPE_RSA: RSAPrivateKey.from_bytes,
-                KEY_TYPE_SECP256K1: Secp256k1PrivateKey.from_bytes,
-                KEY_TYPE_ECDSA: ECDSAPrivateKey.from_bytes}[record.key_type]
-        try:
-            private = load(record.data)
-        except Exception as exc:  # py-libp2p raises assorted types for bad keys
-            name = KEY_TYPE_NAMES[record.key_type]
-            raise ConfigError(f"malformed {name} private key: {exc}") from None
-    return KeyPair(private, private.get_public_key())
+    data = ed25519_seed(record) if record.key_type == KEY_TYPE_ED25519 else record.data
+    try:
+        private = load_private_key(record.key_type, data)
+    except (ValueError, TypeError) as exc:
+        name = KEY_TYPE_NAMES[record.key_type]
+        raise ConfigError(f"malformed {name} private key: {exc}") from None
+    return KeyPair(private, private.public_key)

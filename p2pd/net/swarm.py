@@ -370,7 +370,11 @@ class Swarm:
             try:
                 for addr in listen:
                     target = dial_target(addr)
-                    if target is not None and target[3]:
+                    if target is None:  # QUIC, WebTransport, ...: not a transport of ours yet
+                        log.warning("not listening on %s: only TCP and WebSocket are "
+                                    "supported so far", _text_addr(addr))
+                        continue
+                    if target[3]:
                         await self._listen_ws(nursery, target)
                         continue
                     listener = await self._bind(addr)
@@ -970,6 +974,15 @@ def _addr_of(endpoint, ws: bool) -> bytes:
         return tcp_multiaddr(str(endpoint[0]), int(endpoint[1]), ws)
     except ValueError:
         return b""
+
+
+def _text_addr(addr: bytes) -> str:
+    try:
+        import multiaddr
+
+        return str(multiaddr.Multiaddr(addr))
+    except Exception:
+        return addr.hex()
 
 
 def _is_ip(host: str) -> bool:

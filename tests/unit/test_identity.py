@@ -60,18 +60,13 @@ def test_missing_key_file_is_a_clear_error(tmp_path):
         read_identity(tmp_path / "nope")
 
 
-def test_key_converts_to_a_py_libp2p_key_pair_with_the_same_public_key():
-    # In a subprocess: p2pclient (imported by other test modules) registers protobuf
-    # symbols (crypto.pb.KeyType) that clash with py-libp2p's in one process.
-    import subprocess
-    import sys
+def test_key_converts_to_a_key_pair_with_the_same_public_key():
+    from p2pd.identity import new_ed25519, to_key_pair
 
-    code = (
-        "from p2pd.identity import new_ed25519, to_key_pair\n"
-        "r = new_ed25519()\n"
-        "assert to_key_pair(r).public_key.to_bytes() == r.data[32:]\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    r = new_ed25519()
+    pair = to_key_pair(r)
+    assert pair.public_key.to_bytes() == r.data[32:]
+    assert pair.public_key.serialize() == b"\x08\x01\x12\x20" + r.data[32:]
 
 
 def test_a_96_byte_js_libp2p_ed25519_key_file_gives_the_same_identity_as_64_bytes(tmp_path):
