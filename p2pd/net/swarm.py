@@ -13,10 +13,10 @@ a peer's addresses are tried in order with a happy-eyeballs stagger (the next ad
 starts when the previous one failed or after ``dial_stagger``, never a fixed wait once one
 succeeded); the first connection up wins and the others are cancelled; ``dial_timeout``
 bounds the whole dial; an address that failed is skipped for a backoff that doubles per
-failure (5 s up to 5 min). Outbound TCP connections leave from the listen port
-(SO_REUSEADDR + SO_REUSEPORT) when we listen on one, as go-libp2p does, so the NAT mapping
-peers observe is the one they can dial back; an ephemeral port is used when that bind
-fails (the same 4-tuple in use).
+failure (5 s up to 5 min). With ``reuse_port`` (off by default, see :class:`SwarmOptions`),
+outbound TCP connections leave from the listen port (SO_REUSEADDR + SO_REUSEPORT) as
+go-libp2p's do, so the NAT mapping peers observe is one they can dial back; an ephemeral
+port is used when that bind fails (the same 4-tuple in use).
 
 Streams: ``new_stream`` negotiates a protocol with multistream-select on a fresh muxed
 stream; inbound streams are negotiated against the handlers set with
@@ -100,7 +100,11 @@ class SwarmOptions:
     #: streams one connection may carry at once; an inbound one beyond is reset
     max_streams_per_conn: int = 512
     stream_backlog: int = 256
-    reuse_port: bool = True
+    #: Listen with SO_REUSEPORT and dial from the listen port (what TCP hole punching needs).
+    #: Off by default: with SO_REUSEPORT on a /tcp/0 listener the kernel may hand another
+    #: process of the same user the same port (seen in the test suite: a js peer dialing
+    #: one daemon stalled on a port two daemons shared). Hole punching turns it on.
+    reuse_port: bool = False
     identify_push_delay: float = 0.05
     #: how long both connections of a simultaneous dial live before one is closed
     simultaneous_grace: float = 1.0
