@@ -62,36 +62,30 @@ class ByteStream:
             pass
 
 
-async def negotiate_out(io, protocols: Sequence[str]) -> str:
-    """Propose ``protocols`` in order on ``io`` (anything with read/write/push_back)."""
-    dialer = Dialer(protocols)
-    await io.write(dialer.start())
-    while not dialer.done:
+async def _negotiate(io, side) -> str:
+    """Run one multistream-select side (a Dialer or Listener) over ``io`` (anything with
+    read/write/push_back); bytes after the last negotiation message go back to ``io``."""
+    await io.write(side.start())
+    while not side.done:
         data = await io.read()
         if not data:
             raise MultistreamError("the peer closed the stream during negotiation")
-        out = dialer.receive(data)
+        out = side.receive(data)
         if out:
             await io.write(out)
-    if dialer.leftover:
-        io.push_back(dialer.leftover)
-    return dialer.protocol
+    if side.leftover:
+        io.push_back(side.leftover)
+    return side.protocol
+
+
+async def negotiate_out(io, protocols: Sequence[str]) -> str:
+    """Propose ``protocols`` in order on ``io``."""
+    return await _negotiate(io, Dialer(protocols))
 
 
 async def negotiate_in(io, supported, available: Callable[[], list[str]] | None = None) -> str:
     """Answer a dialer's proposals on ``io``; the protocol it settled on."""
-    listener = Listener(supported, available)
-    await io.write(listener.start())
-    while not listener.done:
-        data = await io.read()
-        if not data:
-            raise MultistreamError("the peer closed the stream during negotiation")
-        out = listener.receive(data)
-        if out:
-            await io.write(out)
-    if listener.leftover:
-        io.push_back(listener.leftover)
-    return listener.protocol
+    return await _negotiate(io, Listener(supported, available))
 
 
 async def noise_handshake(io: ByteStream, hs: Handshake) -> Result:

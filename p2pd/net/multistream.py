@@ -50,6 +50,7 @@ class _Reader:
     def __init__(self, limit: int) -> None:
         self.buf = bytearray()
         self.limit = limit
+        self.header_seen = False
 
     def feed(self, data: bytes) -> None:
         self.buf += data
@@ -82,6 +83,20 @@ class _Reader:
         self.buf.clear()
         return rest
 
+    def next_after_header(self) -> str | None:
+        """The next message after the ``/multistream/1.0.0`` header, as text (the header
+        itself is checked and swallowed); None until more arrives."""
+        while True:
+            msg = self.next()
+            if msg is None:
+                return None
+            text = _text(msg)
+            if self.header_seen:
+                return text
+            if text != HEADER:
+                raise MultistreamError(f"expected {HEADER!r}, got {text[:64]!r}")
+            self.header_seen = True
+
 
 def _text(msg: bytes) -> str:
     try:
@@ -99,7 +114,6 @@ class Dialer:
         self.protocols = list(protocols)
         self._next = 0
         self._reader = _Reader(MAX_MESSAGE)
-        self._header_seen = False
         self.protocol: str | None = None
         self.leftover = b""
 
@@ -118,15 +132,9 @@ class Dialer:
         self._reader.feed(data)
         out = b""
         while self.protocol is None:
-            msg = self._reader.next()
-            if msg is None:
+            text = self._reader.next_after_header()
+            if text is None:
                 break
-            text = _text(msg)
-            if not self._header_seen:
-                if text != HEADER:
-                    raise MultistreamError(f"expected {HEADER!r}, got {text[:64]!r}")
-                self._header_seen = True
-                continue
             proposed = self.protocols[self._next - 1]
             if text == proposed:
                 self.protocol = proposed
@@ -152,7 +160,6 @@ class Listener:
         self._supported = supported
         self._available = available or (lambda: [])
         self._reader = _Reader(MAX_MESSAGE)
-        self._header_seen = False
         self._proposals = 0
         self.protocol: str | None = None
         self.leftover = b""
@@ -172,15 +179,9 @@ class Listener:
         self._reader.feed(data)
         out = b""
         while self.protocol is None:
-            msg = self._reader.next()
-            if msg is None:
+            text = self._reader.next_after_header()
+            if text is None:
                 break
-            text = _text(msg)
-            if not self._header_seen:
-                if text != HEADER:
-                    raise MultistreamError(f"expected {HEADER!r}, got {text[:64]!r}")
-                self._header_seen = True
-                continue
             self._proposals += 1
             if self._proposals > MAX_PROPOSALS:
                 raise MultistreamError(f"more than {MAX_PROPOSALS} proposals")
