@@ -43,6 +43,7 @@ from functools import partial
 import trio
 
 from ..framing import FrameDecoder
+from ..varint import decode_uvarint, encode_uvarint
 from . import identify as idproto
 from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
 from .multistream import MultistreamError
@@ -113,30 +114,17 @@ class SwarmOptions:
 # -- multiaddrs (binary) ---------------------------------------------------------------------
 
 
-def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated multiaddr")
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
 def split_multiaddr(addr: bytes) -> list[tuple[int, bytes]]:
     """``[(protocol code, value bytes)]`` of a binary multiaddr (the codes we dial)."""
     out, pos = [], 0
     sizes = {P_IP4: 4, P_IP6: 16, P_TCP: 2, 0x0111: 2, 0x01CC: 0, 0x01DD: 0, 0x01DE: 0,
              0x0122: 0, 0x01CD: 0, 0x0114: 0, 0x01D1: 0, 0x0190: 0}
     while pos < len(addr):
-        code, pos = _uvarint(addr, pos)
+        code, pos = decode_uvarint(addr, pos)
         if code in sizes:
             n = sizes[code]
         else:  # a length-prefixed value (dns*, p2p, unix, ...)
-            n, pos = _uvarint(addr, pos)
+            n, pos = decode_uvarint(addr, pos)
         if pos + n > len(addr):
             raise ValueError("truncated multiaddr")
         out.append((code, addr[pos : pos + n]))
@@ -191,17 +179,9 @@ def strip_p2p(addr: bytes) -> bytes:
     except ValueError:
         return addr
     if parts and parts[-1][0] == P_P2P:
-        cut = len(addr) - len(parts[-1][1]) - _varint_len(len(parts[-1][1])) - 2
+        cut = len(addr) - len(parts[-1][1]) - len(encode_uvarint(len(parts[-1][1]))) - 2
         return addr[:cut]
     return addr
-
-
-def _varint_len(n: int) -> int:
-    length = 1
-    while n >= 0x80:
-        n >>= 7
-        length += 1
-    return length
 
 
 # -- streams and connections ----------------------------------------------------------------
