@@ -355,6 +355,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.host_addrs = _split(flags["hostAddrs"])
     if flags.get("announceAddrs"):
         c.announce_addrs = _split(flags["announceAddrs"])
+    if flags.get("noAnnounce"):
+        c.no_announce = _split(flags["noAnnounce"])
     if "quiet" in flags or "q" in flags:
         c.quiet = flags.get("q", False) or flags.get("quiet", False)
     if "connManager" in flags:

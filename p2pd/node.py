@@ -77,6 +77,8 @@ class Node:
             ),
             AGENT_VERSION,
         )
+        if config.no_announce:
+            self.net.swarm.addresses.filter_out = self._no_announce
         self.peer_id = PeerId(self.net.me)
         self._nursery: trio.Nursery | None = None
         self.agent_version = AGENT_VERSION
@@ -139,8 +141,6 @@ class Node:
                 self._nursery = nursery
                 await nursery.start(partial(self.net.run,
                                             conn_manager=self.config.conn_manager))
-                if self.config.no_announce:  # known once bound: port 0 became a real port
-                    self._apply_no_announce()
                 self.started_at = trio.current_time()
                 if self.peerbook is not None:
                     nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
@@ -163,13 +163,13 @@ class Node:
                 self.datastore.close()
                 shutil.rmtree(self._own_datastore, ignore_errors=True)
 
-    def _apply_no_announce(self) -> None:
-        """Announce (ready lines, IDENTIFY, identify) what is left after ``no_announce``."""
+    def _no_announce(self, addrs: list[bytes]) -> list[bytes]:
+        """``addrs`` without what ``no_announce`` names (everything we tell anyone goes
+        through it: ready lines, IDENTIFY, identify, provider records)."""
         from .net.host import filter_announced
 
-        ours = [str(self._multiaddr.Multiaddr(a)) for a in self.net.own_addrs()]
-        kept = filter_announced(ours, self.config.no_announce)
-        self.net.swarm.announce_addrs = [self._multiaddr.Multiaddr(a).to_bytes() for a in kept]
+        text = {str(self._multiaddr.Multiaddr(a)): a for a in addrs}
+        return [text[t] for t in filter_announced(list(text), self.config.no_announce)]
 
     async def _bootstrap_peers(self) -> list[tuple[bytes, list[bytes]]]:
         """``(peer id, [addrs])`` for the bootstrap list (the public IPFS peers unless one is
@@ -256,8 +256,8 @@ class Node:
         """Learned addresses of a peer (from the DHT) go into the peerstore."""
         self.net.remember_addrs(peer_raw, addrs)
 
-    def own_addrs(self) -> list[bytes]:
-        return self.net.own_addrs()
+    def own_addrs(self, remote_addr: bytes | None = None) -> list[bytes]:
+        return self.net.own_addrs(remote_addr)
 
     # -- the persistent peerstore --------------------------------------------------------
 

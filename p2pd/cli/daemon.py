@@ -24,6 +24,9 @@ def daemon_flags() -> FlagSet:
     add("hostAddrs", str, None, "comma separated list of multiaddrs the host should listen on")
     add("announceAddrs", str, None,
         "comma separated list of multiaddrs the host should announce to the network")
+    add("noAnnounce", str, None,
+        "comma separated list of multiaddrs (or /ip4|ip6/NET/ipcidr/BITS networks) never to "
+        "announce (p2pd's; kubo's Addresses.NoAnnounce)")
     add("noListenAddrs", bool, False, "sets the host to listen on no addresses")
     add("q", bool, False, "be quiet")
     add("quiet", bool, False, "be quiet (same as -q)")

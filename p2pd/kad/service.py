@@ -340,9 +340,12 @@ class DHTService:
     async def _query(self, peer: bytes, msg: KadMessage) -> KadMessage | None:
         try:
             with trio.fail_after(QUERY_TIMEOUT):
-                stream, _proto, _addr = await self.host.open_stream(peer, [PROTOCOL],
-                                                                    QUERY_TIMEOUT)
+                stream, _proto, addr = await self.host.open_stream(peer, [PROTOCOL],
+                                                                   QUERY_TIMEOUT)
                 try:
+                    if msg.type == MessageType.ADD_PROVIDER:  # our addresses, for where it is
+                        me = PeerInfo(self.me, self.host.own_addrs(addr))
+                        msg = KadMessage(MessageType.ADD_PROVIDER, key=msg.key, providers=[me])
                     await stream.write(encode_message(msg))
                     if msg.type == MessageType.ADD_PROVIDER:
                         return KadMessage(MessageType.ADD_PROVIDER)

@@ -55,8 +55,10 @@ class Host(Protocol):
     @property
     def peer_id_bytes(self) -> bytes: ...
 
-    def own_addrs(self) -> list[bytes]:
-        """The addresses we announce (binary multiaddrs)."""
+    def own_addrs(self, remote_addr: bytes | None = None) -> list[bytes]:
+        """Our addresses (binary multiaddrs): all of them for the user on this machine, or
+        (``remote_addr`` given: the remote address of a connection) what that peer may
+        dial (:meth:`p2pd.net.addrs.AddressManager.for_peer`)."""
 
     # -- handlers and streams
     def set_stream_handler(self, protocol: str, handler: InboundHandler) -> None: ...

@@ -45,6 +45,7 @@ import trio
 from ..framing import FrameDecoder
 from ..varint import decode_uvarint, encode_uvarint
 from . import identify as idproto
+from .addrs import AddressManager
 from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
 from .multistream import MultistreamError
 from .muxerrors import MuxedStreamReset
@@ -325,7 +326,8 @@ Handler = Callable[[Stream], Awaitable[None]]
 
 
 class Swarm:
-    def __init__(self, identity: Identity, options: SwarmOptions | None = None) -> None:
+    def __init__(self, identity: Identity, options: SwarmOptions | None = None,
+                 addresses: AddressManager | None = None) -> None:
         self.identity = identity
         self.me = identity.peer_id
         self.options = options or SwarmOptions()
@@ -334,7 +336,9 @@ class Swarm:
         self.peerstore = PeerStore()
         self.listeners: list = []
         self.listen_addrs: list[bytes] = []  # bound, binary
-        self.announce_addrs: list[bytes] | None = None
+        #: what we tell each peer of our addresses; its listen list is ours
+        self.addresses = addresses or AddressManager()
+        self.addresses.listen = self.listen_addrs
         self._listen_ports: dict[int, int] = {}  # family -> port we listen on
         self._dialing: dict[bytes, trio.Event] = {}
         self._dial_result: dict[bytes, Connection | BaseException] = {}
@@ -784,7 +788,7 @@ class Swarm:
 
     # -- identify ------------------------------------------------------------------------------
     def _identify_message(self, conn: Connection | None) -> idproto.Identify:
-        addrs = self.announce_addrs if self.announce_addrs is not None else self.listen_addrs
+        addrs = self.addresses.for_peer(conn.remote_addr if conn is not None else None)
         return idproto.Identify(
             public_key=self.identity.public_key,
             listen_addrs=list(addrs),
@@ -820,6 +824,7 @@ class Swarm:
         self.peerstore.add_addrs(peer, addrs)
         if msg.observed_addr:
             conn.observed_addr = msg.observed_addr
+            self.addresses.observe(msg.observed_addr, conn.remote_addr, conn.local_addr)
 
     async def _identify(self, conn: Connection) -> None:
         try:

@@ -82,7 +82,7 @@ class SwarmHost:
         self.swarm.listeners.append(self)
         self._listen = [_swarm_addr(a) for a in options.listen_addrs]
         if options.announce_addrs:
-            self.swarm.announce_addrs = [_swarm_addr(a) for a in options.announce_addrs]
+            self.swarm.addresses.announce = [_swarm_addr(a) for a in options.announce_addrs]
 
     # -- lifetime ------------------------------------------------------------------------
     async def run(self, *, conn_manager: bool = False,
@@ -112,10 +112,11 @@ class SwarmHost:
         addrs.sort(key=lambda a: bool(dial_target(a) and dial_target(a)[3]))
         return addrs
 
-    def own_addrs(self) -> list[bytes]:
-        if self.swarm.announce_addrs is not None:
-            return list(self.swarm.announce_addrs)
-        return self.listen_addrs()
+    def own_addrs(self, remote_addr: bytes | None = None) -> list[bytes]:
+        addrs = self.swarm.addresses
+        found = addrs.local() if remote_addr is None else addrs.for_peer(remote_addr)
+        found.sort(key=lambda a: bool(dial_target(a) and dial_target(a)[3]))  # TCP before WS
+        return found
 
     # -- handlers and streams ----------------------------------------------------------------
     def set_stream_handler(self, protocol: str, handler: InboundHandler) -> None:

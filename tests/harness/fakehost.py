@@ -83,7 +83,7 @@ class FakeHost:
     def peer_id_bytes(self) -> bytes:
         return self._me
 
-    def own_addrs(self) -> list[bytes]:
+    def own_addrs(self, remote_addr: bytes | None = None) -> list[bytes]:
         return [self.addr]
 
     def set_stream_handler(self, protocol, handler) -> None:

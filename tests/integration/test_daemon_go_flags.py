@@ -140,6 +140,21 @@ async def test_announce_addrs_replace_the_listen_addrs_in_identify_and_the_ready
         assert [str(a) for a in addrs] == [announce]
 
 
+async def test_an_unspecified_listen_address_is_shown_as_the_interface_addresses():
+    with Daemon(host_addrs="/ip4/0.0.0.0/tcp/0") as d:
+        _, addrs = await Client(Multiaddr(d.control)).identify()
+        shown = [str(a) for a in addrs]
+        assert d.addrs[0] in shown and not any("/0.0.0.0/" in a for a in [*shown, *d.addrs])
+        assert any(a.startswith("/ip4/127.0.0.1/tcp/") for a in shown)
+
+
+async def test_no_announce_drops_addresses_everywhere():
+    with Daemon("-noAnnounce", "/ip4/127.0.0.0/ipcidr/8", host_addrs="/ip4/0.0.0.0/tcp/0") as d:
+        assert not any(a.startswith("/ip4/127.") for a in d.addrs)
+        _, addrs = await Client(Multiaddr(d.control)).identify()
+        assert not any(str(a).startswith("/ip4/127.") for a in addrs)
+
+
 async def test_b_connects_the_bootstrap_peers_before_the_ready_lines_and_lists_them():
     with Daemon() as boot:
         entry = f"{boot.addrs[0]}/p2p/{boot.peer_id}"

@@ -1,0 +1,158 @@
+"""What we tell whom of our addresses (p2pd.net.addrs), with a made-up machine."""
+
+import ipaddress
+
+from multiaddr import Multiaddr
+
+from p2pd.net.addrs import ACTIVATION_THRESHOLD, AddressManager, classify
+
+
+def b(text: str) -> bytes:
+    return Multiaddr(text).to_bytes()
+
+
+def t(addrs: list[bytes]) -> list[str]:
+    return [str(Multiaddr(a)) for a in addrs]
+
+
+IFACES = [ipaddress.ip_interface(i) for i in (
+    "127.0.0.1/8", "198.18.1.2/24", "203.0.113.7/24", "169.254.3.3/16", "::1/128",
+    "fe80::1/64", "fd00::5/64")]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def manager(listen=("/ip4/0.0.0.0/tcp/4001",), **kw) -> AddressManager:
+    m = AddressManager(interfaces=lambda: IFACES, **kw)
+    m.listen = [b(a) for a in listen]
+    return m
+
+
+def test_classify():
+    assert classify(ipaddress.ip_address("127.0.0.1")) == "loopback"
+    assert classify(ipaddress.ip_address("192.168.1.1")) == "private"
+    assert classify(ipaddress.ip_address("100.64.0.9")) == "private"
+    assert classify(ipaddress.ip_address("198.18.4.4")) == "private"
+    assert classify(ipaddress.ip_address("fd12::1")) == "private"
+    assert classify(ipaddress.ip_address("169.254.1.1")) == "unusable"
+    assert classify(ipaddress.ip_address("fe80::2")) == "unusable"
+    assert classify(ipaddress.ip_address("0.0.0.0")) == "unusable"
+    assert classify(ipaddress.ip_address("203.0.113.9")) == "public"
+    assert classify(ipaddress.ip_address("8.8.8.8")) == "public"
+    assert classify(ipaddress.ip_address("::ffff:127.0.0.1")) == "loopback"
+
+
+def test_unspecified_expands_to_interfaces_without_link_local():
+    m = manager(("/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"))
+    assert t(m.local()) == [
+        "/ip4/127.0.0.1/tcp/4001", "/ip4/198.18.1.2/tcp/4001", "/ip4/203.0.113.7/tcp/4001",
+        "/ip6/::1/tcp/4001", "/ip6/fd00::5/tcp/4001",
+        "/ip4/127.0.0.1/tcp/4002/ws", "/ip4/198.18.1.2/tcp/4002/ws",
+        "/ip4/203.0.113.7/tcp/4002/ws"]
+    assert not any("0.0.0.0" in a or "/::/" in a or "169.254" in a or "fe80" in a
+                   for a in t(m.local()))
+
+
+def test_each_peer_hears_what_it_can_dial():
+    m = manager()
+    everything = t(m.local())
+    assert t(m.for_peer(b("/ip4/127.0.0.1/tcp/5555"))) == everything
+    assert t(m.for_peer(b("/ip4/198.18.1.77/tcp/5555"))) == [
+        "/ip4/198.18.1.2/tcp/4001", "/ip4/203.0.113.7/tcp/4001"]
+    # a private peer on another LAN, a public one, one we know nothing of
+    for remote in (b("/ip4/198.18.9.9/tcp/1"), b("/ip4/192.0.2.5/tcp/1"), None):
+        assert t(m.for_peer(remote)) == ["/ip4/203.0.113.7/tcp/4001"]
+    assert t(m.public()) == ["/ip4/203.0.113.7/tcp/4001"]
+
+
+def test_confirmed_and_relay_addresses_go_to_strangers_not_to_the_lan():
+    m = manager(("/ip4/198.18.1.2/tcp/4001",))
+    ext = b("/ip4/192.0.2.50/tcp/31000")
+    relay = b("/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWGRUVh7nQhbMsUwrxTjtDXMwTbb9AbX6sTuWLwVeFuCxG"
+              "/p2p-circuit")
+    m.confirm(ext)
+    m.set_relay([relay])
+    stranger = m.for_peer(b("/ip4/192.0.2.9/tcp/1"))
+    assert stranger == [ext, relay]
+    assert m.for_peer(b("/ip4/198.18.1.3/tcp/1")) == [b("/ip4/198.18.1.2/tcp/4001"), ext]
+    m.unconfirm(ext)
+    assert m.for_peer(b("/ip4/192.0.2.9/tcp/1")) == [relay]
+
+
+def test_announce_replaces_listen_and_filter_applies_to_all():
+    m = manager(announce=[b("/ip4/192.0.2.77/tcp/1234"), b("/ip4/198.18.1.2/tcp/4001")])
+    assert t(m.public()) == ["/ip4/192.0.2.77/tcp/1234"]
+    m.filter_out = lambda addrs: [a for a in addrs if b"\x04\xc0" not in a]
+    assert m.public() == []
+
+
+def observe_from(m, n, observed="/ip4/192.0.2.50/tcp/4001", local="/ip4/198.18.1.2/tcp/4001",
+                 first=1):
+    for i in range(first, first + n):
+        m.observe(b(observed), b(f"/ip4/203.0.113.{i}/tcp/4001"), b(local))
+
+
+def test_an_observed_address_becomes_a_candidate_after_enough_distinct_observers():
+    clock = Clock()
+    m = manager(("/ip4/0.0.0.0/tcp/4001",), clock=clock)
+    observe_from(m, ACTIVATION_THRESHOLD - 1)
+    assert m.candidates() == []
+    # the same observer again does not count twice
+    observe_from(m, 1, first=1)
+    assert m.candidates() == []
+    observe_from(m, 1, first=50)
+    assert t(m.candidates()) == ["/ip4/192.0.2.50/tcp/4001"]
+    assert b("/ip4/192.0.2.50/tcp/4001") not in m.public()  # not before AutoNAT says so
+    m.confirm(m.candidates()[0])
+    assert b("/ip4/192.0.2.50/tcp/4001") in m.public()
+    assert m.candidates() == []
+
+
+def test_observations_expire():
+    clock = Clock()
+    m = manager(clock=clock)
+    observe_from(m, ACTIVATION_THRESHOLD)
+    assert m.candidates()
+    clock.now += m.ttl + 1
+    assert m.candidates() == []
+
+
+def test_observations_that_say_nothing_are_ignored():
+    m = manager()
+    good = b("/ip4/192.0.2.50/tcp/4001")
+    # a LAN or loopback observer
+    assert not m.observe(good, b("/ip4/198.18.1.9/tcp/1"), b("/ip4/198.18.1.2/tcp/4001"))
+    assert not m.observe(good, b("/ip4/127.0.0.1/tcp/1"), b("/ip4/127.0.0.1/tcp/4001"))
+    # a connection from an ephemeral port, not a listen port
+    assert not m.observe(good, b("/ip4/203.0.113.1/tcp/1"), b("/ip4/198.18.1.2/tcp/45000"))
+    # an observed private address, a mismatched transport, garbage
+    assert not m.observe(b("/ip4/10.1.1.1/tcp/4001"), b("/ip4/203.0.113.1/tcp/1"),
+                         b("/ip4/198.18.1.2/tcp/4001"))
+    assert not m.observe(b("/ip4/192.0.2.50/udp/4001"), b("/ip4/203.0.113.1/tcp/1"),
+                         b("/ip4/198.18.1.2/tcp/4001"))
+    assert not m.observe(b"\xff\xff", b"", b"\x04")
+    assert m.observe(good, b("/ip4/203.0.113.1/tcp/1"), b("/ip4/198.18.1.2/tcp/4001"))
+
+
+def test_ipv6_observers_count_by_56():
+    m = manager(("/ip6/::/tcp/4001",), threshold=2)
+    seen = b("/ip6/2001:db8:1::5/tcp/4001")
+    m.observe(seen, b("/ip6/2001:db8:aa:11::1/tcp/1"), b("/ip6/fd00::5/tcp/4001"))
+    m.observe(seen, b("/ip6/2001:db8:aa:22::1/tcp/1"), b("/ip6/fd00::5/tcp/4001"))
+    assert m.candidates() == []  # one /56
+    m.observe(seen, b("/ip6/2001:db8:bb::1/tcp/1"), b("/ip6/fd00::5/tcp/4001"))
+    assert m.candidates() == [seen]
+
+
+def test_a_flood_of_distinct_observed_addresses_stays_bounded():
+    m = manager()
+    for port in range(1, 1000):
+        m.observe(b(f"/ip4/192.0.2.50/tcp/{port}"), b("/ip4/203.0.113.1/tcp/1"),
+                  b("/ip4/198.18.1.2/tcp/4001"))
+    assert len(m._observed) <= 128
