@@ -81,9 +81,20 @@ provide = "roots"
 
 [dht]
 # Kademlia on /ipfs/kad/1.0.0: "server" answers queries (a home node with a public or
-# forwarded port), "client" only asks; "auto" is server.
+# forwarded port), "client" only asks; "auto" is a client until AutoNAT finds the node
+# reachable from the internet, then a server (and back when it stops being reachable).
 enabled = true
 mode = "auto"   # auto, server or client
+
+[autonat]
+# The client asks peers serving AutoNAT (v2, else v1) to dial us back, to learn whether
+# we are reachable from the internet and on which addresses (those get announced).
+# `service`: answer such requests for others (dial-backs from a separate identity, rate
+# limited). `force`: "public" or "private" instead of asking (-forceReachability*).
+client = true
+service = false
+force = ""
+confidence = 3
 
 [pubsub]
 # Gossipsub (or "floodsub") on /meshsub/1.1.0; a daemon started with -listen (harness
@@ -190,6 +201,14 @@ class Config:
     no_announce: list[str] = field(default_factory=list)
     #: ``-noListenAddrs``: no swarm listener at all (outbound connections only).
     no_listen: bool = False
+    #: AutoNAT: the client (reachability, confirmed addresses; home config), the service
+    #: (``-autonat``), a forced answer (``-forceReachabilityPublic|Private``), how many
+    #: servers must agree, and how often to ask while the answer is unknown.
+    autonat_client: bool = False
+    autonat_service: bool = False
+    force_reachability: str = ""
+    autonat_confidence: int = 3
+    autonat_probe_interval: float = 15.0
     #: ``-muxer``: the stream muxer offered first (the other one stays as a fallback).
     muxer: str = "yamux"
     #: Gossipsub heartbeat interval and initial delay in seconds; 0 keeps the router's.
@@ -238,6 +257,11 @@ class Config:
             raise ConfigError(f"bitswap.provide must be roots, all or none (got {self.provide!r})")
         if self.dht_mode not in ("auto", "server", "client"):
             raise ConfigError(f"unknown DHT mode {self.dht_mode!r}")
+        if self.force_reachability not in ("", "public", "private"):
+            raise ConfigError(f"[autonat] force must be \"public\", \"private\" or \"\", "
+                              f"not {self.force_reachability!r}")
+        if self.autonat_confidence < 1:
+            raise ConfigError("[autonat] confidence must be at least 1")
         if self.muxer not in ("yamux", "mplex"):
             raise ConfigError(f"unknown muxer {self.muxer!r} (yamux or mplex)")
         for name, value in (
@@ -336,6 +360,10 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.provide = _get(doc, "bitswap", "provide", str, "roots")
         c.dht = _get(doc, "dht", "enabled", bool, False)
         c.dht_mode = _get(doc, "dht", "mode", str, "auto")
+        c.autonat_client = _get(doc, "autonat", "client", bool, True)
+        c.autonat_service = _get(doc, "autonat", "service", bool, False)
+        c.force_reachability = _get(doc, "autonat", "force", str, "")
+        c.autonat_confidence = _get(doc, "autonat", "confidence", int, 3)
         c.pubsub = _get(doc, "pubsub", "enabled", bool, True)
         c.pubsub_router = _get(doc, "pubsub", "router", str, "gossipsub")
         c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
@@ -357,6 +385,16 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.announce_addrs = _split(flags["announceAddrs"])
     if flags.get("noAnnounce"):
         c.no_announce = _split(flags["noAnnounce"])
+    if flags.get("autonat"):
+        c.autonat_service = True
+    if flags.get("autonatClient"):
+        c.autonat_client = True
+    if "autonatConfidence" in flags:
+        c.autonat_confidence = flags["autonatConfidence"]
+    if flags.get("forceReachabilityPublic"):
+        c.force_reachability = "public"
+    elif flags.get("forceReachabilityPrivate"):
+        c.force_reachability = "private"
     if "quiet" in flags or "q" in flags:
         c.quiet = flags.get("q", False) or flags.get("quiet", False)
     if "connManager" in flags:
@@ -431,7 +469,7 @@ def _duration_flag(flags: dict[str, Any], name: str) -> float:
 NOT_IMPLEMENTED_FLAGS = (
     "relay", "relayService", "relayDiscovery", "relayBufferSize", "relayDataLimit",
     "relayMaxCircuits", "relayMaxReservations", "relayTimeLimit", "autoRelay", "trustedRelays",
-    "autonat", "forceReachabilityPublic", "forceReachabilityPrivate", "natPortMap", "quic",
+    "natPortMap", "quic",
     "tls", "plaintext", "metricsAddr", "pprof", "pprofPort",
 )
 

@@ -102,10 +102,24 @@ class Node:
             self._own_datastore = tempfile.mkdtemp(prefix="p2pd-node-")
             datastore = Datastore.open(self._own_datastore)
             self.datastore = datastore
+        self.autonat = None
+        if config.autonat_client or config.autonat_service or config.force_reachability:
+            from .net.autonat import AutoNAT
+            from .net.swarmhost import DialBackDialer
+
+            self._dialer = DialBackDialer(AGENT_VERSION) if config.autonat_service else None
+            self.autonat = AutoNAT(self, self.net.swarm.addresses, self._dialer,
+                                   server=config.autonat_service,
+                                   client=config.autonat_client,
+                                   force=config.force_reachability or None,
+                                   probe_interval=config.autonat_probe_interval,
+                                   confidence=config.autonat_confidence)
+            self.autonat.on_change.append(self._reachability_changed)
+            self.autonat.attach()
         if config.dht:
             from .kad.service import DHTService
 
-            self.dht = DHTService(self, datastore, server=config.dht_mode != "client")
+            self.dht = DHTService(self, datastore, server=self._dht_server_wanted())
             self.dht.attach()
         self.pubsub = None
         if config.pubsub:
@@ -124,6 +138,33 @@ class Node:
                              provide=config.provide)
             self.repo.attach()
 
+    def _dht_server_wanted(self) -> bool:
+        """Server or client: as configured; "auto" follows AutoNAT when it runs (a server
+        only while reachable from the internet), else is a server."""
+        if self.config.dht_mode != "auto":
+            return self.config.dht_mode == "server"
+        if self.autonat is None or not (self.autonat.client or self.autonat.forced):
+            return True
+        return self.autonat.status == "public"
+
+    def _reachability_changed(self, status: str) -> None:
+        log.info("reachability is %s", status)
+        if self.dht is not None:
+            self.dht.set_server(self._dht_server_wanted())
+
+    def reachability(self) -> dict:
+        """Reachability, the addresses AutoNAT confirmed and the DHT mode, for status."""
+        from .net.addrs import AddressManager
+
+        addrs: AddressManager = self.net.swarm.addresses
+        text = self._multiaddr.Multiaddr
+        return {
+            "Reachability": self.autonat.status if self.autonat is not None else "unknown",
+            "External": [str(text(a)) for a in addrs.confirmed],
+            "Candidates": [str(text(a)) for a in addrs.candidates()],
+            "DHTMode": ("server" if self.dht.server else "client") if self.dht else "off",
+        }
+
     async def _serve_perf(self, stream) -> None:
         try:
             await perf.serve(stream, self.config.perf_max_bytes)
@@ -141,6 +182,10 @@ class Node:
                 self._nursery = nursery
                 await nursery.start(partial(self.net.run,
                                             conn_manager=self.config.conn_manager))
+                if self.autonat is not None:
+                    if self._dialer is not None:
+                        await nursery.start(self._dialer.run)
+                    await nursery.start(self.autonat.run)
                 self.started_at = trio.current_time()
                 if self.peerbook is not None:
                     nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)

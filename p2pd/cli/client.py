@@ -163,6 +163,12 @@ class ControlClient:
         r = self.request(pb.Request(type=pb.Request.IDENTIFY))
         return r.identify.id, list(r.identify.addrs)
 
+    def status(self) -> dict:
+        """The node's STATUS (p2pd extension): reachability, external addresses, DHT mode."""
+        import json
+
+        return json.loads(self.request(pb.Request(type=pb.Request.STATUS)).status)
+
     def list_peers(self) -> list[pb.PeerInfo]:
         return list(self.request(pb.Request(type=pb.Request.LIST_PEERS)).peers)
 

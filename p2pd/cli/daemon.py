@@ -72,6 +72,10 @@ def daemon_flags() -> FlagSet:
     add("trustedRelays", str, None,
         "comma separated list of multiaddrs for static circuit relay peers")
     add("autonat", bool, False, "Enables the AutoNAT service")
+    add("autonatClient", bool, False,
+        "asks peers serving AutoNAT whether we are reachable; a -dht node in auto mode then "
+        "serves the DHT only while reachable (p2pd's; on in the home config)")
+    add("autonatConfidence", int, 3, "AutoNAT servers that must agree (p2pd's)")
     add("forceReachabilityPublic", bool, False, "Set up ForceReachability as public for autonat")
     add("forceReachabilityPrivate", bool, False, "Set up ForceReachability as private for autonat")
     add("metricsAddr", str, None, "an address to bind the metrics handler to")

@@ -166,15 +166,18 @@ def _cmd_status(client: ControlClient, args) -> int:
         "Peers": len(peers),
         "ResponseMillis": round((time.perf_counter() - started) * 1000, 3),
     }
-    text = "\n".join(
-        [
-            f"daemon running at {data['API']}",
-            f"Peer ID: {pid}",
-            f"Peers: {len(peers)}",
-            "Addresses:",
-            *(f"  {a}" for a in data["Addresses"]),
-        ]
-    )
+    from .client import RequestFailed
+
+    try:
+        data.update(client.status())
+    except RequestFailed:  # a daemon without the STATUS extension (the go daemon)
+        pass
+    lines = [f"daemon running at {data['API']}", f"Peer ID: {pid}", f"Peers: {len(peers)}"]
+    if "Reachability" in data:
+        lines += [f"Reachability: {data['Reachability']}", f"DHT mode: {data['DHTMode']}"]
+        lines += [f"External address: {a}" for a in data["External"]]
+    lines += ["Addresses:", *(f"  {a}" for a in data["Addresses"])]
+    text = "\n".join(lines)
     return _emit(args, data, text)
 
 

@@ -144,6 +144,7 @@ class ControlServer:
             pb.Request.PEERSTORE: self._peerstore,
             pb.Request.DHT: self._dht,
             pb.Request.PUBSUB: self._pubsub,
+            pb.Request.STATUS: self._status,
         }
 
     async def serve(
@@ -279,6 +280,11 @@ class ControlServer:
                 addrs=[a.to_bytes() for a in self.node.listen_addrs()],
             )
         )
+
+    async def _status(self, request: pb.Request) -> pb.Response:
+        import json
+
+        return ok_response(status=json.dumps(self.node.reachability()))
 
     async def _connect(self, request: pb.Request) -> pb.Response:
         if not request.HasField("connect"):

@@ -79,6 +79,17 @@ class DHTService:
             self.host.set_stream_handler(PROTOCOL, self._serve_stream)
         self.host.add_listener(self)
 
+    def set_server(self, on: bool) -> None:
+        """Switch between server and client mode at run time (the DHT's "auto" follows
+        reachability); identify push tells connected peers."""
+        if on == self.server:
+            return
+        self.server = on
+        if on:
+            self.host.set_stream_handler(PROTOCOL, self._serve_stream)
+        else:
+            self.host.remove_stream_handler(PROTOCOL)
+
     def peer_connected(self, peer: bytes) -> None:
         """A connection to ``peer`` is up: check it (once at a time) unless it is in the table."""
         if peer == self.me or peer in self.table or peer in self._checking:

@@ -352,3 +352,32 @@ def peer_id_from_text(text: str) -> bytes:
     except ValueError:
         raise NodeError(f"malformed peer id {text!r}") from None
 __all__ = ["PeerId", "SwarmHost", "check_peer_id", "identity_of", "peer_id_from_text", "show_peer"]
+
+
+class DialBackDialer:
+    """AutoNAT's dial-backs (:class:`p2pd.net.autonat.Dialer`): a swarm of its own with a
+    fresh Ed25519 identity, no listener and ephemeral ports, so a dial-back is never an
+    existing connection of the node's and never leaves from its listen port (the spec: no
+    accidental hole punch)."""
+
+    def __init__(self, agent_version: str) -> None:
+        import os
+
+        from ..keys import ED25519, load_private_key
+
+        key = load_private_key(ED25519, os.urandom(32))
+        public = key.public_key.serialize()
+        self.swarm = Swarm(Identity(public, peer_id_from_public_key(public), key.sign),
+                           SwarmOptions(agent_version=agent_version, dial_stagger=0.0,
+                                        backoff_base=0.0))
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self.swarm.run((), task_status=task_status)
+
+    def can_dial(self, addr: bytes) -> bool:
+        return dial_target(addr) is not None
+
+    async def dial(self, peer: bytes, addr: bytes, timeout: float):
+        self.swarm.clear_backoff(peer)
+        self.swarm.peerstore.forget(peer)
+        return await self.swarm.dial(peer, [addr], timeout=timeout)

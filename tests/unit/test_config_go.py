@@ -78,7 +78,9 @@ def test_only_flags_asking_for_something_missing_are_named():
     assert named == ["-relay", "-relayTimeLimit=60s", "-tls", "-metricsAddr=127.0.0.1:9",
                      "-noise=false (Noise stays on: it is the only channel security p2pd has)"]
     assert not_implemented_flags({"relay": False, "tls": False, "dht": True}) == []
-    assert resolve({"autonat": True}).not_implemented == ["-autonat"]
+    assert resolve({"autonat": True}).not_implemented == []
+    assert resolve({"autonat": True}).autonat_service
+    assert resolve({"forceReachabilityPrivate": True}).force_reachability == "private"
 
 
 UPSTREAM_EXAMPLE = """{

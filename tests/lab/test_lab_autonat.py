@@ -1,0 +1,45 @@
+"""AutoNAT in the lab: three public AutoNAT servers of ours; a public node learns it is
+reachable (its address confirmed, announced, DHT in server mode) and a node behind a
+port-restricted NAT learns it is not (DHT in client mode, nothing external announced)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+from lab import Nat
+from lab.peers import SWARM_PORT, LabDaemon
+
+
+def _status(d: LabDaemon) -> dict:
+    return json.loads(d.cli("status", "--json"))
+
+
+def _wait_status(d: LabDaemon, want: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _status(d)
+        if status.get("Reachability") == want:
+            return status
+        if time.monotonic() > deadline:
+            pathlib.Path('/tmp/autonat-debug.log').write_text(d.proc.stderr_path.read_text())
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+
+
+def test_autonat_tells_a_public_node_from_one_behind_a_nat(netlab):
+    servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat") for i in range(3)]
+    boot = ",".join(s.addr for s in servers)
+    flags = ("-dht", "-autonatClient", "-b", "-bootstrapPeers", boot)
+    pub_host = netlab.add_host("pub")
+    pub = LabDaemon(netlab, pub_host, *flags)
+    home = netlab.add_home("h1", Nat.PORT_RESTRICTED)
+    priv = LabDaemon(netlab, home.hosts[0], *flags)
+
+    status = _wait_status(pub, "public")
+    assert status["DHTMode"] == "server"
+    assert f"/ip4/{pub_host.addr}/tcp/{SWARM_PORT}" in status["External"]
+
+    status = _wait_status(priv, "private")
+    assert status["DHTMode"] == "client" and status["External"] == []
