@@ -163,6 +163,7 @@ class Node:
             "External": [str(text(a)) for a in addrs.confirmed],
             "Candidates": [str(text(a)) for a in addrs.candidates()],
             "DHTMode": ("server" if self.dht.server else "client") if self.dht else "off",
+            "AutoNAT": self.autonat.summary() if self.autonat is not None else None,
         }
 
     async def _serve_perf(self, stream) -> None:

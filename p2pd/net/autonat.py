@@ -144,6 +144,8 @@ class AutoNAT:
         self.v2_limit = RateLimit(total=60, per_peer=12)
         self.dial_data_limit = RateLimit(total=12, per_peer=12)
         self.served = {"v1": 0, "v2": 0, "refused": 0, "bad": 0}
+        #: what servers answered us: reachable, not reachable, refused, no answer
+        self.answers = {"ok": 0, "error": 0, "refused": 0, "failed": 0}
         self._wake = trio.Event()
 
     # -- lifetime --------------------------------------------------------------------------
@@ -267,15 +269,22 @@ class AutoNAT:
                     await close_quietly(stream)
         except Exception as exc:
             log.debug("autonat v1 request to %s failed: %r", peer.hex()[:16], exc)
+            self.answers["failed"] += 1
             return
         if reply.type != w.DIAL_RESPONSE:
+            self.answers["failed"] += 1
             return
+        kind = {w.OK: "ok", w.E_DIAL_ERROR: "error"}.get(reply.status, "refused")
+        self.answers[kind] += 1
         if reply.status == w.OK:
             self._record(b"", peer, True)
             if reply.addr and reply.addr in addrs:
                 self._record(reply.addr, peer, True)
         elif reply.status == w.E_DIAL_ERROR:
             self._record(b"", peer, False)
+        else:
+            log.debug("autonat v1 server %s: status %d %s", peer.hex()[:16], reply.status,
+                      reply.status_text)
 
     async def _ask_v2(self, peer: bytes, addrs: list[bytes]) -> None:
         nonce = random.getrandbits(64)
@@ -302,11 +311,14 @@ class AutoNAT:
                     await close_quietly(stream)
         except Exception as exc:
             log.debug("autonat v2 request to %s failed: %r", peer.hex()[:16], exc)
+            self.answers["failed"] += 1
             return
         finally:
             self._nonces.pop(nonce, None)
         if msg.status != w.R_OK or msg.addr_idx >= len(addrs):
+            self.answers["refused"] += 1
             return
+        self.answers["ok" if msg.dial_status == w.D_OK else "error"] += 1
         addr = addrs[msg.addr_idx]
         if msg.dial_status == w.D_OK:
             if arrived.is_set():  # the dial back proved it; a bare claim does not count
@@ -449,12 +461,12 @@ class AutoNAT:
             await conn.close()
 
     def summary(self) -> dict:
-        """For status and IDENTIFY: reachability and per-address verdicts."""
+        """For status: whether the answer is forced, what servers answered us and what
+        we served."""
         return {
-            "reachability": self.status,
             "forced": self.forced,
-            "addresses": {a.hex(): self.verdict(a) for a in self.results if a},
             "served": dict(self.served),
+            "answers": dict(self.answers),
         }
 
 

@@ -32,15 +32,16 @@ def daemon_env(home: Path) -> dict[str, str]:
 class LabDaemon:
     """``python -m p2pd`` in harness mode inside a lab node, listening on SWARM_PORT."""
 
+    #: the daemon's command; LabGoDaemon runs the go daemon instead
+    program: tuple[str, ...] = (sys.executable, "-m", "p2pd")
+
     def __init__(self, lab: Lab, node: Node, *flags: str, name: str | None = None) -> None:
         self.node = node
         self.dir = Path(tempfile.mkdtemp(prefix="p2pl-", dir="/tmp"))  # short: sun_path
         lab.on_close(lambda: shutil.rmtree(self.dir, ignore_errors=True))
         self.control = f"/unix{self.dir / 'p2pd.sock'}"
         argv = [
-            sys.executable,
-            "-m",
-            "p2pd",
+            *self.program,
             "-listen",
             self.control,
             "-hostAddrs",
@@ -85,6 +86,21 @@ class LabDaemon:
     def close(self) -> None:
         self.proc.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LabGoDaemon(LabDaemon):
+    """The go-libp2p daemon (hivemind's fork, from the PyPI wheel) inside a lab node; the
+    ``p2pd`` client commands drive it through the same daemon protocol."""
+
+    def __init__(self, lab: Lab, node: Node, *flags: str, name: str | None = None) -> None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "godaemon", HERE.parent / "harness" / "godaemon.py")
+        godaemon = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(godaemon)
+        self.program = (str(godaemon.go_daemon_path()),)
+        super().__init__(lab, node, *flags, name=name or f"go-{node.name}")
 
 
 class LabHelia:

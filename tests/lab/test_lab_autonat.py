@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from lab import Nat
 from lab.peers import SWARM_PORT, LabDaemon
 
@@ -40,3 +42,25 @@ def test_autonat_tells_a_public_node_from_one_behind_a_nat(netlab):
 
     status = _wait_status(priv, "private")
     assert status["DHTMode"] == "client" and status["External"] == []
+
+
+def test_go_daemons_as_autonat_servers_refuse_the_lab_addresses_and_we_stay_unknown(netlab):
+    """The go daemon's AutoNAT service (v1 in its go-libp2p) decodes our DIAL and answers
+    with a proper refusal: go never dials documentation ranges ("blocked observed address"),
+    and the lab's internet is 203.0.113.0/24 by rule. Our client reads the refusal as no
+    evidence either way: reachability stays unknown, never a false "private"."""
+    from lab.peers import LabGoDaemon
+
+    try:
+        servers = [LabGoDaemon(netlab, netlab.add_host(f"go{i}"), "-autonat") for i in range(3)]
+    except Exception as exc:  # the wheel could not be fetched: said, as the interop tests
+        pytest.skip(f"go daemon unavailable: {exc}")
+    boot = ",".join(s.addr for s in servers)
+    pub = LabDaemon(netlab, netlab.add_host("pub"), "-dht", "-autonatClient", "-b",
+                    "-bootstrapPeers", boot)
+    deadline = time.monotonic() + 30
+    while (status := _status(pub))["AutoNAT"]["answers"]["refused"] < 3:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert status["Reachability"] == "unknown" and status["DHTMode"] == "client"
+    assert status["AutoNAT"]["answers"]["failed"] == 0
