@@ -96,6 +96,16 @@ service = false
 force = ""
 confidence = 3
 
+[relay]
+# Circuit relay v2. `client`: dial /p2p-circuit addresses and accept relayed connections.
+# `auto`: while AutoNAT says private, hold reservations at `trusted` relays (multiaddrs
+# with /p2p/ID) or, without any, at connected peers offering relay service, and announce
+# the relay addresses. `service`: relay for others (limits as the go daemon's flags).
+client = true
+auto = true
+trusted = []
+service = false
+
 [pubsub]
 # Gossipsub (or "floodsub") on /meshsub/1.1.0; a daemon started with -listen (harness
 # mode) follows the go daemon instead: pubsub only with -pubsub.
@@ -209,6 +219,17 @@ class Config:
     force_reachability: str = ""
     autonat_confidence: int = 3
     autonat_probe_interval: float = 15.0
+    #: circuit relay v2: the client (``-relay``), AutoRelay (``-autoRelay``,
+    #: ``-trustedRelays``) and the service (``-relayService``) with its limits
+    relay: bool = True
+    auto_relay: bool = False
+    trusted_relays: list[str] = field(default_factory=list)
+    relay_service: bool = True
+    relay_max_reservations: int = 128
+    relay_max_circuits: int = 16
+    relay_time_limit: float = 1800.0
+    relay_data_limit: int = 1 << 32
+    relay_buffer_size: int = 16 << 20
     #: ``-muxer``: the stream muxer offered first (the other one stays as a fallback).
     muxer: str = "yamux"
     #: Gossipsub heartbeat interval and initial delay in seconds; 0 keeps the router's.
@@ -281,6 +302,10 @@ class Config:
                      *self.no_announce]:
             if not addr.startswith("/"):
                 raise ConfigError(f"{addr!r} is not a multiaddr (it must start with '/')")
+        for addr in self.trusted_relays:
+            if not addr.startswith("/") or "/p2p/" not in addr:
+                raise ConfigError(f"trusted relay {addr!r} must be a multiaddr ending in "
+                                  "/p2p/PEER_ID")
         return self
 
 
@@ -364,6 +389,10 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.autonat_service = _get(doc, "autonat", "service", bool, False)
         c.force_reachability = _get(doc, "autonat", "force", str, "")
         c.autonat_confidence = _get(doc, "autonat", "confidence", int, 3)
+        c.relay = _get(doc, "relay", "client", bool, True)
+        c.auto_relay = _get(doc, "relay", "auto", bool, True)
+        c.trusted_relays = _get(doc, "relay", "trusted", list, [])
+        c.relay_service = _get(doc, "relay", "service", bool, False)
         c.pubsub = _get(doc, "pubsub", "enabled", bool, True)
         c.pubsub_router = _get(doc, "pubsub", "router", str, "gossipsub")
         c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
@@ -389,6 +418,17 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.autonat_service = True
     if flags.get("autonatClient"):
         c.autonat_client = True
+    for flag, name in (("relay", "relay"), ("relayService", "relay_service"),
+                       ("autoRelay", "auto_relay"), ("relayMaxReservations",
+                       "relay_max_reservations"), ("relayMaxCircuits", "relay_max_circuits"),
+                       ("relayDataLimit", "relay_data_limit"),
+                       ("relayBufferSize", "relay_buffer_size")):
+        if flag in flags:
+            setattr(c, name, flags[flag])
+    if "relayTimeLimit" in flags:
+        c.relay_time_limit = _duration_flag(flags, "relayTimeLimit")
+    if flags.get("trustedRelays"):
+        c.trusted_relays = _split(flags["trustedRelays"])
     if "autonatConfidence" in flags:
         c.autonat_confidence = flags["autonatConfidence"]
     if flags.get("forceReachabilityPublic"):
@@ -467,8 +507,6 @@ def _duration_flag(flags: dict[str, Any], name: str) -> float:
 #: QUIC and TLS: the QUIC/TLS issue; metrics and pprof: the operator issue). They are
 #: accepted with the go daemon's syntax and defaults and named at start when asked for.
 NOT_IMPLEMENTED_FLAGS = (
-    "relay", "relayService", "relayDiscovery", "relayBufferSize", "relayDataLimit",
-    "relayMaxCircuits", "relayMaxReservations", "relayTimeLimit", "autoRelay", "trustedRelays",
     "natPortMap", "quic",
     "tls", "plaintext", "metricsAddr", "pprof", "pprofPort",
 )

@@ -116,6 +116,21 @@ class Node:
                                    confidence=config.autonat_confidence)
             self.autonat.on_change.append(self._reachability_changed)
             self.autonat.attach()
+        self.relay = self.relay_service = None
+        if config.relay:
+            from .net.relay import RelayLimits, RelayService, RelayTransport
+
+            addresses = self.net.swarm.addresses
+            self.relay = RelayTransport(self.net.swarm, on_addrs=addresses.set_relay)
+            if config.relay_service:
+                self.relay_service = RelayService(
+                    self.net.swarm,
+                    RelayLimits(max_reservations=config.relay_max_reservations,
+                                max_circuits=config.relay_max_circuits,
+                                time_limit=config.relay_time_limit,
+                                data_limit=config.relay_data_limit,
+                                buffer_size=config.relay_buffer_size),
+                    own_addrs=addresses.for_peer)
         if config.dht:
             from .kad.service import DHTService
 
@@ -152,6 +167,25 @@ class Node:
         if self.dht is not None:
             self.dht.set_server(self._dht_server_wanted())
 
+    def _relay_wanted(self) -> bool:
+        """AutoRelay holds reservations while we are not reachable from the internet."""
+        return self.autonat is not None and self.autonat.status == "private"
+
+    def _relay_candidates(self) -> list[tuple[bytes, list[bytes]]]:
+        """Trusted relays (``-trustedRelays``) if any, else connected peers serving hop."""
+        from .net.relay_wire import HOP
+
+        if self.config.trusted_relays:
+            from .net.swarmhost import peer_id_from_text
+
+            out = []
+            for text in self.config.trusted_relays:
+                ma = self._multiaddr.Multiaddr(text)
+                out.append((peer_id_from_text(ma.value_for_protocol("p2p")), [ma.to_bytes()]))
+            return out
+        return [(p.peer_id, []) for p in self.net.peers()
+                if HOP in self.net.peer_protocols(p.peer_id)]
+
     def reachability(self) -> dict:
         """Reachability, the addresses AutoNAT confirmed and the DHT mode, for status."""
         from .net.addrs import AddressManager
@@ -164,6 +198,9 @@ class Node:
             "Candidates": [str(text(a)) for a in addrs.candidates()],
             "DHTMode": ("server" if self.dht.server else "client") if self.dht else "off",
             "AutoNAT": self.autonat.summary() if self.autonat is not None else None,
+            "Reservations": [str(text(a)) for a in (self.relay.relay_addrs() if self.relay
+                                                    else [])],
+            "Relay": self.relay_service.summary() if self.relay_service is not None else None,
         }
 
     async def _serve_perf(self, stream) -> None:
@@ -187,6 +224,9 @@ class Node:
                     if self._dialer is not None:
                         await nursery.start(self._dialer.run)
                     await nursery.start(self.autonat.run)
+                if self.relay is not None and self.config.auto_relay:
+                    nursery.start_soon(self.relay.keep_reservations, self._relay_candidates,
+                                       self._relay_wanted)
                 self.started_at = trio.current_time()
                 if self.peerbook is not None:
                     nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)

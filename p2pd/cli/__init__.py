@@ -43,7 +43,8 @@ usage:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=os.environ.get("P2PD_DEBUG_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("P2PD_DEBUG_LOG", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _run_subcommand(argv)

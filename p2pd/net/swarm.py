@@ -339,6 +339,9 @@ class Swarm:
         #: what we tell each peer of our addresses; its listen list is ours
         self.addresses = addresses or AddressManager()
         self.addresses.listen = self.listen_addrs
+        #: transports beyond TCP/WebSocket (the circuit relay): ``handles(addr)`` and
+        #: ``async dial(peer, addr) -> Connection``
+        self.transports: list = []
         self._listen_ports: dict[int, int] = {}  # family -> port we listen on
         self._dialing: dict[bytes, trio.Event] = {}
         self._dial_result: dict[bytes, Connection | BaseException] = {}
@@ -471,13 +474,33 @@ class Swarm:
         return MplexConnection(secure, peer.hex()[:16], secure.is_initiator,
                                backlog=self.options.stream_backlog)
 
-    async def _inbound(self, raw, transport: str = "tcp") -> Connection | None:
+    async def accept_stream(self, raw, remote_addr: bytes, local_addr: bytes,
+                            transport: str) -> Connection | None:
+        """Upgrade a byte stream another transport accepted (a relayed connection: the
+        stop stream) as an inbound connection, within the pending-handshake limit."""
+        if self._pending_inbound >= self.options.max_pending_inbound:
+            await raw.close()
+            return None
+        self._pending_inbound += 1
+        return await self._inbound(raw, transport, (remote_addr, local_addr))
+
+    async def dial_stream(self, raw, peer: bytes, remote_addr: bytes, local_addr: bytes,
+                          transport: str) -> Connection:
+        """Upgrade a byte stream another transport dialed (the hop stream after CONNECT)
+        as an outbound connection to ``peer``; the caller's dial registers it."""
+        with trio.fail_after(self.options.handshake_timeout):
+            secure, muxer = await self._upgrade(raw, True, peer)
+        return Connection(peer, secure.remote_public_key, "outbound", remote_addr, local_addr,
+                          muxer, self._session(secure, muxer, peer), transport=transport)
+
+    async def _inbound(self, raw, transport: str = "tcp",
+                       addrs: tuple[bytes, bytes] | None = None) -> Connection | None:
         """Upgrade one accepted connection (``raw``: a trio SocketStream, or a ByteStream
         already) and register it; the pending-handshake slot taken at accept is freed."""
         try:
-            if not isinstance(raw, (ByteStream, WsByteStream)):
+            if addrs is None and not isinstance(raw, (ByteStream, WsByteStream)):
                 raw = ByteStream(raw, raw.socket.getpeername(), raw.socket.getsockname())
-            remote, local = raw.remote, raw.local
+            remote, local = addrs if addrs is not None else (raw.remote, raw.local)
             with trio.move_on_after(self.options.handshake_timeout) as scope:
                 try:
                     secure, muxer = await self._upgrade(raw, False, None)
@@ -492,8 +515,10 @@ class Swarm:
         finally:
             self._pending_inbound -= 1
         ws = transport == "ws"
+        if addrs is None:
+            remote, local = _addr_of(remote, ws), _addr_of(local, ws)
         conn = Connection(secure.remote_peer, secure.remote_public_key, "inbound",
-                          _addr_of(remote, ws), _addr_of(local, ws),
+                          remote, local,
                           muxer, self._session(secure, muxer, secure.remote_peer),
                           transport=transport)
         if len(self.conns.get(conn.peer, ())) >= self.options.max_conns_per_peer:
@@ -532,7 +557,13 @@ class Swarm:
                 raise
         raise OSError("unreachable")
 
+    def _dialable(self, addr: bytes) -> bool:
+        return dial_target(addr) is not None or any(t.handles(addr) for t in self.transports)
+
     async def _dial_one(self, peer: bytes, addr: bytes) -> Connection:
+        for transport in self.transports:
+            if transport.handles(addr):
+                return await transport.dial(peer, addr)
         target = dial_target(addr)
         if target is None:
             raise DialError("not a TCP or WebSocket address")
@@ -604,7 +635,7 @@ class Swarm:
         now = trio.current_time()
         candidates, skipped = [], 0
         for a in self.peerstore.peer_addrs(peer):
-            if dial_target(a) is None:
+            if not self._dialable(a):
                 continue
             until, _ = self._backoff.get(a, (0.0, 0))
             if until > now:

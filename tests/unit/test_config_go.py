@@ -75,12 +75,15 @@ def test_only_flags_asking_for_something_missing_are_named():
     named = not_implemented_flags({"relay": True, "tls": True, "quic": False, "autonat": False,
                                    "relayTimeLimit": 60.0, "metricsAddr": "127.0.0.1:9",
                                    "relayHopLimit": 0, "connManager": True, "noise": False})
-    assert named == ["-relay", "-relayTimeLimit=60s", "-tls", "-metricsAddr=127.0.0.1:9",
+    assert named == ["-tls", "-metricsAddr=127.0.0.1:9",
                      "-noise=false (Noise stays on: it is the only channel security p2pd has)"]
     assert not_implemented_flags({"relay": False, "tls": False, "dht": True}) == []
     assert resolve({"autonat": True}).not_implemented == []
     assert resolve({"autonat": True}).autonat_service
     assert resolve({"forceReachabilityPrivate": True}).force_reachability == "private"
+    relay = resolve({"relayService": False, "relayMaxCircuits": 3, "relayTimeLimit": "90s"})
+    assert (relay.relay_service, relay.relay_max_circuits, relay.relay_time_limit) == (
+        False, 3, 90.0)
 
 
 UPSTREAM_EXAMPLE = """{
@@ -103,7 +106,7 @@ def test_the_upstream_specs_complete_example_config_is_accepted():
     c = resolve(flags)
     assert c.control_listen == "/unix/tmp/p2pd.sock" and not c.dht and not c.pubsub
     assert (c.conn_low, c.conn_high, c.conn_grace) == (256, 512, 120.0)
-    assert c.not_implemented == ["-relay"]
+    assert c.not_implemented == [] and c.relay
 
 
 def test_json_fields_map_to_the_flags_they_stand_for():
