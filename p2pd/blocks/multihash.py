@@ -74,7 +74,8 @@ def _check_code(code: int) -> HashCode:
         return HashCode(code)
     except ValueError:
         raise InvalidCID(
-            f"unsupported multihash function 0x{code:x}: p2pd accepts sha2-256 (0x12) and identity (0x00)"
+            f"unsupported multihash function 0x{code:x}: "
+            "p2pd accepts sha2-256 (0x12) and identity (0x00)"
         ) from None
 
 

@@ -41,9 +41,10 @@ STATUS_NAMES = {
     MALFORMED_MESSAGE: "MALFORMED_MESSAGE", UNEXPECTED_MESSAGE: "UNEXPECTED_MESSAGE",
 }
 
-#: the voucher's signed-envelope domain and payload type (multicodec 0x0302)
+#: the voucher's signed-envelope domain and payload type (the bytes 0x03 0x02, as go and js
+#: write it: the multicodec number big-endian, not its varint)
 VOUCHER_DOMAIN = b"libp2p-relay-rsvp"
-VOUCHER_TYPE = b"\x82\x06"
+VOUCHER_TYPE = b"\x03\x02"
 
 
 class RelayWireError(P2PDError):
@@ -208,7 +209,7 @@ def open_voucher(envelope: bytes, verify) -> tuple[bytes, bytes, int, bytes]:
         elif num == 5:
             signature = _bytes(value)
     if ptype != VOUCHER_TYPE:
-        raise RelayWireError("not a reservation voucher")
+        raise RelayWireError(f"not a reservation voucher (payload type {ptype.hex()})")
     if not verify(key, _signed_bytes(VOUCHER_DOMAIN, ptype, payload), signature):
         raise RelayWireError("the voucher's signature does not verify")
     relay = peer = b""

@@ -855,7 +855,8 @@ class Swarm:
         self.peerstore.add_addrs(peer, addrs)
         if msg.observed_addr:
             conn.observed_addr = msg.observed_addr
-            self.addresses.observe(msg.observed_addr, conn.remote_addr, conn.local_addr)
+            if conn.transport != "relay":  # over a relay it names the relay's side
+                self.addresses.observe(msg.observed_addr, conn.remote_addr, conn.local_addr)
 
     async def _identify(self, conn: Connection) -> None:
         try:

@@ -198,7 +198,8 @@ class SwarmHost:
             peer = check_peer_id(peer_raw)
         except NodeError:
             return
-        self.swarm.peerstore.add_addrs(peer, [bytes(a) for a in addrs[:16] if dial_target(a)])
+        self.swarm.peerstore.add_addrs(peer, [bytes(a) for a in addrs[:16]
+                                              if self.swarm._dialable(bytes(a))])
 
     def add_listener(self, listener: ConnectionListener) -> None:
         self.swarm.listeners.append(listener)
