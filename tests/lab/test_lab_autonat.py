@@ -64,3 +64,34 @@ def test_go_daemons_as_autonat_servers_refuse_the_lab_addresses_and_we_stay_unkn
         time.sleep(0.5)
     assert status["Reachability"] == "unknown" and status["DHTMode"] == "client"
     assert status["AutoNAT"]["answers"]["failed"] == 0
+
+
+def test_a_home_behind_a_nat_is_reached_through_a_relay_it_reserved_at(netlab):
+    """Behind a port-restricted NAT, AutoNAT says private; AutoRelay reserves at the public
+    relay (ours, -relayService) and announces the circuit address; a public peer reaches
+    the home through it and fetches a file the home added."""
+    import os
+
+    servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat") for i in range(3)]
+    relay = servers[0]  # relay service: on by default in harness mode, as the go daemon
+    boot = ",".join(s.addr for s in servers)
+    home = netlab.add_home("h1", Nat.PORT_RESTRICTED)
+    priv = LabDaemon(netlab, home.hosts[0], "-dht", "-autonatClient", "-autoRelay", "-b",
+                     "-bootstrapPeers", boot)
+    _wait_status(priv, "private")
+    deadline = time.monotonic() + 30
+    while not (status := _status(priv))["Reservations"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    circuit = next(a for a in status["Reservations"] if relay.peer_id in a)
+    assert "/p2p-circuit" in circuit
+    outsider = LabDaemon(netlab, netlab.add_host("out"))
+    outsider.cli("connect", f"{circuit}/p2p/{priv.peer_id}")
+    src = netlab.logdir / "home-file.bin"
+    src.write_bytes(os.urandom(300_000))
+    cid = priv.cli("add", "-q", "--cid-version", "1", str(src)).strip()
+    got = netlab.logdir / "got.bin"
+    outsider.cli("get", cid, "-o", str(got), "--timeout", "60")
+    assert got.read_bytes() == src.read_bytes()
+    relay_status = _status(relay)
+    assert relay_status["Relay"]["circuits"] >= 1 or relay_status["Relay"]["bytes"] > 0
