@@ -1,9 +1,11 @@
 """Our swarm: TCP listening and dialing, the connection upgrade, streams, identify, ping and
 connection events, on trio, without py-libp2p's swarm.
 
-Upgrade (both directions): multistream-select ``/noise``, the XX handshake
-(:mod:`p2pd.net.noise_xx`), multistream-select of a muxer (Yamux first, mplex for older
-peers; ``muxers`` orders them), then our Yamux or mplex session. The whole upgrade runs
+Upgrade (both directions): multistream-select of a security protocol among
+``security`` in order of preference (``/tls/1.0.0``, then ``/noise``; plaintext never),
+then its handshake (TLS 1.3, :mod:`p2pd.net.tls`, or Noise XX, :mod:`p2pd.net.noise_xx`),
+multistream-select of a muxer (Yamux first, mplex for older peers; ``muxers`` orders
+them) unless TLS's ALPN already settled it, then our Yamux or mplex session. The whole upgrade runs
 under ``handshake_timeout``, and at most ``max_pending_inbound`` inbound upgrades run at
 once (more are closed at accept), so a peer that connects and never speaks costs a bounded
 slot for a bounded time.
@@ -54,6 +56,7 @@ from .noise_xx import Handshake, HandshakeError
 log = logging.getLogger(__name__)
 
 NOISE = "/noise"
+TLS = "/tls/1.0.0"
 YAMUX = "/yamux/1.0.0"
 MPLEX = "/mplex/6.7.0"
 PING = "/ipfs/ping/1.0.0"
@@ -90,6 +93,8 @@ class Identity:
 @dataclass(slots=True)
 class SwarmOptions:
     muxers: Sequence[str] = (YAMUX, MPLEX)
+    #: security protocols, most preferred first (``TLS``, ``NOISE``)
+    security: Sequence[str] = (TLS, NOISE)
     agent_version: str = "p2pd"
     handshake_timeout: float = 10.0
     negotiate_timeout: float = 10.0
@@ -254,6 +259,7 @@ class Connection:
     muxer: str
     session: object
     transport: str = "tcp"
+    security: str = NOISE
     opened_at: float = field(default_factory=time.time)
     identified: trio.Event = field(default_factory=trio.Event)
     gone: trio.Event = field(default_factory=trio.Event)
@@ -349,6 +355,7 @@ class Swarm:
         self._pending_inbound = 0
         self._nursery: trio.Nursery | None = None
         self._push_scheduled = False
+        self._tls_security = None
         self.handlers[idproto.ID] = self._serve_identify
         self.handlers[idproto.PUSH] = self._serve_identify_push
         self.handlers[PING] = self._serve_ping
@@ -447,19 +454,33 @@ class Swarm:
         ident = self.identity
         return Handshake(initiator, ident.public_key, ident.sign, expected_peer=expected)
 
+    def _tls(self):
+        """Our TLS certificate and contexts, made on the first TLS connection."""
+        if self._tls_security is None:
+            from .tls import TlsSecurity
+
+            self._tls_security = TlsSecurity(self.identity, self.options.muxers)
+        return self._tls_security
+
     async def _upgrade(self, raw: ByteStream, initiator: bool, expected: bytes | None):
         muxers = list(self.options.muxers)
+        security = [p for p in self.options.security if p in (TLS, NOISE)]
         if initiator:
-            await negotiate_out(raw, [NOISE])
-            result = await noise_handshake(raw, self._handshake(True, expected))
-            secure = SecureChannel(raw, result, is_initiator=True)
-            muxer = await negotiate_out(secure, muxers)
+            proto = await negotiate_out(raw, security)
         else:
-            await negotiate_in(raw, {NOISE})
-            result = await noise_handshake(raw, self._handshake(False, None))
-            secure = SecureChannel(raw, result, is_initiator=False)
+            proto = await negotiate_in(raw, set(security), lambda: security)
+        muxer = None
+        if proto == TLS:
+            secure = await self._tls().handshake(raw, initiator, expected)
+            muxer = secure.muxer  # early muxer negotiation through ALPN
+        else:
+            result = await noise_handshake(raw, self._handshake(initiator, expected))
+            secure = SecureChannel(raw, result, is_initiator=initiator)
+        if muxer is None and initiator:
+            muxer = await negotiate_out(secure, muxers)
+        elif muxer is None:
             muxer = await negotiate_in(secure, set(muxers), lambda: muxers)
-        if result.remote_peer == self.me:
+        if secure.remote_peer == self.me:
             raise HandshakeError("dialed ourselves")
         return secure, muxer
 
@@ -520,7 +541,7 @@ class Swarm:
         conn = Connection(secure.remote_peer, secure.remote_public_key, "inbound",
                           remote, local,
                           muxer, self._session(secure, muxer, secure.remote_peer),
-                          transport=transport)
+                          transport=transport, security=getattr(secure, "security", NOISE))
         if len(self.conns.get(conn.peer, ())) >= self.options.max_conns_per_peer:
             log.info("peer %s: over %d connections, closing the new one",
                      conn.peer.hex()[:16], self.options.max_conns_per_peer)
@@ -584,7 +605,8 @@ class Swarm:
         return Connection(peer, secure.remote_public_key, "outbound",
                           _addr_of(raw.remote, ws), _addr_of(raw.local, ws),
                           muxer, self._session(secure, muxer, peer),
-                          transport="ws" if ws else "tcp")
+                          transport="ws" if ws else "tcp",
+                          security=getattr(secure, "security", NOISE))
 
     async def _ws_connect(self, host: str, port: int) -> WsByteStream:
         from trio_websocket import connect_websocket

@@ -241,8 +241,8 @@ def verify_chain(der_certs: Sequence[bytes], expected_peer: bytes | None = None,
         raise TlsCertError("the libp2p extension's signature does not verify under its host key")
     peer = peer_id_from_public_key(public_key)
     if expected_peer is not None and peer != bytes(expected_peer):
-        raise TlsCertError(f"the peer authenticated as {_show(peer)}, not the dialed "
-                           f"{_show(bytes(expected_peer))}")
+        raise TlsCertError(f"peer id mismatch: the peer authenticated as {_show(peer)}, "
+                           f"not the dialed {_show(bytes(expected_peer))}")
     return peer, public_key
 
 
