@@ -19,6 +19,8 @@ from .errors import ConfigError
 
 #: A home node listens on the well-known ports on every interface.
 HOME_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws")
+#: Channel security protocols, in the default order of preference (go-libp2p's).
+SECURITY_PROTOCOLS = ("tls", "noise")
 #: A harness-launched daemon (``-listen`` without config) takes any free port, like go's.
 EPHEMERAL_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/0",)
 
@@ -38,6 +40,12 @@ listen = ""
 listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
 announce = []
 no_announce = []
+# Channel security protocols, most preferred first: "tls" (TLS 1.3) and "noise"; -tls=false
+# and -noise=false take one out. Plaintext is never accepted.
+security = ["tls", "noise"]
+# Ask the home router to forward the TCP listen ports (NAT-PMP, -natPortMap); the mapped
+# address is announced once AutoNAT confirms peers can reach it.
+port_map = true
 
 [connmgr]
 # Keep connections between low and high; new connections are safe for `grace`.
@@ -221,6 +229,8 @@ class Config:
     autonat_probe_interval: float = 15.0
     #: circuit relay v2: the client (``-relay``), AutoRelay (``-autoRelay``,
     #: ``-trustedRelays``) and the service (``-relayService``) with its limits
+    #: ``-natPortMap``: keep NAT-PMP mappings of the TCP listen ports on the router
+    nat_port_map: bool = False
     relay: bool = True
     auto_relay: bool = False
     trusted_relays: list[str] = field(default_factory=list)
@@ -232,6 +242,8 @@ class Config:
     relay_buffer_size: int = 16 << 20
     #: ``-muxer``: the stream muxer offered first (the other one stays as a fallback).
     muxer: str = "yamux"
+    #: ``[swarm] security``, ``-tls``, ``-noise``: channel security, most preferred first.
+    security: list[str] = field(default_factory=lambda: list(SECURITY_PROTOCOLS))
     #: Gossipsub heartbeat interval and initial delay in seconds; 0 keeps the router's.
     gossipsub_heartbeat_interval: float = 0.0
     gossipsub_heartbeat_initial_delay: float = 0.0
@@ -285,6 +297,15 @@ class Config:
             raise ConfigError("[autonat] confidence must be at least 1")
         if self.muxer not in ("yamux", "mplex"):
             raise ConfigError(f"unknown muxer {self.muxer!r} (yamux or mplex)")
+        for name in self.security:
+            if name not in SECURITY_PROTOCOLS:
+                raise ConfigError(f"unknown security protocol {name!r} in swarm.security "
+                                  f"(tls or noise; plaintext is never accepted)")
+        if len(set(self.security)) != len(self.security):
+            raise ConfigError(f"swarm.security names a protocol twice: {self.security}")
+        if not self.security:
+            raise ConfigError("at least one channel security protocol must be enabled "
+                              "(tls or noise; p2pd never runs plaintext)")
         for name, value in (
             ("connGrace", self.conn_grace),
             ("idleTimeout", self.idle_timeout),
@@ -365,6 +386,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.host_addrs = _get(doc, "swarm", "listen", list, list(HOME_HOST_ADDRS))
         c.announce_addrs = _get(doc, "swarm", "announce", list, [])
         c.no_announce = _get(doc, "swarm", "no_announce", list, [])
+        c.security = _get(doc, "swarm", "security", list, list(SECURITY_PROTOCOLS))
         c.conn_manager = _get(doc, "connmgr", "enabled", bool, True)
         c.conn_low = _get(doc, "connmgr", "low", int, c.conn_low)
         c.conn_high = _get(doc, "connmgr", "high", int, c.conn_high)
@@ -389,6 +411,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.autonat_service = _get(doc, "autonat", "service", bool, False)
         c.force_reachability = _get(doc, "autonat", "force", str, "")
         c.autonat_confidence = _get(doc, "autonat", "confidence", int, 3)
+        c.nat_port_map = _get(doc, "swarm", "port_map", bool, True)
         c.relay = _get(doc, "relay", "client", bool, True)
         c.auto_relay = _get(doc, "relay", "auto", bool, True)
         c.trusted_relays = _get(doc, "relay", "trusted", list, [])
@@ -418,6 +441,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.autonat_service = True
     if flags.get("autonatClient"):
         c.autonat_client = True
+    if "natPortMap" in flags:
+        c.nat_port_map = flags["natPortMap"]
     for flag, name in (("relay", "relay"), ("relayService", "relay_service"),
                        ("autoRelay", "auto_relay"), ("relayMaxReservations",
                        "relay_max_reservations"), ("relayMaxCircuits", "relay_max_circuits"),
@@ -481,6 +506,11 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.no_listen = flags["noListenAddrs"]
     if "muxer" in flags:
         c.muxer = flags["muxer"]
+    for name in SECURITY_PROTOCOLS:  # -tls / -noise: on (kept in place, or last) or off
+        if flags.get(name) is False:
+            c.security = [p for p in c.security if p != name]
+        elif flags.get(name) and name not in c.security:
+            c.security = [*c.security, name]
     if "gossipsubHeartbeatInterval" in flags:
         c.gossipsub_heartbeat_interval = _duration_flag(flags, "gossipsubHeartbeatInterval")
     if "gossipsubHeartbeatInitialDelay" in flags:
@@ -503,12 +533,12 @@ def _duration_flag(flags: dict[str, Any], name: str) -> float:
     return seconds
 
 
-#: Go flags whose behaviour belongs to open issues (relay and AutoNAT: the NAT issue;
-#: QUIC and TLS: the QUIC/TLS issue; metrics and pprof: the operator issue). They are
+#: Go flags whose behaviour belongs to open issues (QUIC: the QUIC/TLS issue; metrics
+#: and pprof: the operator issue) or that p2pd refuses (plaintext). They are
 #: accepted with the go daemon's syntax and defaults and named at start when asked for.
 NOT_IMPLEMENTED_FLAGS = (
-    "natPortMap", "quic",
-    "tls", "plaintext", "metricsAddr", "pprof", "pprofPort",
+    "quic",
+    "plaintext", "metricsAddr", "pprof", "pprofPort",
 )
 
 
@@ -517,7 +547,6 @@ def not_implemented_flags(flags: dict[str, Any]) -> list[str]:
 
     A flag counts when its value asks for something: true, a non-empty string, a
     non-zero number (``-relay=false``, ``-metricsAddr=""`` ask for what p2pd does anyway).
-    ``-noise=false`` counts too: Noise is the only channel security p2pd has, so it stays on.
     """
     out = []
     for name in NOT_IMPLEMENTED_FLAGS:
@@ -526,8 +555,6 @@ def not_implemented_flags(flags: dict[str, Any]) -> list[str]:
         value = flags[name]
         out.append(f"-{name}" + ("" if value is True else f"={value:g}s" if isinstance(value, float)
                                  else f"={value}"))
-    if flags.get("noise") is False:
-        out.append("-noise=false (Noise stays on: it is the only channel security p2pd has)")
     return out
 
 

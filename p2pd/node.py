@@ -74,6 +74,7 @@ class Node:
                 max_conns_per_peer=config.max_conns_per_peer,
                 max_streams_per_conn=config.max_streams_per_conn,
                 muxer=config.muxer,
+                security=config.security,
             ),
             AGENT_VERSION,
         )
@@ -116,6 +117,11 @@ class Node:
                                    confidence=config.autonat_confidence)
             self.autonat.on_change.append(self._reachability_changed)
             self.autonat.attach()
+        self.portmap = None
+        if config.nat_port_map and not config.no_listen:
+            from .net.portmap import PortMapper
+
+            self.portmap = PortMapper(self._mappable_ports, self._mapped)
         self.relay = self.relay_service = None
         if config.relay:
             from .net.relay import RelayLimits, RelayService, RelayTransport
@@ -167,6 +173,26 @@ class Node:
         if self.dht is not None:
             self.dht.set_server(self._dht_server_wanted())
 
+    def _mappable_ports(self) -> list[int]:
+        """TCP ports we listen on beyond loopback (what the router may forward)."""
+        from .net.addrs import classify, split_ip, transport_port
+
+        out = []
+        for addr in self.net.swarm.listen_addrs:
+            split = split_ip(addr)
+            port = transport_port(split[1]) if split else None
+            if split and port and port[0] == 0x06 and classify(split[0]) != "loopback" \
+                    and len(split[1]) == 3 and split[0].version == 4:  # plain /tcp/PORT
+                out.append(port[1])
+        return list(dict.fromkeys(out))
+
+    def _mapped(self, mappings: list[tuple[str, int, int]]) -> None:
+        from .net.swarm import tcp_multiaddr
+
+        self.net.swarm.addresses.set_mapped([tcp_multiaddr(ip, ext) for ip, ext, _ in mappings])
+        if self.autonat is not None:
+            self.autonat.kick()
+
     def _relay_wanted(self) -> bool:
         """AutoRelay holds reservations while we are not reachable from the internet."""
         return self.autonat is not None and self.autonat.status == "private"
@@ -201,6 +227,7 @@ class Node:
             "Reservations": [str(text(a)) for a in (self.relay.relay_addrs() if self.relay
                                                     else [])],
             "Relay": self.relay_service.summary() if self.relay_service is not None else None,
+            "PortMap": self.portmap.summary() if self.portmap is not None else None,
         }
 
     async def _serve_perf(self, stream) -> None:
@@ -224,6 +251,8 @@ class Node:
                     if self._dialer is not None:
                         await nursery.start(self._dialer.run)
                     await nursery.start(self.autonat.run)
+                if self.portmap is not None:
+                    await nursery.start(self.portmap.run)
                 if self.relay is not None and self.config.auto_relay:
                     nursery.start_soon(self.relay.keep_reservations, self._relay_candidates,
                                        self._relay_wanted)

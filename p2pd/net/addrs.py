@@ -157,6 +157,8 @@ class AddressManager:
         #: external address -> where it came from ("autonat", "upnp", "config")
         self.confirmed: dict[bytes, str] = {}
         self.relay: list[bytes] = []
+        #: external addresses a port mapping gave (candidates until AutoNAT confirms)
+        self.mapped: list[bytes] = []
 
     # -- interfaces ------------------------------------------------------------------------
     def interfaces(self) -> list[IPInterface]:
@@ -269,7 +271,17 @@ class AddressManager:
         self._expire(self._clock())
         ready = [(len(o.seen), a) for a, o in self._observed.items()
                  if len(o.seen) >= self.threshold and a not in self.confirmed]
-        return [a for _, a in sorted(ready, key=lambda t: -t[0])]
+        observed = [a for _, a in sorted(ready, key=lambda t: -t[0])]
+        return [*(a for a in self.mapped if a not in self.confirmed), *observed]
+
+    def set_mapped(self, addrs: Iterable[bytes]) -> None:
+        """The router's port mappings changed: these are candidates now (and a confirmed
+        mapping that went away is no longer announced)."""
+        addrs = list(dict.fromkeys(addrs))
+        for gone in [a for a in self.mapped if a not in addrs]:
+            if self.confirmed.get(gone) == "autonat":
+                del self.confirmed[gone]
+        self.mapped = addrs
 
     def confirm(self, addr: bytes, source: str = "autonat") -> None:
         self.confirmed[addr] = source

@@ -95,3 +95,43 @@ def test_a_home_behind_a_nat_is_reached_through_a_relay_it_reserved_at(netlab):
     assert got.read_bytes() == src.read_bytes()
     relay_status = _status(relay)
     assert relay_status["Relay"]["circuits"] >= 1 or relay_status["Relay"]["bytes"] > 0
+
+
+def test_a_router_mapping_makes_the_home_public_and_is_removed_at_shutdown(netlab):
+    """miniupnpd router: NAT-PMP maps the listen port, AutoNAT confirms the mapped address,
+    the DHT turns server, a public peer dials that address directly; at shutdown the mapping
+    goes (the address stops answering)."""
+    import shutil
+
+    if shutil.which("miniupnpd") is None:
+        pytest.skip("miniupnpd not installed (apt-get install miniupnpd-nftables)")
+    servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat") for i in range(3)]
+    boot = ",".join(s.addr for s in servers)
+    home = netlab.add_home("u", Nat.UPNP)
+    mapped = LabDaemon(netlab, home.hosts[0], "-dht", "-autonatClient", "-natPortMap", "-b",
+                       "-bootstrapPeers", boot)
+    status = _wait_status(mapped, "public")
+    assert status["PortMap"]["external_ip"] == home.public_addr
+    external = status["PortMap"]["mappings"][str(SWARM_PORT)]
+    want = f"/ip4/{home.public_addr}/tcp/{external}"
+    assert want in status["External"] and status["DHTMode"] == "server"
+    outsider = LabDaemon(netlab, netlab.add_host("out"))
+    outsider.cli("connect", f"{want}/p2p/{mapped.peer_id}")
+    peers = json.loads(outsider.cli("peers", "--json"))["Peers"]
+    [seen] = [p for p in peers if p["ID"] == mapped.peer_id]
+    assert seen["Addrs"] == [want]  # direct, to the mapping: no relay
+    mapped.close()
+    # something listens on the home port again: only a mapping left behind would reach it
+    stand_in = netlab.run(home.hosts[0], [
+        "python3", "-c",
+        "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,"
+        f"socket.SO_REUSEADDR,1); s.bind(('0.0.0.0',{SWARM_PORT})); s.listen();"
+        "print('listening',flush=True); time.sleep(60)"], name="stand-in")
+    stand_in.wait_for("^listening")
+    probe = netlab.run(outsider.node, [
+        "python3", "-c",
+        "import socket,sys; s=socket.socket(); s.settimeout(3);"
+        f"sys.exit(7 if s.connect_ex(('{home.public_addr}', {external})) == 0 else 0)"],
+        name="probe")  # exit 7: something still answers at the mapped address
+    assert probe.popen.wait(15) == 0, ("the mapping outlived the daemon",
+                                       mapped.proc.errors()[-2000:], probe.errors())
