@@ -33,6 +33,8 @@ class HostOptions:
     #: The muxer proposed first on outbound connections and preferred on inbound ones
     #: (``-muxer``); the other stays offered for peers without it.
     muxer: str = "yamux"
+    #: Channel security protocols by name ("tls", "noise"), most preferred first.
+    security: Sequence[str] = ("tls", "noise")
 
 
 def filter_announced(addrs: Sequence[str], no_announce: Sequence[str]) -> list[str]:

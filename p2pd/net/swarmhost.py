@@ -23,6 +23,8 @@ from .host import HostOptions
 from .ports import ConnectionListener, InboundHandler, PeerSummary
 from .swarm import (
     MPLEX,
+    NOISE,
+    TLS,
     YAMUX,
     DialError,
     Identity,
@@ -74,7 +76,8 @@ class SwarmHost:
             muxers=muxers, agent_version=agent_version,
             dial_timeout=options.dial_timeout,
             max_conns_per_peer=options.max_conns_per_peer,
-            max_streams_per_conn=options.max_streams_per_conn))
+            max_streams_per_conn=options.max_streams_per_conn,
+            security=[{"tls": TLS, "noise": NOISE}[name] for name in options.security]))
         self.me = self.swarm.me
         self.tags: dict[bytes, dict[str, int]] = {}
         self.protected: set[bytes] = set()
