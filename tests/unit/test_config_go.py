@@ -72,11 +72,10 @@ def test_combinations_the_go_daemon_refuses_are_refused(flags, message):
 
 
 def test_only_flags_asking_for_something_missing_are_named():
-    named = not_implemented_flags({"relay": True, "tls": True, "quic": False, "autonat": False,
+    named = not_implemented_flags({"relay": True, "tls": True, "quic": True, "autonat": False,
                                    "relayTimeLimit": 60.0, "metricsAddr": "127.0.0.1:9",
                                    "relayHopLimit": 0, "connManager": True, "noise": False})
-    assert named == ["-tls", "-metricsAddr=127.0.0.1:9",
-                     "-noise=false (Noise stays on: it is the only channel security p2pd has)"]
+    assert named == ["-quic", "-metricsAddr=127.0.0.1:9"]
     assert not_implemented_flags({"relay": False, "tls": False, "dht": True}) == []
     assert resolve({"autonat": True}).not_implemented == []
     assert resolve({"autonat": True}).autonat_service
@@ -214,3 +213,26 @@ def test_the_pubsub_router_is_checked_when_pubsub_is_on_as_go_does():
 )
 def test_several_dht_flags_resolve_with_gos_precedence(flags, mode):
     assert resolve(flags).dht_mode == mode
+
+
+def test_tls_and_noise_flags_pick_the_channel_security_in_order_of_preference():
+    assert resolve({}).security == ["tls", "noise"]
+    assert resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML)).security == ["tls", "noise"]
+    assert resolve({"tls": False}).security == ["noise"]
+    assert resolve({"noise": False, "tls": True}).security == ["tls"]
+    doc = {"swarm": {"security": ["noise", "tls"]}}
+    assert resolve({}, doc).security == ["noise", "tls"]
+    assert resolve({"tls": True}, doc).security == ["noise", "tls"]  # kept where it was
+    assert resolve({"tls": True}, {"swarm": {"security": ["noise"]}}).security == ["noise", "tls"]
+
+
+@pytest.mark.parametrize("security, message", [
+    (["plaintext"], "unknown security protocol 'plaintext'.*plaintext is never accepted"),
+    (["noise", "noise"], "names a protocol twice"),
+    ([], "at least one channel security protocol"),
+])
+def test_bad_security_lists_are_refused(security, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve({}, {"swarm": {"security": security}})
+    with pytest.raises(ConfigError, match="at least one channel security protocol"):
+        resolve({"noise": False, "tls": False, "plaintext": True})
