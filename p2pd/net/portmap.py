@@ -107,12 +107,15 @@ class PortMapper:
     async def _ask(self, sock, request: bytes) -> bytes:
         delay = 0.25
         for _ in range(TRIES):
-            await sock.send(request)
-            with trio.move_on_after(delay):
-                while True:
-                    data, src = await sock.recvfrom(64)
-                    if src[0] == self.gateway:
-                        return data
+            try:
+                await sock.send(request)
+                with trio.move_on_after(delay):
+                    while True:
+                        data, src = await sock.recvfrom(64)
+                        if src[0] == self.gateway:
+                            return data
+            except OSError as exc:  # ICMP port unreachable: no NAT-PMP on that router
+                raise PortMapError(f"{self.gateway} does not speak NAT-PMP: {exc}") from None
             delay *= 2
         raise PortMapError(f"no NAT-PMP answer from {self.gateway}")
 
@@ -124,7 +127,12 @@ class PortMapper:
             return
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            await sock.connect((self.gateway, PORT))
+            try:
+                await sock.connect((self.gateway, PORT))
+            except OSError as exc:
+                self.error = f"cannot reach {self.gateway}: {exc}"
+                log.info("no port mapping: %s", self.error)
+                return
             try:
                 self.external_ip = str(parse_address(await self._ask(sock, address_request())))
             except PortMapError as exc:
