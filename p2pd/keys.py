@@ -63,7 +63,10 @@ class PrivateKey:
 
         if self.key_type == RSA:
             return self._impl.sign(bytes(data), padding.PKCS1v15(), hashes.SHA256())
-        return self._impl.sign(bytes(data), ec.ECDSA(hashes.SHA256()))
+        signature = self._impl.sign(bytes(data), ec.ECDSA(hashes.SHA256()))
+        if self.key_type == SECP256K1:
+            return _low_s(signature)
+        return signature
 
     def get_public_key(self) -> PublicKey:
         return self.public_key
@@ -73,6 +76,24 @@ class PrivateKey:
 class KeyPair:
     private_key: PrivateKey
     public_key: PublicKey
+
+
+#: the order of the secp256k1 group
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _low_s(signature: bytes) -> bytes:
+    """The secp256k1 signature with ``s`` in the lower half: go (btcec) makes only those and
+    js (noble-secp256k1) refuses the others, so an unnormalised one fails half the time."""
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    r, s = decode_dss_signature(signature)
+    if s > SECP256K1_N // 2:
+        return encode_dss_signature(r, SECP256K1_N - s)
+    return signature
 
 
 def load_private_key(key_type: int, data: bytes) -> PrivateKey:

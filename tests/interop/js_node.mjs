@@ -7,12 +7,17 @@
 //   {"cmd":"peer","peerId":ID}                 -> {"protocols","agent","addrs"} from identify
 //   {"cmd":"hangup","peerId":ID}               -> {"ok":true}
 //   {"cmd":"connections"}                      -> {"peers":[ID...]}
+//   {"cmd":"conninfo"}                         -> {"conns":[{peer,encryption,multiplexer,direction}]}
+// Env: SECURITY=noise (default) | tls | tls,noise (order of preference); KEY_TYPE=Ed25519
+// (default) | RSA | secp256k1 | ECDSA for the node's key; MUXERS=mplex for an mplex-only peer.
 import './polyfill.mjs'
 import { WebSocket as WsWebSocket } from 'ws'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
+import { tls } from '@libp2p/tls'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { mplex } from '@libp2p/mplex'
 import { identify, identifyPush } from '@libp2p/identify'
@@ -56,10 +61,14 @@ if (typeof globalThis.WebSocket !== 'function') globalThis.WebSocket = QueueingW
 const ECHO = process.env.ECHO_PROTOCOL ?? '/p2pd-test/echo/1.0.0'
 const bytes = (chunk) => chunk instanceof Uint8Array ? chunk : chunk.subarray()
 
+const encrypters = { noise, tls }
+const security = (process.env.SECURITY ?? 'noise').split(',').map(name => encrypters[name]())
+
 const node = await createLibp2p({
+  privateKey: await generateKeyPair(process.env.KEY_TYPE ?? 'Ed25519'),
   addresses: { listen: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'] },
   transports: [tcp(), webSockets()],
-  connectionEncrypters: [noise()],
+  connectionEncrypters: security,
   // js-yamux credits the sender as soon as bytes reach a stream's read buffer and aborts the
   // stream when that buffer passes maxReadBufferLength (4 MiB by default). This node sends
   // and reads 16 MiB in one event loop, so a fast peer can fill the buffer while the loop
@@ -126,6 +135,15 @@ async function run (msg) {
       return { ok: true }
     case 'connections':
       return { peers: node.getConnections().map(c => c.remotePeer.toString()) }
+    case 'conninfo':
+      return {
+        conns: node.getConnections().map(c => ({
+          peer: c.remotePeer.toString(),
+          encryption: c.encryption,
+          multiplexer: c.multiplexer,
+          direction: c.direction
+        }))
+      }
     default:
       throw new Error(`unknown command ${msg.cmd}`)
   }

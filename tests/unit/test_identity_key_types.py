@@ -54,3 +54,17 @@ def test_secp256k1_secrets_in_range_are_read_and_the_order_is_not(tmp_path):
     assert read_identity(write(tmp_path, KEY_TYPE_SECP256K1, top)).data == top
     with pytest.raises(ConfigError, match="out of range"):
         read_identity(write(tmp_path, KEY_TYPE_SECP256K1, SECP256K1_ORDER.to_bytes(32, "big")))
+
+
+def test_secp256k1_signatures_are_low_s():
+    """js (noble-secp256k1) refuses high-s signatures, go (btcec) makes only low-s ones."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from p2pd.keys import SECP256K1, SECP256K1_N, load_private_key
+    from p2pd.peerkeys import verify_signature
+
+    key = load_private_key(SECP256K1, b"\x00" * 31 + b"\x07")
+    for i in range(64):  # an unnormalised signer makes a high s in half of them
+        sig = key.sign(b"message %d" % i)
+        assert decode_dss_signature(sig)[1] <= SECP256K1_N // 2
+        assert verify_signature(key.public_key.serialize(), b"message %d" % i, sig)
