@@ -122,12 +122,14 @@ class Node:
             from .net.portmap import PortMapper
 
             self.portmap = PortMapper(self._mappable_ports, self._mapped)
-        self.relay = self.relay_service = None
+        self.relay = self.relay_service = self.hole_puncher = None
         if config.relay:
+            from .net.dcutr import HolePuncher
             from .net.relay import RelayLimits, RelayService, RelayTransport
 
             addresses = self.net.swarm.addresses
             self.relay = RelayTransport(self.net.swarm, on_addrs=addresses.set_relay)
+            self.hole_puncher = HolePuncher(self.net.swarm, self._punch_addrs)
             if config.relay_service:
                 self.relay_service = RelayService(
                     self.net.swarm,
@@ -193,6 +195,24 @@ class Node:
         if self.autonat is not None:
             self.autonat.kick()
 
+    def _punch_addrs(self) -> list[bytes]:
+        """What DCUtR offers: confirmed and candidate external addresses, public listen
+        addresses, and what peers saw our connections from the listen port as."""
+        from .net.addrs import split_ip, transport_port
+
+        addrs = self.net.swarm.addresses
+        ports = set(self._mappable_ports())
+        seen = []
+        for conns in self.net.swarm.conns.values():
+            for c in conns:
+                if c.transport == "relay" or not c.observed_addr or c.closed:
+                    continue
+                local = split_ip(c.local_addr)
+                port = transport_port(local[1]) if local else None
+                if port and port[1] in ports:
+                    seen.append(c.observed_addr)
+        return [*addrs.confirmed, *addrs.candidates(), *addrs.public(), *seen]
+
     def _relay_wanted(self) -> bool:
         """AutoRelay holds reservations while we are not reachable from the internet."""
         return self.autonat is not None and self.autonat.status == "private"
@@ -228,6 +248,7 @@ class Node:
                                                     else [])],
             "Relay": self.relay_service.summary() if self.relay_service is not None else None,
             "PortMap": self.portmap.summary() if self.portmap is not None else None,
+            "HolePunch": self.hole_puncher.stats if self.hole_puncher is not None else None,
         }
 
     async def _serve_perf(self, stream) -> None:
@@ -253,6 +274,8 @@ class Node:
                     await nursery.start(self.autonat.run)
                 if self.portmap is not None:
                     await nursery.start(self.portmap.run)
+                if self.hole_puncher is not None:
+                    await nursery.start(self.hole_puncher.run)
                 if self.relay is not None and self.config.auto_relay:
                     nursery.start_soon(self.relay.keep_reservations, self._relay_candidates,
                                        self._relay_wanted)

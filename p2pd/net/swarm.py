@@ -581,7 +581,7 @@ class Swarm:
     def _dialable(self, addr: bytes) -> bool:
         return dial_target(addr) is not None or any(t.handles(addr) for t in self.transports)
 
-    async def _dial_one(self, peer: bytes, addr: bytes) -> Connection:
+    async def _dial_one(self, peer: bytes, addr: bytes, initiator: bool = True) -> Connection:
         for transport in self.transports:
             if transport.handles(addr):
                 return await transport.dial(peer, addr)
@@ -597,7 +597,9 @@ class Swarm:
                 raw = ByteStream(stream, stream.socket.getpeername(),
                                  stream.socket.getsockname())
             try:
-                secure, muxer = await self._upgrade(raw, True, peer)
+                secure, muxer = await self._upgrade(raw, initiator, peer)
+                if secure.remote_peer != peer:  # a hole punch's server side checks here
+                    raise HandshakeError("peer id mismatch")
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await raw.close()
@@ -618,8 +620,41 @@ class Swarm:
 
     # -- dialing ---------------------------------------------------------------------------
     def connection(self, peer: bytes) -> Connection | None:
+        """The newest live connection to ``peer``, a direct one before a relayed one."""
         live = [c for c in self.conns.get(peer, ()) if not c.closed]
-        return live[-1] if live else None
+        direct = [c for c in live if c.transport != "relay"]
+        return (direct or live)[-1] if live else None
+
+    async def dial_direct(self, peer: bytes, addrs: Sequence[bytes], *, initiator: bool,
+                          timeout: float) -> Connection:
+        """A new direct connection to ``peer`` at one of ``addrs`` (all tried at once), even
+        if one exists: a hole punch. ``initiator=False`` runs the handshake as the server
+        (DCUtR's B side of a TCP simultaneous open)."""
+        won: list[Connection] = []
+        errors: list[str] = []
+
+        async def attempt(addr: bytes) -> None:
+            try:
+                conn = await self._dial_one(peer, addr, initiator)
+            except Exception as exc:
+                errors.append(f"{_show(addr)}: {exc or type(exc).__name__}")
+                return
+            if won:
+                await conn.session.close()
+                return
+            won.append(conn)
+            nursery.cancel_scope.cancel()
+
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                for addr in addrs:
+                    if dial_target(addr) is not None:
+                        nursery.start_soon(attempt, addr)
+        if not won:
+            raise DialError(f"no direct connection to {peer.hex()[:16]}: "
+                            + ("; ".join(errors) or "timed out"))
+        self._register(won[0])
+        return won[0]
 
     async def dial(self, peer: bytes, addrs: Sequence[bytes] = (), *,
                    timeout: float | None = None) -> Connection:
@@ -722,7 +757,7 @@ class Swarm:
         self._nursery.start_soon(self._run_connection, conn)
         if first:
             self._emit("peer_connected", conn.peer)
-        elif {c.direction for c in conns} == {"inbound", "outbound"}:
+        elif len({c.direction for c in conns if c.transport != "relay"}) == 2:
             self._nursery.start_soon(self._keep_one, conn.peer)
 
     async def _keep_one(self, peer: bytes) -> None:
@@ -730,7 +765,7 @@ class Swarm:
         whichever connection they started on), both close the same one, the connection
         dialed by the peer with the larger id, so one connection is kept."""
         await trio.sleep(self.options.simultaneous_grace)
-        conns = [c for c in self.conns.get(peer, ()) if not c.closed]
+        conns = [c for c in self.conns.get(peer, ()) if not c.closed and c.transport != "relay"]
         if len(conns) < 2:
             return
         we_dial_kept = self.me < peer

@@ -84,6 +84,10 @@ class SwarmHost:
         self.last_seen: dict[bytes, float] = {}
         self.swarm.listeners.append(self)
         self._listen = [_swarm_addr(a) for a in options.listen_addrs]
+        # Hole punching dials from the listen port (SO_REUSEPORT). Only for fixed ports: a
+        # /tcp/0 listener with SO_REUSEPORT may be handed a port another process shares.
+        tcp = [dial_target(a) for a in self._listen if dial_target(a) is not None]
+        self.swarm.options.reuse_port = bool(tcp) and all(t[1] != 0 for t in tcp)
         if options.announce_addrs:
             self.swarm.addresses.announce = [_swarm_addr(a) for a in options.announce_addrs]
 

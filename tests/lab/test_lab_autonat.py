@@ -5,6 +5,7 @@ port-restricted NAT learns it is not (DHT in client mode, nothing external annou
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -25,6 +26,20 @@ def _wait_status(d: LabDaemon, want: str, timeout: float = 60.0) -> dict:
             return status
         assert time.monotonic() < deadline, (status, d.proc.stderr_path.read_text()[-3000:])
         time.sleep(0.5)
+
+
+def _reservation(d: LabDaemon, relays: list[LabDaemon], timeout: float = 30.0):
+    """The first circuit address ``d`` reserved and the relay (one of ``relays``) it is at:
+    AutoRelay takes any connected peer that offers the hop protocol, so which one is not
+    fixed."""
+    deadline = time.monotonic() + timeout
+    while not (status := _status(d))["Reservations"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    circuit = status["Reservations"][0]
+    assert "/p2p-circuit" in circuit, circuit
+    [relay] = [r for r in relays if f"/p2p/{r.peer_id}/" in circuit]
+    return circuit, relay
 
 
 def test_autonat_tells_a_public_node_from_one_behind_a_nat(netlab):
@@ -70,21 +85,14 @@ def test_a_home_behind_a_nat_is_reached_through_a_relay_it_reserved_at(netlab):
     """Behind a port-restricted NAT, AutoNAT says private; AutoRelay reserves at the public
     relay (ours, -relayService) and announces the circuit address; a public peer reaches
     the home through it and fetches a file the home added."""
-    import os
-
     servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat") for i in range(3)]
-    relay = servers[0]  # relay service: on by default in harness mode, as the go daemon
+    # relay service: on by default in harness mode, as the go daemon, so all three offer it
     boot = ",".join(s.addr for s in servers)
     home = netlab.add_home("h1", Nat.PORT_RESTRICTED)
     priv = LabDaemon(netlab, home.hosts[0], "-dht", "-autonatClient", "-autoRelay", "-b",
                      "-bootstrapPeers", boot)
     _wait_status(priv, "private")
-    deadline = time.monotonic() + 30
-    while not (status := _status(priv))["Reservations"]:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.5)
-    circuit = next(a for a in status["Reservations"] if relay.peer_id in a)
-    assert "/p2p-circuit" in circuit
+    circuit, relay = _reservation(priv, servers)
     outsider = LabDaemon(netlab, netlab.add_host("out"))
     outsider.cli("connect", f"{circuit}/p2p/{priv.peer_id}")
     src = netlab.logdir / "home-file.bin"
@@ -135,3 +143,44 @@ def test_a_router_mapping_makes_the_home_public_and_is_removed_at_shutdown(netla
         name="probe")  # exit 7: something still answers at the mapped address
     assert probe.popen.wait(15) == 0, ("the mapping outlived the daemon",
                                        mapped.proc.errors()[-2000:], probe.errors())
+
+
+def test_two_homes_behind_port_restricted_nats_hole_punch_through_a_relay(netlab):
+    """Both homes private behind port-restricted NATs; the second dials the first through
+    the relay it reserved at, and DCUtR turns that into a direct connection (its remote
+    address is the other router's, not the relay's)."""
+    servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat") for i in range(3)]
+    boot = ",".join(s.addr for s in servers)
+    flags = ("-dht", "-autonatClient", "-autoRelay", "-b", "-bootstrapPeers", boot)
+    home_b = netlab.add_home("hb", Nat.PORT_RESTRICTED)
+    b = LabDaemon(netlab, home_b.hosts[0], *flags)
+    home_a = netlab.add_home("ha", Nat.PORT_RESTRICTED)
+    a = LabDaemon(netlab, home_a.hosts[0], *flags)
+    _wait_status(b, "private")
+    circuit, _relay = _reservation(b, servers)
+    a.cli("connect", f"{circuit}/p2p/{b.peer_id}")
+    deadline = time.monotonic() + 30
+    while True:
+        peers = json.loads(a.cli("peers", "--json"))["Peers"]
+        addrs = [x for p in peers if p["ID"] == b.peer_id for x in p["Addrs"]]
+        if any(x.startswith(f"/ip4/{home_b.public_addr}/") for x in addrs):
+            break
+        assert time.monotonic() < deadline, (addrs, _status(a), _status(b))
+        time.sleep(0.5)
+    assert _status(b)["HolePunch"]["direct"] >= 1  # B started it and it went direct
+    # the relayed connection is retired after the grace period: only the direct one stays
+    deadline = time.monotonic() + 20
+    while True:
+        peers = json.loads(a.cli("peers", "--json"))["Peers"]
+        addrs = [x for p in peers if p["ID"] == b.peer_id for x in p["Addrs"]]
+        if addrs and all("/p2p-circuit" not in x for x in addrs):
+            break
+        assert time.monotonic() < deadline, addrs
+        time.sleep(0.5)
+    # and it carries data: a file B added comes over to A
+    src = netlab.logdir / "punched.bin"
+    src.write_bytes(os.urandom(200_000))
+    cid = b.cli("add", "-q", "--cid-version", "1", str(src)).strip()
+    got = netlab.logdir / "punched-got.bin"
+    a.cli("get", cid, "-o", str(got), "--timeout", "30")
+    assert got.read_bytes() == src.read_bytes()
