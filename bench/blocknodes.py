@@ -55,8 +55,9 @@ class OurNode:
         self.blocks(type=B.GC)
 
     def connect(self, addr: str) -> None:
-        from p2pd.blocks.multibase import b58decode
         import multiaddr
+
+        from p2pd.blocks.multibase import b58decode
 
         ma = multiaddr.Multiaddr(addr)
         peer = b58decode(ma.value_for_protocol("p2p"))

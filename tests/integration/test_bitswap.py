@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from test_daemon_bad_input import HomeDaemon, short_home  # noqa: F401 (fixture)
 from test_daemon_harness import Daemon
 
@@ -23,7 +22,8 @@ from p2pd.blocks.cid import CID
 from p2pd.blocks.multicodec import Codec
 from p2pd.cli.client import ControlClient
 from p2pd.control.codec import FrameDecoder, decode_response, encode_message
-from p2pd.exchange.wire import BitswapMessage, WantEntry, encode_message as bs_encode
+from p2pd.exchange.wire import BitswapMessage, WantEntry
+from p2pd.exchange.wire import encode_message as bs_encode
 from p2pd.proto import daemon_pb2 as pb
 
 P2PD = [sys.executable, "-m", "p2pd"]
@@ -97,7 +97,8 @@ def test_files_directories_blocks_pins_and_gc(tmp_path):
         out("pin", "rm", "--api", b.control, root)
         out("repo", "gc", "--api", b.control)
         # errors are one clear line
-        r = p2pd("get", "--api", b.control, "--offline", root, "-o", str(tmp_path / "x"), check=False)
+        r = p2pd("get", "--api", b.control, "--offline", root, "-o", str(tmp_path / "x"),
+                 check=False)
         assert r.returncode == 1 and b"offline" in r.stderr
         r = p2pd("cat", "--api", b.control, "not-a-cid", check=False)
         assert r.returncode == 1 and b"Traceback" not in r.stderr

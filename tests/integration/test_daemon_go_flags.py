@@ -100,7 +100,8 @@ async def test_hivemind_flags_start_the_daemon_and_the_unimplemented_ones_are_on
     assert len(named) == 1, err
     for flag in ("-quic",):
         assert f" {flag}" in named[0]
-    for flag in ("-tls", "-natPortMap", "-autoRelay", "-relayHop", "-connManager", "-dhtServer", "-idleTimeout",
+    for flag in ("-tls", "-natPortMap", "-autoRelay", "-relayHop", "-connManager", "-dhtServer",
+                 "-idleTimeout",
                  "-autonat", "-forceReachabilityPublic", "-relay", "-relayDiscovery"):
         assert f" {flag}" not in named[0]  # off, a go no-op, or implemented
 

@@ -63,7 +63,8 @@ def test_round_trip_of_every_field():
     c1, d1 = raw_block(100)
     c0 = CID.for_block(b"\x0a\x00", Codec.DAG_PB, 0)
     msg = BitswapMessage(
-        wants=[WantEntry(c1, 5, want_have=True, send_dont_have=True), WantEntry(c0, 1, cancel=True)],
+        wants=[WantEntry(c1, 5, want_have=True, send_dont_have=True),
+               WantEntry(c0, 1, cancel=True)],
         full=True, blocks=[(c1, d1)], haves=[c0], dont_haves=[c1], pending_bytes=7)
     back = decode_message(frame_body(encode_message(msg)))
     assert back.full and back.pending_bytes == 7

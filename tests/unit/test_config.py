@@ -100,7 +100,8 @@ def test_a_home_node_joins_the_network_by_default(monkeypatch):
     monkeypatch.setenv("P2PD_BOOTSTRAP_PEERS", "none")
     c = resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML))
     assert not c.bootstrap
-    monkeypatch.setenv("P2PD_BOOTSTRAP_PEERS", "/ip4/127.0.0.1/tcp/1/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ")
+    monkeypatch.setenv("P2PD_BOOTSTRAP_PEERS",
+                       "/ip4/127.0.0.1/tcp/1/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ")
     c = resolve({"bootstrapPeers": ""}, tomllib.loads(DEFAULT_CONFIG_TOML))
     assert c.bootstrap and c.bootstrap_peers == []  # the flag wins over the environment
 
