@@ -105,7 +105,13 @@ class HolePuncher:
         self.swarm = swarm
         self.our_addrs = our_addrs
         self.usable = usable or _direct_public
-        self.stats = {"attempts": 0, "direct": 0, "failed": 0}
+        #: rounds: CONNECT/SYNC exchanges that led to dials (either role); direct: rounds
+        #: that ended on a direct connection; failed: rounds that did not; gave_up: peers we
+        #: started with (B) and left relayed after ATTEMPTS rounds; refused: streams reset
+        #: (malformed, out of order, or past ATTEMPTS on one relayed connection)
+        self.stats: dict = {"rounds": 0, "direct": 0, "failed": 0, "gave_up": 0,
+                            "refused": 0, "last_failure": None}
+        self._served: dict = {}  # relayed connection -> rounds served on it
         self._busy: set[bytes] = set()
         self._nursery: trio.Nursery | None = None
         swarm.set_stream_handler(PROTOCOL, self._serve)
@@ -140,26 +146,26 @@ class HolePuncher:
     async def _initiate(self, peer: bytes) -> None:
         """B: CONNECT, time the answer, SYNC, dial after half the round trip."""
         try:
-            for attempt in range(ATTEMPTS):
+            for _round in range(ATTEMPTS):
                 relayed = self.swarm.connection(peer)
                 if relayed is None or relayed.transport != "relay":
                     return  # gone, or direct already
-                self.stats["attempts"] += 1
                 try:
                     theirs, rtt = await self._exchange(relayed)
                 except Exception as exc:
-                    log.debug("hole punch with %s: %r", peer.hex()[:16], exc)
-                    self.stats["failed"] += 1
+                    self._failed(peer, f"the exchange failed: {exc or type(exc).__name__}")
+                    self.stats["gave_up"] += 1
                     return
                 if not theirs:
-                    log.info("hole punch with %s: it offers no public address", peer.hex()[:16])
-                    self.stats["failed"] += 1
+                    self._failed(peer, "it offers no public address")
+                    self.stats["gave_up"] += 1
                     return
                 await trio.sleep(rtt / 2)
                 if await self._punch(peer, theirs, initiator=True, relayed=relayed):
                     return
-                log.info("hole punch with %s: attempt %d failed", peer.hex()[:16], attempt + 1)
-            self.stats["failed"] += 1
+            self.stats["gave_up"] += 1
+            log.info("hole punch with %s: no direct connection after %d rounds; staying relayed",
+                     peer.hex()[:16], ATTEMPTS)
         finally:
             self._busy.discard(peer)
 
@@ -196,30 +202,42 @@ class HolePuncher:
                     raise DcutrWireError("expected SYNC")
         except Exception as exc:
             log.debug("hole punch from %s refused: %r", peer.hex()[:16], exc)
+            self.stats["refused"] += 1
             await reset_quietly(stream)
             return
         await close_quietly(stream)
         if conn.transport != "relay" or not theirs or peer in self._busy:
             return  # one punch per peer at a time: a peer cannot make us dial in a loop
+        served = self._served.get(conn, 0)
+        if served >= ATTEMPTS:  # endless CONNECTs on one relayed connection: no more dials
+            self.stats["refused"] += 1
+            return
+        if len(self._served) > 256:
+            self._served = {c: n for c, n in self._served.items() if not c.closed}
+        self._served[conn] = served + 1
         self._busy.add(peer)
         try:
-            self.stats["attempts"] += 1
-            if not await self._punch(peer, theirs, initiator=False, relayed=conn):
-                self.stats["failed"] += 1
+            await self._punch(peer, theirs, initiator=False, relayed=conn)
         finally:
             self._busy.discard(peer)
 
+    def _failed(self, peer: bytes, why: str) -> None:
+        self.stats["failed"] += 1
+        self.stats["last_failure"] = f"{peer.hex()[:16]}: {why}"
+        log.info("hole punch with %s: %s", peer.hex()[:16], why)
+
     async def _punch(self, peer: bytes, addrs: list[bytes], *, initiator: bool,
                      relayed) -> bool:
+        self.stats["rounds"] += 1
         try:
             direct = await self.swarm.dial_direct(peer, addrs, initiator=initiator,
                                                   timeout=DIAL_TIMEOUT)
         except Exception as exc:
-            log.debug("direct dial to %s failed: %r", peer.hex()[:16], exc)
             # the other side's SYN may have won: a direct connection arrived inbound
             direct = next((c for c in self.swarm.conns.get(peer, ())
                            if not c.closed and c.transport != "relay"), None)
             if direct is None:
+                self._failed(peer, str(exc) or type(exc).__name__)
                 return False
         self.stats["direct"] += 1
         log.info("hole punch with %s: direct at %s", peer.hex()[:16], direct.remote_addr.hex())

@@ -14,7 +14,7 @@ from integration.test_relay import ECHO, circuit, roundtrip, setup
 from p2pd.framing import FrameDecoder
 from p2pd.net import dcutr
 from p2pd.net.dcutr import CONNECT, SYNC, HolePunch, HolePuncher
-from p2pd.net.swarm import StreamReset, dial_target
+from p2pd.net.swarm import StreamReset, dial_target, tcp_multiaddr
 
 
 def _listen_addrs(swarm):
@@ -46,7 +46,7 @@ async def test_a_relayed_connection_becomes_direct_and_the_relayed_one_is_retire
         with trio.fail_after(15):
             while (c := b.connection(a.me)) is None or c.transport == "relay":
                 await trio.sleep(0.05)
-        assert hp_a.stats["direct"] == 1 and hp_a.stats["attempts"] >= 1
+        assert hp_a.stats["direct"] == 1 and hp_a.stats["rounds"] >= 1
         with trio.fail_after(10):
             while not relayed.closed:
                 await trio.sleep(0.05)
@@ -102,4 +102,23 @@ async def test_bad_hole_punch_messages_are_reset_and_the_node_goes_on():
         # the relayed connection still carries streams
         echo = await relayed.open_stream([ECHO], 5)
         assert await roundtrip(echo, b"still here") == b"still here"
+        nursery.cancel_scope.cancel()
+
+
+async def test_endless_connects_on_one_relayed_connection_make_at_most_three_dials():
+    async with trio.open_nursery() as nursery:
+        relay, relay_addr, _service, a, ta, b, _tb = await setup(nursery)
+        [hp_a] = await _punchers(nursery, [a])
+        await ta.reserve(relay.me, [relay_addr])
+        relayed = await b.dial(a.me, [circuit(relay_addr, relay.me, a.me)])
+        nowhere = [tcp_multiaddr("127.0.0.1", 9)]  # discard port: nothing listens
+        for _ in range(6):
+            stream = await relayed.open_stream([dcutr.PROTOCOL], 5)
+            assert await _reply_to(stream, [HolePunch(CONNECT, nowhere).framed()]) == "answered"
+            await stream.write(HolePunch(SYNC).framed())
+            with trio.fail_after(10):
+                while hp_a._busy or (hp_a.stats["rounds"] + hp_a.stats["refused"]) < _ + 1:
+                    await trio.sleep(0.02)
+        assert hp_a.stats["rounds"] == dcutr.ATTEMPTS and hp_a.stats["refused"] == 3
+        assert hp_a.stats["failed"] == 3 and "refused" in hp_a.stats["last_failure"]
         nursery.cancel_scope.cancel()

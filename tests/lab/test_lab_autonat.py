@@ -184,3 +184,34 @@ def test_two_homes_behind_port_restricted_nats_hole_punch_through_a_relay(netlab
     got = netlab.logdir / "punched-got.bin"
     a.cli("get", cid, "-o", str(got), "--timeout", "30")
     assert got.read_bytes() == src.read_bytes()
+
+
+def test_a_symmetric_nat_stops_the_hole_punch_after_three_rounds_and_stays_relayed(netlab):
+    """B behind a symmetric NAT (a new external port per destination), A behind a
+    port-restricted one: the addresses B's peers saw are not where A's SYNs must go, so
+    every round fails; B gives up after the spec's 3 rounds, says why in its status, and
+    the relayed connection keeps carrying data."""
+    servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat") for i in range(3)]
+    boot = ",".join(s.addr for s in servers)
+    flags = ("-dht", "-autonatClient", "-autoRelay", "-b", "-bootstrapPeers", boot)
+    b = LabDaemon(netlab, netlab.add_home("hs", Nat.SYMMETRIC).hosts[0], *flags)
+    a = LabDaemon(netlab, netlab.add_home("ha", Nat.PORT_RESTRICTED).hosts[0], *flags)
+    _wait_status(b, "private")
+    circuit, relay = _reservation(b, servers)
+    a.cli("connect", f"{circuit}/p2p/{b.peer_id}")
+    deadline = time.monotonic() + 60
+    while (punch := _status(b)["HolePunch"])["gave_up"] < 1:
+        assert time.monotonic() < deadline, (punch, _status(a)["HolePunch"])
+        time.sleep(0.5)
+    assert punch["rounds"] == 3 and punch["direct"] == 0 and punch["failed"] >= 3
+    assert punch["last_failure"], punch
+    peers = json.loads(a.cli("peers", "--json"))["Peers"]
+    [addrs] = [p["Addrs"] for p in peers if p["ID"] == b.peer_id]
+    assert all("/p2p-circuit" in x for x in addrs), addrs
+    src = netlab.logdir / "relayed.bin"
+    src.write_bytes(os.urandom(100_000))
+    cid = b.cli("add", "-q", "--cid-version", "1", str(src)).strip()
+    got = netlab.logdir / "relayed-got.bin"
+    a.cli("get", cid, "-o", str(got), "--timeout", "30")
+    assert got.read_bytes() == src.read_bytes()
+    assert _status(relay)["Relay"]["bytes"] > 100_000
