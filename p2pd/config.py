@@ -43,8 +43,8 @@ no_announce = []
 # Channel security protocols, most preferred first: "tls" (TLS 1.3) and "noise"; -tls=false
 # and -noise=false take one out. Plaintext is never accepted.
 security = ["tls", "noise"]
-# Ask the home router to forward the TCP listen ports (NAT-PMP, -natPortMap); the mapped
-# address is announced once AutoNAT confirms peers can reach it.
+# Ask the home router to forward the TCP listen ports (UPnP IGD, else NAT-PMP; -natPortMap);
+# the mapped address is announced once AutoNAT confirms peers can reach it.
 port_map = true
 
 [connmgr]
@@ -229,7 +229,7 @@ class Config:
     autonat_probe_interval: float = 15.0
     #: circuit relay v2: the client (``-relay``), AutoRelay (``-autoRelay``,
     #: ``-trustedRelays``) and the service (``-relayService``) with its limits
-    #: ``-natPortMap``: keep NAT-PMP mappings of the TCP listen ports on the router
+    #: ``-natPortMap``: keep UPnP IGD / NAT-PMP mappings of the TCP listen ports on the router
     nat_port_map: bool = False
     relay: bool = True
     auto_relay: bool = False

@@ -106,8 +106,10 @@ def ruleset(nat: Nat, lan_net: str, wan: str = "wan0", lan: str = "lan0") -> str
     return "\n".join(lines) + "\n"
 
 
-def miniupnpd_conf(wan: str, stun: str, lan: str, lan_net: str, uuid: str) -> str:
-    """miniupnpd.conf for a router with WAN interface ``wan`` and LAN interface ``lan``.
+def miniupnpd_conf(wan: str, stun: str, lan: str, lan_net: str, uuid: str,
+                   upnp_igd: bool = True) -> str:
+    """miniupnpd.conf for a router with WAN interface ``wan`` and LAN interface ``lan``;
+    ``upnp_igd=False`` makes a router that offers NAT-PMP/PCP only.
 
     miniupnpd refuses a public address in the documentation ranges, both on the interface
     and as ``ext_ip``, but takes the one a STUN server (``stun``: host:port) reports."""
@@ -120,7 +122,7 @@ def miniupnpd_conf(wan: str, stun: str, lan: str, lan_net: str, uuid: str) -> st
             f"listening_ip={lan}",
             "http_port=0",
             "enable_natpmp=yes",
-            "enable_upnp=yes",
+            f"enable_upnp={'yes' if upnp_igd else 'no'}",
             "secure_mode=yes",
             "system_uptime=yes",
             "notify_interval=60",

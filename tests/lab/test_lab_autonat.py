@@ -105,20 +105,23 @@ def test_a_home_behind_a_nat_is_reached_through_a_relay_it_reserved_at(netlab):
     assert relay_status["Relay"]["circuits"] >= 1 or relay_status["Relay"]["bytes"] > 0
 
 
-def test_a_router_mapping_makes_the_home_public_and_is_removed_at_shutdown(netlab):
-    """miniupnpd router: NAT-PMP maps the listen port, AutoNAT confirms the mapped address,
-    the DHT turns server, a public peer dials that address directly; at shutdown the mapping
-    goes (the address stops answering)."""
+@pytest.mark.parametrize("protocol", ["UPnP", "NAT-PMP"])
+def test_a_router_mapping_makes_the_home_public_and_is_removed_at_shutdown(netlab, protocol):
+    """miniupnpd router (UPnP IGD and NAT-PMP, or NAT-PMP only): the listen port is mapped
+    (UPnP first when the router offers it), AutoNAT confirms the mapped address, the DHT
+    turns server, a public peer dials that address directly; at shutdown the mapping goes
+    (the address stops answering)."""
     import shutil
 
     if shutil.which("miniupnpd") is None:
         pytest.skip("miniupnpd not installed (apt-get install miniupnpd-nftables)")
     servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat") for i in range(3)]
     boot = ",".join(s.addr for s in servers)
-    home = netlab.add_home("u", Nat.UPNP)
+    home = netlab.add_home("u", Nat.UPNP, upnp_igd=protocol == "UPnP")
     mapped = LabDaemon(netlab, home.hosts[0], "-dht", "-autonatClient", "-natPortMap", "-b",
                        "-bootstrapPeers", boot)
     status = _wait_status(mapped, "public")
+    assert status["PortMap"]["protocol"] == protocol, status["PortMap"]
     assert status["PortMap"]["external_ip"] == home.public_addr
     external = status["PortMap"]["mappings"][str(SWARM_PORT)]
     want = f"/ip4/{home.public_addr}/tcp/{external}"

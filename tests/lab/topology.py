@@ -299,9 +299,11 @@ class Lab:
         nat: Nat | str = Nat.PORT_RESTRICTED,
         hosts: int = 1,
         link: Link | None = None,
+        upnp_igd: bool = True,
     ) -> Home:
         """A home: router ``name`` (public address 198.51.100.x) and ``hosts`` LAN hosts
-        ``name-0``... on 198.18.k.0/24, the router doing ``nat``; ``link`` shapes its uplink."""
+        ``name-0``... on 198.18.k.0/24, the router doing ``nat``; ``link`` shapes its uplink.
+        A ``Nat.UPNP`` router offers UPnP IGD and NAT-PMP, or NAT-PMP only (``upnp_igd``)."""
         nat = Nat(nat)
         self._role(name)
         if not 0 <= hosts <= 200:
@@ -357,12 +359,12 @@ class Lab:
                 if other is not router:
                     ip(other.ns, "route", "add", str(lan), "via", router.addr)
         if nat is Nat.UPNP:
-            self._start_miniupnpd(home)
+            self._start_miniupnpd(home, upnp_igd)
         self.nodes[name] = router
         self.homes[name] = home
         return home
 
-    def _start_miniupnpd(self, home: Home) -> None:
+    def _start_miniupnpd(self, home: Home, upnp_igd: bool = True) -> None:
         if shutil.which("miniupnpd") is None:
             raise LabError("miniupnpd not installed: apt-get install miniupnpd-nftables")
         if self.stun is None:
@@ -376,7 +378,8 @@ class Lab:
             self.stun = f"{node.addr}:{STUN_PORT}"
         conf = self.logdir / f"{home.name}-miniupnpd.conf"
         uuid = "3f2b7a4c-0000-4000-8000-" + os.urandom(6).hex()
-        conf.write_text(natmod.miniupnpd_conf("wan0", self.stun, "lan0", home.lan_net, uuid))
+        conf.write_text(natmod.miniupnpd_conf("wan0", self.stun, "lan0", home.lan_net, uuid,
+                                             upnp_igd))
         pidfile = self.logdir / f"{home.name}-miniupnpd.pid"
         proc = self.run(
             home.router,
