@@ -65,6 +65,7 @@ RECV_BUFFER = 256 * 1024
 
 P_IP4, P_IP6, P_TCP, P_DNS, P_DNS4, P_DNS6, P_P2P = 0x04, 0x29, 0x06, 0x35, 0x36, 0x37, 0x01A5
 P_WS = 0x01DD
+P_QUIC_V1 = 0x01CD
 WS_SUFFIX = b"\xdd\x03"  # /ws
 WS_MAX_MESSAGE = 4 << 20
 
@@ -368,9 +369,14 @@ class Swarm:
             try:
                 for addr in listen:
                     target = dial_target(addr)
-                    if target is None:  # QUIC, WebTransport, ...: not a transport of ours yet
-                        log.warning("not listening on %s: only TCP and WebSocket are "
-                                    "supported so far", _text_addr(addr))
+                    other = next((t for t in self.transports
+                                  if getattr(t, "listens", None) and t.listens(addr)), None)
+                    if target is None and other is not None:  # QUIC
+                        self.listen_addrs.append(await other.listen(addr, nursery))
+                        continue
+                    if target is None:  # WebTransport, WebRTC, ...: not a transport of ours
+                        log.warning("not listening on %s: not a transport this node has "
+                                    "(TCP, WebSocket, and QUIC when on)", _text_addr(addr))
                         continue
                     if target[3]:
                         await self._listen_ws(nursery, target)
@@ -550,6 +556,18 @@ class Swarm:
         self._register(conn)
         return conn
 
+    def adopt_inbound(self, conn: Connection) -> bool:
+        """Register an inbound connection another transport authenticated (QUIC), within
+        the per-peer connection limit; False (the caller closes it) beyond."""
+        if self._nursery is None:
+            return False
+        if len(self.conns.get(conn.peer, ())) >= self.options.max_conns_per_peer:
+            log.info("peer %s: over %d connections, closing the new one",
+                     conn.peer.hex()[:16], self.options.max_conns_per_peer)
+            return False
+        self._register(conn)
+        return True
+
     async def _tcp_connect(self, host: str, port: int, family: int) -> trio.SocketStream:
         if family == socket.AF_UNSPEC or not _is_ip(host):
             infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
@@ -699,6 +717,9 @@ class Swarm:
                 skipped += 1
                 continue
             candidates.append(a)
+        # QUIC first when a peer offers it (one round trip less, no head-of-line blocking);
+        # the stagger still starts TCP if QUIC does not answer
+        candidates.sort(key=lambda a: 0 if _is_quic(a) else 1)
         if not candidates:
             why = f"{skipped} in backoff after failures" if skipped else "none dialable"
             raise DialError(f"no address to dial for {peer.hex()[:16]} ({why})")
@@ -1061,6 +1082,13 @@ def _text_addr(addr: bytes) -> str:
         return str(multiaddr.Multiaddr(addr))
     except Exception:
         return addr.hex()
+
+
+def _is_quic(addr: bytes) -> bool:
+    try:
+        return any(code == P_QUIC_V1 for code, _ in split_multiaddr(addr))
+    except ValueError:
+        return False
 
 
 def _is_ip(host: str) -> bool:

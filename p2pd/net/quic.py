@@ -1,0 +1,746 @@
+"""The QUIC v1 transport on trio: UDP sockets, timers, and QUIC streams as libp2p streams.
+
+The protocol is aioquic's sans-IO QuicConnection with our changes (:mod:`p2pd.net.quic_core`);
+this module is the edge around it.
+
+- :class:`QuicSocket`: one UDP socket per listen address (and one per address family for
+  dialing when nothing listens there). It reads datagrams in batches, hands each to its
+  connection through the :class:`~p2pd.net.quic_core.DatagramRouter`, then lets every
+  connection that got input process its events and send once. Dials leave from the listen
+  socket, so a peer (or a hole punch) sees the port we listen on.
+- :class:`QuicSession`: one connection, in the shape our swarm expects of a muxed session
+  (``start``, ``open_stream``, ``accept_stream``, ``streams``, ``close``, ``on_close``).
+  A driver task sends what aioquic has to send and runs its timers (loss recovery, the
+  idle timeout, and a PING every ``keepalive`` seconds so an idle connection stays up).
+  The libp2p handshake check runs when aioquic reports the TLS handshake done: the peer's
+  certificate (mutual TLS, ALPN ``libp2p``) gives its peer id; a dial that finds another
+  peer id than the dialed one, or a certificate without a valid libp2p extension, closes
+  the connection with CRYPTO_ERROR bad_certificate and a reason.
+- :class:`QuicMuxStream`: a bidirectional QUIC stream; multistream-select runs on it as on
+  a Yamux stream (no muxer over QUIC). Writes wait while more than ``SEND_BUFFER`` bytes
+  of the stream are unacknowledged; reads give the peer credit for what was read.
+- :class:`QuicTransport`: plugs into :class:`~p2pd.net.swarm.Swarm` (``handles``, ``dial``,
+  ``listens``, ``listen``); connections are ``transport="quic"``, ``security="tls"``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import socket
+from collections.abc import Sequence
+
+import trio
+from aioquic.quic import events
+
+from .muxbuf import ReadBuffer
+from .muxerrors import (
+    MuxedConnUnavailable,
+    MuxedStreamClosed,
+    MuxedStreamEOF,
+    MuxedStreamReset,
+)
+from .quic_core import (
+    APP_CLOSE,
+    BAD_CERTIFICATE,
+    DatagramRouter,
+    Libp2pQuicConnection,
+    QuicSettings,
+    QuicTransportError,
+    check_peer_certificate,
+    make_configuration,
+    quic_multiaddr,
+    quic_target,
+)
+from .tlscert import TlsCertError
+
+log = logging.getLogger(__name__)
+
+#: unacknowledged bytes per stream before a write waits
+SEND_BUFFER = 1 << 20
+#: datagrams read from the socket before the connections that got them answer
+RECV_BATCH = 128
+MAX_DATAGRAM = 65535
+SOCKET_BUFFER = 4 << 20
+#: datagrams queued while the kernel's send buffer is full; more are dropped (QUIC resends)
+MAX_SEND_QUEUE = 4096
+TRANSPORT = "quic"
+SECURITY = "tls"
+MUXER = "/quic"
+
+
+def _sockaddr_key(addr) -> tuple:
+    return (addr[0], addr[1])
+
+
+# -- streams -------------------------------------------------------------------------------
+
+
+class QuicMuxStream:
+    """One bidirectional QUIC stream, with our muxed streams' method names and errors."""
+
+    def __init__(self, session: QuicSession, stream_id: int) -> None:
+        self.muxed_conn = session
+        self.stream_id = stream_id
+        self.is_initiator = session.is_initiator == (stream_id & 1 == 0)
+        self._buffer = ReadBuffer()
+        self._readable = trio.Event()
+        self._write_lock = trio.Lock()
+        self.recv_closed = False
+        self.send_closed = False
+        self.reset_received = False
+        self.send_stopped = False  # the peer sent STOP_SENDING
+        self._reset_reason = "stream was reset"
+
+    @property
+    def key(self) -> int:
+        return self.stream_id
+
+    @property
+    def closed(self) -> bool:
+        return self.reset_received or (self.recv_closed and self.send_closed)
+
+    # -- from the session (synchronous) ---------------------------------------------------
+    def _on_data(self, data: bytes, end: bool) -> None:
+        if self.reset_received:
+            self.muxed_conn.quic.consumed(self.stream_id, len(data))  # nobody will read it
+        else:
+            self._buffer.append(data)
+        if end:
+            self.recv_closed = True
+        self._readable.set()
+        if self.recv_closed and self.send_closed:
+            self.muxed_conn._forget(self)
+
+    def _on_reset(self, reason: str, *, keep: bool = False) -> None:
+        if not self.reset_received:
+            self.reset_received = True
+            self._reset_reason = reason
+        if not keep and self._buffer.size:
+            self.muxed_conn.quic.consumed(self.stream_id, self._buffer.size)
+            self._buffer.clear()
+        self._readable.set()
+        self.muxed_conn._forget(self)
+
+    # -- the stream interface ------------------------------------------------------------
+    async def read(self, n: int | None = -1) -> bytes:
+        if n == 0:
+            return b""
+        while not self._buffer.size:
+            if self.recv_closed:
+                raise MuxedStreamEOF("stream closed by the peer")
+            if self.reset_received:
+                raise MuxedStreamReset(self._reset_reason)
+            self._readable = trio.Event()
+            await self._readable.wait()
+        data = self._buffer.take(n)
+        session = self.muxed_conn
+        session.quic.consumed(self.stream_id, len(data))
+        if session.quic.credit_due(self.stream_id):
+            session.kick()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        session = self.muxed_conn
+        view = memoryview(data)
+        async with self._write_lock:
+            while view:
+                self._check_writable()
+                await session._wait_send_room(self)
+                self._check_writable()
+                chunk = bytes(view[:SEND_BUFFER])
+                view = view[SEND_BUFFER:]
+                try:
+                    session.quic.send_stream_data(self.stream_id, chunk)
+                except Exception as exc:  # the stream or connection ended meanwhile
+                    self._on_reset(f"stream closed: {exc}", keep=True)
+                    raise MuxedStreamReset(self._reset_reason) from None
+                session.kick()
+
+    def _check_writable(self) -> None:
+        if self.reset_received:
+            raise MuxedStreamReset(self._reset_reason)
+        if self.send_stopped:
+            raise MuxedStreamReset("the peer stopped reading the stream")
+        if self.send_closed:
+            raise MuxedStreamClosed("stream is closed for writing")
+        if self.muxed_conn._dead:
+            raise MuxedStreamReset(self.muxed_conn.close_reason)
+
+    async def close(self) -> None:
+        """Half-close (FIN after what was written); reading goes on."""
+        if self.send_closed or self.reset_received:
+            return
+        async with self._write_lock:
+            if self.send_closed or self.reset_received:
+                return
+            self.send_closed = True
+            session = self.muxed_conn
+            if not session._dead:
+                try:
+                    session.quic.send_stream_data(self.stream_id, b"", end_stream=True)
+                except Exception:
+                    pass
+                session.kick()
+        if self.recv_closed:
+            self.muxed_conn._forget(self)
+
+    async def reset(self) -> None:
+        if self.reset_received or (self.send_closed and self.recv_closed):
+            return
+        session = self.muxed_conn
+        self._on_reset("stream was reset locally")
+        if session._dead:
+            return
+        try:
+            if not self.send_closed:
+                session.quic.reset_stream(self.stream_id, 0)
+            if not self.recv_closed:
+                session.quic.stop_stream(self.stream_id, 0)
+        except Exception:
+            pass
+        session.kick()
+
+    def get_remote_address(self):
+        return self.muxed_conn.remote_sockaddr
+
+    async def __aenter__(self) -> QuicMuxStream:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+# -- one connection ------------------------------------------------------------------------------
+
+
+class QuicSession:
+    """One QUIC connection on a :class:`QuicSocket` (see the module docstring)."""
+
+    def __init__(self, sock: QuicSocket, quic: Libp2pQuicConnection, remote, *,
+                 is_initiator: bool, expected_peer: bytes | None, backlog: int) -> None:
+        self.sock = sock
+        self.quic = quic
+        self.remote_sockaddr = remote
+        self.is_initiator = is_initiator
+        self.expected_peer = expected_peer
+        self.peer: bytes | None = None
+        self.public_key: bytes | None = None
+        self.streams: dict[int, QuicMuxStream] = {}
+        self.on_close = None
+        self.event_started = trio.Event()
+        self.event_closed = trio.Event()
+        self.handshake_done = trio.Event()
+        self.handshake_error: str | None = None
+        self.close_reason = "connection closed"
+        self._accept_send, self._accept_recv = trio.open_memory_channel[QuicMuxStream](backlog)
+        self._wake = trio.Event()
+        self._progress = trio.Event()
+        self._dead = False  # no more streams or writes (closing, or gone)
+        self._terminated = False  # aioquic is done with it
+        self._last_activity = 0.0
+
+    # -- the swarm's session interface -------------------------------------------------------
+    @property
+    def is_established(self) -> bool:
+        return self.handshake_done.is_set() and not self._dead
+
+    async def start(self) -> None:
+        """Run until the connection ends (the driver itself runs on the socket's nursery)."""
+        self.event_started.set()
+        await self.event_closed.wait()
+
+    async def open_stream(self) -> QuicMuxStream:
+        if self._dead:
+            raise MuxedConnUnavailable(self.close_reason)
+        stream_id = self.quic.get_next_available_stream_id()
+        # an empty write makes aioquic allocate the id (the peer sees the stream with its
+        # first bytes: multistream-select writes at once)
+        self.quic.send_stream_data(stream_id, b"")
+        stream = QuicMuxStream(self, stream_id)
+        self.streams[stream_id] = stream
+        return stream
+
+    async def accept_stream(self) -> QuicMuxStream:
+        try:
+            return await self._accept_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise MuxedConnUnavailable(self.close_reason) from None
+
+    async def close(self) -> None:
+        """Send CONNECTION_CLOSE now; aioquic drains the connection in the background."""
+        self.shut("connection closed locally")
+
+    def shut(self, reason: str, error_code: int = APP_CLOSE) -> None:
+        if self._dead:
+            return
+        self.quic.close(error_code=error_code, reason_phrase=reason[:200])
+        self._end(reason)
+        try:
+            self._transmit(trio.current_time())
+        except Exception:
+            pass
+        self.kick()
+
+    def get_remote_address(self):
+        return self.remote_sockaddr
+
+    # -- internals ---------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Something to send: the driver sends it (one batch for many writes)."""
+        self._wake.set()
+
+    def _forget(self, stream: QuicMuxStream) -> None:
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+            self.quic.forget_stream(stream.stream_id)
+
+    def _unacked(self, stream: QuicMuxStream) -> int:
+        inner = self.quic._streams.get(stream.stream_id)
+        if inner is None:
+            return 0
+        sender = inner.sender
+        return sender._buffer_stop - sender._buffer_start
+
+    async def _wait_send_room(self, stream: QuicMuxStream) -> None:
+        while self._unacked(stream) >= SEND_BUFFER and not self._dead \
+                and not stream.reset_received:
+            progress = self._progress
+            await progress.wait()
+
+    def input_done(self, now: float) -> None:
+        """After a batch of datagrams: handle the events, send, wake writers."""
+        self._last_activity = now
+        self._process_events()
+        self._transmit(now)
+        progress, self._progress = self._progress, trio.Event()
+        progress.set()
+        self._wake.set()  # the driver re-arms its timer
+
+    def _transmit(self, now: float) -> None:
+        datagrams = self.quic.datagrams_to_send(now=now)
+        if datagrams:
+            self.sock.send(datagrams)
+
+    def _process_events(self) -> None:
+        quic = self.quic
+        while (event := quic.next_event()) is not None:
+            kind = type(event)
+            if kind is events.StreamDataReceived:
+                self._on_stream_data(event)
+            elif kind is events.StreamReset:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_reset("stream was reset by the peer")
+            elif kind is events.StopSendingReceived:
+                # the peer will not read (go-libp2p's Close() sends this after its FIN):
+                # our writes end, reading goes on
+                stream = self.streams.get(event.stream_id)
+                if stream is not None and not stream.send_closed:
+                    stream.send_stopped = True
+                    stream.send_closed = True
+                    try:
+                        quic.reset_stream(event.stream_id, 0)
+                    except Exception:
+                        pass
+                    if stream.recv_closed:
+                        self._forget(stream)
+            elif kind is events.ConnectionIdIssued:
+                self.sock.router.add_cid(event.connection_id, quic)
+            elif kind is events.ConnectionIdRetired:
+                self.sock.router.remove_cid(event.connection_id)
+            elif kind is events.HandshakeCompleted:
+                self._on_handshake()
+            elif kind is events.ConnectionTerminated:
+                reason = event.reason_phrase or f"error 0x{event.error_code:x}"
+                if self.handshake_error is None and not self.handshake_done.is_set():
+                    self.handshake_error = f"the peer closed the handshake: {reason}"
+                self._end(f"connection closed: {reason}")
+                self._terminated = True
+
+    def _on_stream_data(self, event) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            if (event.stream_id & 1) == (0 if self.is_initiator else 1) or \
+                    event.stream_id & 2 or self._dead or not self.handshake_done.is_set():
+                # ours and already forgotten, unidirectional, or before the handshake
+                # was checked: nobody reads it
+                self.quic.consumed(event.stream_id, len(event.data))
+                if not event.end_stream and (event.stream_id & 1) != (0 if self.is_initiator
+                                                                     else 1):
+                    try:
+                        self.quic.stop_stream(event.stream_id, 0)
+                    except Exception:
+                        pass
+                return
+            stream = QuicMuxStream(self, event.stream_id)
+            self.streams[event.stream_id] = stream
+            try:
+                self._accept_send.send_nowait(stream)
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                log.info("QUIC: inbound stream backlog full, resetting stream %d",
+                         event.stream_id)
+                stream._on_reset("backlog full")
+                stream._on_data(event.data, event.end_stream)
+                try:
+                    self.quic.reset_stream(event.stream_id, 0)
+                    self.quic.stop_stream(event.stream_id, 0)
+                except Exception:
+                    pass
+                return
+        stream._on_data(event.data, event.end_stream)
+
+    def _on_handshake(self) -> None:
+        try:
+            self.peer, self.public_key = check_peer_certificate(self.quic, self.expected_peer)
+        except TlsCertError as exc:
+            self.handshake_error = f"certificate refused: {exc}"
+            self.shut(self.handshake_error, BAD_CERTIFICATE)
+            return
+        self.sock.router.established(self.quic)
+        self.handshake_done.set()
+
+    def _end(self, reason: str) -> None:
+        if self._dead:
+            return
+        self._dead = True
+        self.close_reason = reason
+        self.handshake_done.set()  # waiters look at handshake_error / _dead
+        self._accept_send.close()
+        for stream in list(self.streams.values()):
+            stream._on_reset(reason, keep=True)
+        self.streams.clear()
+        progress, self._progress = self._progress, trio.Event()
+        progress.set()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            try:
+                on_close()
+            except Exception:
+                log.debug("on_close hook failed", exc_info=True)
+
+    async def drive(self) -> None:
+        """Send, run aioquic's timers and keep-alive, until aioquic is done."""
+        quic = self.quic
+        settings = quic.settings
+        self._last_activity = trio.current_time()
+        try:
+            while not self._terminated:
+                now = trio.current_time()
+                self._transmit(now)
+                at = quic.get_timer()
+                deadline = at if at is not None else math.inf
+                if self.handshake_done.is_set() and not self._dead:
+                    deadline = min(deadline, self._last_activity + settings.keepalive)
+                with trio.move_on_at(deadline):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                now = trio.current_time()
+                if at is not None and now >= at:
+                    quic.handle_timer(now=now)
+                    self._process_events()
+                if (not self._dead and self.handshake_done.is_set()
+                        and now >= self._last_activity + settings.keepalive):
+                    quic.send_ping(0)
+                    self._last_activity = now
+        finally:
+            self._end(self.close_reason if self._dead else "connection gone")
+            self.sock.router.forget(quic)
+            self.sock.sessions.discard(self)
+            self.event_closed.set()
+
+
+# -- one UDP socket ----------------------------------------------------------------------------
+
+
+class QuicSocket:
+    """A UDP socket, its connection-id router and its connections."""
+
+    def __init__(self, transport: QuicTransport, sock: socket.socket, *, listening: bool) -> None:
+        self.transport = transport
+        self.raw = sock
+        self.listening = listening
+        host, port = sock.getsockname()[:2]
+        self.local_addr = quic_multiaddr(host, port)
+        server_config = transport.server_config() if listening else None
+        self.router = DatagramRouter(server_config, transport.settings)
+        self.sessions: set[QuicSession] = set()
+        self.by_conn: dict[int, QuicSession] = {}
+        self._queue: list[tuple[bytes, tuple]] = []
+        self._queued = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._flush_loop)
+                task_status.started()
+                await self._read_loop()
+        finally:
+            self.raw.close()
+
+    # -- sending -----------------------------------------------------------------------------
+    def send(self, datagrams: Sequence[tuple[bytes, tuple]]) -> None:
+        if self._queue:
+            self._enqueue(datagrams)
+            return
+        sendto = self.raw.sendto
+        for i, (data, addr) in enumerate(datagrams):
+            try:
+                sendto(data, addr)
+            except BlockingIOError:
+                self._enqueue(datagrams[i:])
+                return
+            except OSError as exc:  # unreachable network and the like: that datagram
+                log.debug("QUIC: sendto %s failed: %s", addr, exc)
+
+    def _enqueue(self, datagrams) -> None:
+        room = MAX_SEND_QUEUE - len(self._queue)
+        self._queue.extend(list(datagrams)[:max(room, 0)])
+        self._queued.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued = trio.Event()
+            while self._queue:
+                await trio.lowlevel.wait_writable(self.raw)
+                queue, self._queue = self._queue, []
+                self.send(queue)
+
+    # -- receiving --------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        recvfrom = self.raw.recvfrom
+        route = self.router.route
+        while True:
+            await trio.lowlevel.wait_readable(self.raw)
+            now = trio.current_time()
+            touched: dict[int, QuicSession] = {}
+            for _ in range(RECV_BATCH):
+                try:
+                    data, addr = recvfrom(MAX_DATAGRAM)
+                except BlockingIOError:
+                    break
+                except OSError as exc:  # ICMP errors surface here (ECONNREFUSED): skip
+                    if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                        break
+                    continue
+                addr = _sockaddr_key(addr)
+                try:
+                    routed = route(data, addr, now)
+                    if routed.replies:
+                        self.send([(r, addr) for r in routed.replies])
+                    conn = routed.conn
+                    if conn is None:
+                        continue
+                    if routed.new:
+                        session = self._accept(conn, addr)
+                        if session is None:
+                            continue
+                    else:
+                        session = self.by_conn.get(id(conn))
+                        if session is None:
+                            continue
+                    conn.receive_datagram(data, addr, now=now)
+                    touched[id(conn)] = session
+                except Exception:  # a bug must not take the socket down: drop that one
+                    log.warning("QUIC: datagram from %s dropped after an error", addr,
+                                exc_info=True)
+            for session in touched.values():
+                try:
+                    session.input_done(now)
+                except Exception:
+                    log.warning("QUIC: connection to %s failed", session.remote_sockaddr,
+                                exc_info=True)
+                    session._end("internal error")
+                    session._terminated = True
+                    session.kick()
+
+    # -- connections -------------------------------------------------------------------------
+    def _adopt(self, conn: Libp2pQuicConnection, addr, *, is_initiator: bool,
+               expected_peer: bytes | None) -> QuicSession:
+        session = QuicSession(self, conn, addr, is_initiator=is_initiator,
+                              expected_peer=expected_peer,
+                              backlog=self.transport.stream_backlog)
+        self.sessions.add(session)
+        self.by_conn[id(conn)] = session
+
+        async def drive() -> None:
+            try:
+                await session.drive()
+            finally:
+                self.by_conn.pop(id(conn), None)
+
+        self._nursery.start_soon(drive)
+        return session
+
+    def _accept(self, conn: Libp2pQuicConnection, addr) -> QuicSession | None:
+        session = self._adopt(conn, addr, is_initiator=False, expected_peer=None)
+        self._nursery.start_soon(self.transport._inbound, session)
+        return session
+
+    def connect(self, addr, expected_peer: bytes) -> QuicSession:
+        config = self.transport.client_config()
+        conn = self.router.client(self.transport.settings, config)
+        session = self._adopt(conn, addr, is_initiator=True, expected_peer=expected_peer)
+        conn.connect(addr, now=trio.current_time())
+        session.kick()
+        return session
+
+
+# -- the transport -------------------------------------------------------------------------------
+
+
+class QuicTransport:
+    """QUIC v1 for a :class:`~p2pd.net.swarm.Swarm` (see the module docstring)."""
+
+    def __init__(self, swarm, settings: QuicSettings | None = None) -> None:
+        self.swarm = swarm
+        self.settings = settings or QuicSettings()
+        self.sockets: list[QuicSocket] = []
+        self._certificate = None
+        self._configs: dict[bool, object] = {}
+        self._dial_sockets: dict[int, QuicSocket] = {}
+        self._nursery: trio.Nursery | None = None
+        swarm.transports.append(self)
+
+    @property
+    def stream_backlog(self) -> int:
+        return self.swarm.options.stream_backlog
+
+    def _config(self, is_client: bool):
+        if self._certificate is None:
+            from .tlscert import make_certificate
+
+            self._certificate = make_certificate(self.swarm.identity)
+        if is_client not in self._configs:
+            self._configs[is_client] = make_configuration(
+                self.swarm.identity, self.settings, is_client=is_client,
+                certificate=self._certificate)
+        return self._configs[is_client]
+
+    def client_config(self):
+        return self._config(True)
+
+    def server_config(self):
+        return self._config(False)
+
+    # -- the swarm's transport interface ------------------------------------------------------
+    def handles(self, addr: bytes) -> bool:
+        return quic_target(addr) is not None
+
+    listens = handles
+
+    async def listen(self, addr: bytes, nursery: trio.Nursery) -> bytes:
+        """Bind ``/ip4|ip6/HOST/udp/PORT/quic-v1`` and serve it; the bound address."""
+        self._nursery = nursery
+        host, port, family = quic_target(addr)
+        if port == 0:
+            # the same port for IPv4 and IPv6 when both listen on /udp/0
+            port = next((s.raw.getsockname()[1] for s in self.sockets
+                         if s.listening and s.raw.family != family), 0)
+        try:
+            raw = self._bind(host, port, family)
+        except OSError:
+            if port == 0 or quic_target(addr)[1] != 0:
+                raise
+            raw = self._bind(host, 0, family)
+        qs = QuicSocket(self, raw, listening=True)
+        await nursery.start(qs.run)
+        self.sockets.append(qs)
+        return qs.local_addr
+
+    def _bind(self, host: str, port: int, family: int) -> socket.socket:
+        raw = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            raw.setblocking(False)
+            if family == socket.AF_INET6:
+                raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    raw.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                except OSError:
+                    pass
+            raw.bind((host, port))
+        except OSError as exc:
+            raw.close()
+            raise OSError(exc.errno, f"cannot listen on udp {host}:{port}: {exc.strerror}") \
+                from None
+        return raw
+
+    async def _socket_for(self, host: str, family: int) -> QuicSocket:
+        """The socket a dial leaves from: a listening one of that family (so the peer
+        sees our listen port), else one bound to an ephemeral port for dialing."""
+        loopback = host in ("127.0.0.1", "::1")
+        candidates = [s for s in self.sockets if s.listening and s.raw.family == family]
+        for s in candidates:
+            bound = s.raw.getsockname()[0]
+            if bound in ("0.0.0.0", "::") or (bound.startswith("127.") or bound == "::1") \
+                    == loopback:
+                return s
+        if candidates:
+            return candidates[0]
+        qs = self._dial_sockets.get(family)
+        if qs is None:
+            nursery = self._nursery or self.swarm._nursery
+            raw = self._bind("0.0.0.0" if family == socket.AF_INET else "::", 0, family)
+            qs = QuicSocket(self, raw, listening=False)
+            await nursery.start(qs.run)
+            self._dial_sockets[family] = qs
+        return qs
+
+    async def dial(self, peer: bytes, addr: bytes):
+        from .swarm import Connection
+
+        target = quic_target(addr)
+        if target is None:
+            raise QuicTransportError("not a QUIC v1 address")
+        host, port, family = target
+        qs = await self._socket_for(host, family)
+        session = qs.connect((host, port), peer)
+        try:
+            with trio.fail_after(self.swarm.options.handshake_timeout):
+                await session.handshake_done.wait()
+        except trio.TooSlowError:
+            await self._abandon(session, "handshake timed out")
+            raise QuicTransportError(f"QUIC handshake with {host}:{port} timed out") \
+                from None
+        except BaseException:
+            await self._abandon(session, "dial cancelled")
+            raise
+        if session.handshake_error or session._dead:
+            raise QuicTransportError(session.handshake_error or session.close_reason)
+        if session.peer == self.swarm.me:
+            await self._abandon(session, "dialed ourselves")
+            raise QuicTransportError("dialed ourselves")
+        return Connection(session.peer, session.public_key, "outbound",
+                          quic_multiaddr(host, port), qs.local_addr, MUXER, session,
+                          transport=TRANSPORT, security=SECURITY)
+
+    async def _abandon(self, session: QuicSession, reason: str) -> None:
+        session.shut(reason)
+
+    async def _inbound(self, session: QuicSession) -> None:
+        from .swarm import Connection
+
+        with trio.move_on_after(self.swarm.options.handshake_timeout) as scope:
+            await session.handshake_done.wait()
+        host, port = session.remote_sockaddr[:2]
+        if scope.cancelled_caught:
+            log.debug("QUIC handshake from %s:%s timed out", host, port)
+            await self._abandon(session, "handshake timed out")
+            return
+        if session.handshake_error or session._dead:
+            log.debug("QUIC handshake from %s:%s failed: %s", host, port,
+                      session.handshake_error or session.close_reason)
+            return
+        if session.peer == self.swarm.me:
+            await self._abandon(session, "dialed ourselves")
+            return
+        conn = Connection(session.peer, session.public_key, "inbound",
+                          quic_multiaddr(host, port), session.sock.local_addr, MUXER, session,
+                          transport=TRANSPORT, security=SECURITY)
+        if not self.swarm.adopt_inbound(conn):
+            await self._abandon(session, "too many connections")

@@ -1,0 +1,342 @@
+"""QUIC v1 for libp2p (libp2p/specs quic/README.md), sans-IO, on aioquic's QuicConnection.
+
+Nothing here touches a socket or a clock: :mod:`p2pd.net.quic` is the trio edge that owns
+the UDP sockets and the timers and calls into this module with bytes and the time.
+
+- :func:`quic_target` / :func:`quic_multiaddr`: ``/ip4|ip6/HOST/udp/PORT/quic-v1``.
+- :class:`Libp2pQuicConnection`: aioquic's connection with two changes. The server asks
+  for the client's certificate (libp2p authenticates both sides; aioquic only does this
+  in tests, through ``tls.Context._request_client_certificate``), and the receive credit
+  (MAX_STREAM_DATA, MAX_DATA) follows what the application *read*: aioquic's own doubles
+  the window as data *arrives*, so a peer could fill our memory on a stream nobody reads.
+- :func:`check_peer_certificate`: after the handshake, the peer's chain checked with
+  :func:`p2pd.net.tlscert.verify_chain` (aioquic's own verification is off: libp2p
+  certificates are self-signed); the peer id comes from the certificate's extension.
+- :class:`DatagramRouter`: the demultiplexer of one UDP socket. A datagram goes to the
+  connection its destination connection id names; an Initial of at least 1200 bytes from
+  an unknown id starts a server connection (when the socket listens), within a bound on
+  handshakes in progress; beyond ``retry_above`` of them new clients must prove their
+  address with a Retry token first (RFC 9000 8.1); an unsupported version gets a Version
+  Negotiation; anything else (garbage, truncated headers, short packets for ids we do not
+  know) is dropped without an answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import ssl
+import struct
+from dataclasses import dataclass, field
+
+from aioquic.buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import (
+    QuicFrameType,
+    QuicPacketType,
+    encode_quic_retry,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+from aioquic.quic.retry import QuicRetryTokenHandler
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ..errors import P2PDError
+from ..varint import decode_uvarint
+from .tlscert import TlsCertError, make_certificate, verify_chain
+
+ALPN = "libp2p"
+P_IP4, P_IP6, P_UDP, P_QUIC_V1, P_P2P = 0x04, 0x29, 0x0111, 0x01CD, 0x01A5
+QUIC_V1_SUFFIX = b"\xcd\x03"
+CID_LENGTH = 8
+MIN_INITIAL = 1200
+#: receive windows: how much a peer may send ahead of what the application read
+STREAM_WINDOW = 4 << 20
+CONNECTION_WINDOW = 16 << 20
+#: an error code for CONNECTION_CLOSE when the peer's certificate is refused:
+#: CRYPTO_ERROR (0x100) + TLS alert bad_certificate (42)
+BAD_CERTIFICATE = 0x100 + 42
+#: the application closing the connection (libp2p: no error)
+APP_CLOSE = 0
+
+
+class QuicTransportError(P2PDError, ConnectionError):
+    """A QUIC connection could not be made or was refused; the message says why."""
+
+
+# -- addresses -------------------------------------------------------------------------------
+
+
+def quic_target(addr: bytes) -> tuple[str, int, int] | None:
+    """``(host, port, family)`` of ``/ip4|ip6/HOST/udp/PORT/quic-v1[/p2p/ID]``, else None."""
+    try:
+        pos, parts = 0, []
+        while pos < len(addr) and len(parts) < 4:
+            code, pos = decode_uvarint(addr, pos)
+            size = {P_IP4: 4, P_IP6: 16, P_UDP: 2, P_QUIC_V1: 0}.get(code)
+            if size is None:
+                if code != P_P2P:
+                    return None
+                size, pos = decode_uvarint(addr, pos)
+            if pos + size > len(addr):
+                return None
+            parts.append((code, addr[pos : pos + size]))
+            pos += size
+    except ValueError:
+        return None
+    if pos != len(addr) or len(parts) < 3:
+        return None
+    codes = [c for c, _ in parts]
+    if codes[1:3] != [P_UDP, P_QUIC_V1] or codes[0] not in (P_IP4, P_IP6):
+        return None
+    if len(parts) == 4 and codes[3] != P_P2P:
+        return None
+    port = struct.unpack(">H", parts[1][1])[0]
+    if codes[0] == P_IP4:
+        return str(ipaddress.IPv4Address(parts[0][1])), port, socket.AF_INET
+    return str(ipaddress.IPv6Address(parts[0][1])), port, socket.AF_INET6
+
+
+def quic_multiaddr(host: str, port: int) -> bytes:
+    """``/ip4|ip6/HOST/udp/PORT/quic-v1`` in binary form."""
+    ip = ipaddress.ip_address(host.split("%")[0])
+    code = b"\x04" if ip.version == 4 else b"\x29"
+    return code + ip.packed + b"\x91\x02" + struct.pack(">H", port) + QUIC_V1_SUFFIX
+
+
+# -- configuration and the connection ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class QuicSettings:
+    """Transport parameters (defaults near go-libp2p's: 30 s idle, pings every 15 s)."""
+
+    idle_timeout: float = 30.0
+    keepalive: float = 15.0
+    stream_window: int = STREAM_WINDOW
+    connection_window: int = CONNECTION_WINDOW
+    max_datagram_size: int = 1350
+    #: inbound streams a peer may have open at once
+    max_streams: int = 256
+    #: server handshakes in progress on one socket; Initials beyond are dropped
+    max_pending: int = 256
+    #: handshakes in progress above which new clients must answer a Retry first
+    retry_above: int = 64
+
+
+class Libp2pQuicConnection(QuicConnection):
+    """aioquic's QuicConnection, mutual TLS and read-driven receive credit (see the
+    module docstring). ``consumed(stream_id, n)`` says the application read ``n`` bytes."""
+
+    def __init__(self, *, settings: QuicSettings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self._read_offsets: dict[int, int] = {}
+        self._read_total = 0
+        self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = (
+            settings.max_streams)
+        self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        if not self._is_client:
+            self.tls._request_client_certificate = True
+
+    def consumed(self, stream_id: int, n: int) -> None:
+        self._read_offsets[stream_id] = self._read_offsets.get(stream_id, 0) + n
+        self._read_total += n
+
+    def forget_stream(self, stream_id: int) -> None:
+        self._read_offsets.pop(stream_id, None)
+
+    def credit_due(self, stream_id: int) -> bool:
+        """True when reading has freed enough window that the peer should hear of it."""
+        stream = self._streams.get(stream_id)
+        window = self.settings.stream_window
+        if stream is not None and stream.max_stream_data_local:
+            room = stream.max_stream_data_local - self._read_offsets.get(stream_id, 0)
+            if room <= window // 2:
+                return True
+        limit = self._local_max_data
+        return limit.value - self._read_total <= self.settings.connection_window // 2
+
+    def peer_certificates(self) -> list[bytes]:
+        """The DER certificates the peer presented (empty if none)."""
+        tls = getattr(self, "tls", None)
+        first = getattr(tls, "_peer_certificate", None)
+        if first is None:
+            return []
+        rest = getattr(tls, "_peer_certificate_chain", [])
+        return [c.public_bytes(Encoding.DER) for c in [first, *rest]]
+
+    # -- aioquic hooks: flow-control credit from what was read ---------------------------
+    def _write_stream_limits(self, builder, space, stream) -> None:
+        if not stream.max_stream_data_local:
+            return  # our own unidirectional stream: nothing to receive
+        window = self.settings.stream_window
+        target = self._read_offsets.get(stream.stream_id, 0) + window
+        if target - stream.max_stream_data_local >= window // 2:
+            stream.max_stream_data_local = target
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA, capacity=12,
+                handler=self._on_max_stream_data_delivery, handler_args=(stream,))
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+    def _write_connection_limits(self, builder, space) -> None:
+        window = self.settings.connection_window
+        max_data = self._local_max_data
+        target = self._read_total + window
+        if target - max_data.value >= window // 2:
+            max_data.value = target
+        for limit in (max_data, self._local_max_streams_bidi, self._local_max_streams_uni):
+            if limit is not max_data and limit.sent - limit.used >= limit.value - limit.sent:
+                continue  # MAX_STREAMS in batches, as aioquic does
+            if limit.value != limit.sent:
+                buf = builder.start_frame(
+                    limit.frame_type, capacity=9,
+                    handler=self._on_connection_limit_delivery, handler_args=(limit,))
+                buf.push_uint_var(limit.value)
+                limit.sent = limit.value
+
+
+def make_configuration(identity, settings: QuicSettings, *, is_client: bool,
+                       certificate=None) -> QuicConfiguration:
+    """aioquic configuration with our libp2p certificate (``certificate``: a pair from
+    :func:`p2pd.net.tlscert.make_certificate`, made here if None)."""
+    from cryptography import x509
+
+    cert_der, cert_key = certificate or make_certificate(identity)
+    return QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        certificate=x509.load_der_x509_certificate(cert_der),
+        private_key=cert_key,
+        verify_mode=ssl.CERT_NONE,  # self-signed: check_peer_certificate decides
+        idle_timeout=settings.idle_timeout,
+        max_data=settings.connection_window,
+        max_stream_data=settings.stream_window,
+        max_datagram_size=settings.max_datagram_size,
+        connection_id_length=CID_LENGTH,
+    )
+
+
+def check_peer_certificate(conn: Libp2pQuicConnection,
+                           expected_peer: bytes | None) -> tuple[bytes, bytes]:
+    """``(peer id, public key protobuf)`` from the peer's libp2p certificate after the
+    handshake; :class:`TlsCertError` if it has none, a bad one, or names another peer."""
+    if conn.tls.alpn_negotiated != ALPN:
+        raise TlsCertError(f"ALPN {conn.tls.alpn_negotiated!r}, not {ALPN!r}")
+    chain = conn.peer_certificates()
+    if not chain:
+        raise TlsCertError("the peer sent no certificate (libp2p needs mutual TLS)")
+    return verify_chain(chain, expected_peer)
+
+
+# -- the datagram router ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Routed:
+    """What :meth:`DatagramRouter.route` decided for one datagram."""
+
+    conn: Libp2pQuicConnection | None = None
+    #: a server connection made for this datagram (the edge starts driving it)
+    new: bool = False
+    #: datagrams to send back at once (Version Negotiation, Retry)
+    replies: list[bytes] = field(default_factory=list)
+
+
+class DatagramRouter:
+    """The connection-id table of one UDP socket (see the module docstring)."""
+
+    def __init__(self, server_config: QuicConfiguration | None, settings: QuicSettings,
+                 *, retry_secret_handler: QuicRetryTokenHandler | None = None) -> None:
+        self.server_config = server_config
+        self.settings = settings
+        self.conns: dict[bytes, Libp2pQuicConnection] = {}
+        #: server connections whose handshake has not finished
+        self.pending: set[Libp2pQuicConnection] = set()
+        self._retry = retry_secret_handler or QuicRetryTokenHandler()
+        self.dropped = 0
+
+    # -- the table ------------------------------------------------------------------------
+    def add_cid(self, cid: bytes, conn: Libp2pQuicConnection) -> None:
+        self.conns[cid] = conn
+
+    def remove_cid(self, cid: bytes) -> None:
+        self.conns.pop(cid, None)
+
+    def forget(self, conn: Libp2pQuicConnection) -> None:
+        self.pending.discard(conn)
+        for cid in [c for c, v in self.conns.items() if v is conn]:
+            del self.conns[cid]
+
+    def established(self, conn: Libp2pQuicConnection) -> None:
+        self.pending.discard(conn)
+
+    def client(self, settings: QuicSettings, config: QuicConfiguration) -> Libp2pQuicConnection:
+        conn = Libp2pQuicConnection(configuration=config, settings=settings)
+        self.conns[conn.host_cid] = conn
+        return conn
+
+    # -- one datagram -----------------------------------------------------------------------
+    def route(self, data: bytes, addr, now: float) -> Routed:
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
+        except ValueError:
+            self.dropped += 1
+            return Routed()
+        conn = self.conns.get(header.destination_cid)
+        if conn is not None:
+            return Routed(conn)
+        config = self.server_config
+        if config is None or header.packet_type == QuicPacketType.ONE_RTT:
+            self.dropped += 1  # a short packet for nobody, or a client socket
+            return Routed()
+        if (header.version is not None
+                and header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+                and header.version not in config.supported_versions):
+            if len(data) < MIN_INITIAL:
+                self.dropped += 1
+                return Routed()
+            return Routed(replies=[encode_quic_version_negotiation(
+                source_cid=header.destination_cid, destination_cid=header.source_cid,
+                supported_versions=config.supported_versions)])
+        if header.packet_type != QuicPacketType.INITIAL or len(data) < MIN_INITIAL:
+            self.dropped += 1
+            return Routed()
+        if len(self.pending) >= self.settings.max_pending:
+            self.dropped += 1
+            return Routed()
+        original_dcid, retry_scid = header.destination_cid, None
+        if len(self.pending) >= self.settings.retry_above:
+            if not header.token:
+                scid = os.urandom(CID_LENGTH)
+                token = self._retry.create_token(
+                    address=addr, original_destination_connection_id=header.destination_cid,
+                    retry_source_connection_id=scid, now=now)
+                return Routed(replies=[encode_quic_retry(
+                    version=header.version, source_cid=scid,
+                    destination_cid=header.source_cid,
+                    original_destination_cid=header.destination_cid, retry_token=token)])
+            try:
+                original_dcid = self._retry.validate_token(
+                    address=addr, destination_cid=header.destination_cid,
+                    token=header.token, now=now)
+            except ValueError:
+                self.dropped += 1
+                return Routed()
+            retry_scid = header.destination_cid
+        conn = Libp2pQuicConnection(
+            configuration=config, settings=self.settings,
+            original_destination_connection_id=original_dcid,
+            retry_source_connection_id=retry_scid)
+        self.conns[header.destination_cid] = conn
+        self.conns[conn.host_cid] = conn
+        self.pending.add(conn)
+        return Routed(conn, new=True)

@@ -1,0 +1,202 @@
+"""QUIC v1 for libp2p, sans-IO (p2pd.net.quic_core): addresses, the datagram router of one
+UDP socket, the libp2p certificate check after a handshake run between two aioquic
+connections in memory, and receive credit that follows what the application read."""
+
+from __future__ import annotations
+
+import socket
+
+import nacl.signing
+import pytest
+from aioquic.buffer import Buffer
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+from p2pd.net.quic_core import (
+    MIN_INITIAL,
+    DatagramRouter,
+    Libp2pQuicConnection,
+    QuicSettings,
+    check_peer_certificate,
+    make_configuration,
+    quic_multiaddr,
+    quic_target,
+)
+from p2pd.net.swarm import Identity
+from p2pd.net.tlscert import TlsCertError
+from p2pd.peerkeys import peer_id_from_public_key
+
+SERVER_ADDR = ("127.0.0.1", 4001)
+CLIENT_ADDR = ("127.0.0.1", 5555)
+
+
+def identity() -> Identity:
+    sk = nacl.signing.SigningKey.generate()
+    pub = b"\x08\x01\x12\x20" + bytes(sk.verify_key)
+    return Identity(pub, peer_id_from_public_key(pub), lambda d: sk.sign(d).signature)
+
+
+def test_quic_addresses_round_trip_and_other_addresses_are_not_quic():
+    for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
+        addr = quic_multiaddr(host, 4001)
+        assert quic_target(addr) == (host, 4001, family)
+        peer = identity().peer_id
+        with_peer = addr + b"\xa5\x03" + bytes([len(peer)]) + peer
+        assert quic_target(with_peer) == (host, 4001, family)
+    v4 = quic_multiaddr("1.2.3.4", 1)
+    assert v4.hex() == "04010203049102" + "0001" + "cd03"  # /udp/1/quic-v1 (0x01cd)
+    assert quic_target(v4[:-2] + b"\xcc\x03") is None  # draft-29 /quic: not ours
+    assert quic_target(b"\x04\x7f\x00\x00\x01\x06\x0f\xa1") is None  # tcp
+    assert quic_target(v4 + b"\xdd\x03") is None  # something after quic-v1
+    assert quic_target(b"\xff\xff\xff") is None
+    assert quic_target(v4[:5]) is None
+
+
+class Pair:
+    """A client and a server connection wired through a server-side router, in memory."""
+
+    def __init__(self, *, client_identity=None, server_identity=None,
+                 settings: QuicSettings | None = None) -> None:
+        self.settings = settings or QuicSettings()
+        self.client_id = client_identity or identity()
+        self.server_id = server_identity or identity()
+        self.router = DatagramRouter(
+            make_configuration(self.server_id, self.settings, is_client=False), self.settings)
+        self.client = Libp2pQuicConnection(
+            configuration=make_configuration(self.client_id, self.settings, is_client=True),
+            settings=self.settings)
+        self.server: Libp2pQuicConnection | None = None
+        self.now = 1.0
+        self.client.connect(SERVER_ADDR, now=self.now)
+
+    def pump(self, rounds: int = 20) -> None:
+        for _ in range(rounds):
+            moved = False
+            for data, _ in self.client.datagrams_to_send(now=self.now):
+                moved = True
+                routed = self.router.route(data, CLIENT_ADDR, self.now)
+                if routed.conn is not None:
+                    self.server = routed.conn
+                    routed.conn.receive_datagram(data, CLIENT_ADDR, now=self.now)
+            if self.server is not None:
+                for data, _ in self.server.datagrams_to_send(now=self.now):
+                    moved = True
+                    self.client.receive_datagram(data, SERVER_ADDR, now=self.now)
+            self.now += 0.001
+            if not moved:
+                return
+
+    @staticmethod
+    def events(conn) -> list:
+        out = []
+        while (e := conn.next_event()) is not None:
+            out.append(e)
+        return out
+
+
+def test_handshake_is_mutual_and_each_side_learns_the_others_peer_id():
+    pair = Pair()
+    pair.pump()
+    assert "HandshakeCompleted" in {type(e).__name__ for e in pair.events(pair.client)}
+    assert "HandshakeCompleted" in {type(e).__name__ for e in pair.events(pair.server)}
+    peer, key = check_peer_certificate(pair.client, pair.server_id.peer_id)
+    assert (peer, key) == (pair.server_id.peer_id, pair.server_id.public_key)
+    # the server asked for and got the client's libp2p certificate
+    peer, key = check_peer_certificate(pair.server, None)
+    assert (peer, key) == (pair.client_id.peer_id, pair.client_id.public_key)
+    assert pair.server.tls.alpn_negotiated == "libp2p"
+
+
+def test_a_dialed_peer_id_that_does_not_match_is_refused():
+    pair = Pair()
+    pair.pump()
+    with pytest.raises(TlsCertError):
+        check_peer_certificate(pair.client, identity().peer_id)
+
+
+def test_router_drops_garbage_short_packets_and_unknown_ids_without_an_answer():
+    settings = QuicSettings()
+    router = DatagramRouter(make_configuration(identity(), settings, is_client=False), settings)
+    for junk in (b"", b"\x00", b"\xff" * 3, b"\x40" + bytes(30), bytes(2000), b"\xc0" * 1300):
+        routed = router.route(junk, CLIENT_ADDR, 1.0)
+        assert routed.conn is None and not routed.replies
+    assert router.dropped >= 5 and not router.conns
+
+
+def test_router_answers_an_unknown_version_with_version_negotiation_only_when_padded():
+    settings = QuicSettings()
+    router = DatagramRouter(make_configuration(identity(), settings, is_client=False), settings)
+    dcid, scid = b"\x11" * 8, b"\x22" * 8
+    long_header = (b"\xc0" + (0x0A0A0A0A).to_bytes(4, "big") + b"\x08" + dcid + b"\x08" + scid)
+    small = router.route(long_header + bytes(50), CLIENT_ADDR, 1.0)
+    assert small.conn is None and not small.replies  # no amplification for small datagrams
+    padded = router.route(long_header + bytes(MIN_INITIAL), CLIENT_ADDR, 1.0)
+    [reply] = padded.replies
+    header = pull_quic_header(Buffer(data=reply), host_cid_length=8)
+    assert header.packet_type == QuicPacketType.VERSION_NEGOTIATION
+    assert header.destination_cid == scid and 0x00000001 in header.supported_versions
+    assert padded.conn is None
+
+
+def test_client_sockets_never_start_server_connections():
+    pair = Pair()
+    client_only = DatagramRouter(None, pair.settings)
+    [(initial, _)] = pair.client.datagrams_to_send(now=1.0)
+    assert client_only.route(initial, CLIENT_ADDR, 1.0).conn is None
+
+
+def test_handshakes_in_progress_are_bounded_and_retry_asks_for_address_validation():
+    settings = QuicSettings(max_pending=3, retry_above=2)
+    server_config = make_configuration(identity(), settings, is_client=False)
+    router = DatagramRouter(server_config, settings)
+    client_config = make_configuration(identity(), settings, is_client=True)
+
+    def initial() -> tuple[Libp2pQuicConnection, bytes]:
+        c = Libp2pQuicConnection(configuration=client_config, settings=settings)
+        c.connect(SERVER_ADDR, now=1.0)
+        [(data, _)] = c.datagrams_to_send(now=1.0)[:1]
+        return c, data
+
+    for _ in range(2):
+        _, data = initial()
+        routed = router.route(data, CLIENT_ADDR, 1.0)
+        assert routed.new and routed.conn is not None
+    assert len(router.pending) == 2
+    # above retry_above: a Retry, no state kept
+    client, data = initial()
+    routed = router.route(data, CLIENT_ADDR, 1.0)
+    assert routed.conn is None and len(routed.replies) == 1
+    assert len(router.pending) == 2
+    # a token used from another address is refused
+    other, data = initial()
+    reply = router.route(data, CLIENT_ADDR, 1.0).replies[0]
+    other.receive_datagram(reply, SERVER_ADDR, now=1.0)
+    retried = [d for d, _ in other.datagrams_to_send(now=1.0)]
+    assert router.route(retried[0], ("127.0.0.1", 9999), 1.0).conn is None
+    # the client that answers the Retry from its address gets its connection
+    client.receive_datagram(routed.replies[0], SERVER_ADDR, now=1.0)
+    retried = [d for d, _ in client.datagrams_to_send(now=1.0)]
+    routed = router.route(retried[0], CLIENT_ADDR, 1.0)
+    assert routed.new and len(router.pending) == 3
+    # at max_pending: dropped; an established one frees its slot
+    _, data = initial()
+    assert router.route(data, CLIENT_ADDR, 1.0).conn is None
+    router.established(next(iter(router.pending)))
+    assert len(router.pending) == 2
+
+
+def test_receive_credit_follows_what_the_application_read():
+    window = 64 * 1024
+    settings = QuicSettings(stream_window=window, connection_window=4 * window)
+    pair = Pair(settings=settings)
+    pair.pump()
+    pair.events(pair.client), pair.events(pair.server)
+    sid = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(sid, bytes(10 * window))
+    pair.pump(200)
+    got = sum(len(e.data) for e in pair.events(pair.server) if hasattr(e, "data"))
+    assert got == window  # nobody read: the peer stops at the window
+    pair.server.consumed(sid, window)
+    assert pair.server.credit_due(sid)
+    pair.pump(200)
+    got = sum(len(e.data) for e in pair.events(pair.server) if hasattr(e, "data"))
+    assert got == window  # one more window after reading one
