@@ -35,7 +35,7 @@ from ..framing import FrameDecoder
 from ..peerkeys import peer_id_from_public_key, verify_signature
 from ..varint import decode_uvarint, encode_uvarint
 from . import relay_wire as w
-from .addrs import split_ip
+from .addrs import classify, split_ip
 from .streams import close_quietly, read_some, reset_quietly
 
 log = logging.getLogger(__name__)
@@ -219,10 +219,17 @@ class RelayTransport:
         if r.expire < time.time():
             raise RelayError("the reservation expired before it arrived")
         ours = []
-        for a in r.addrs or [conn.remote_addr + p2p_component(relay)]:
-            if not a.endswith(p2p_component(relay)):
-                a = a + p2p_component(relay)
-            ours.append(a + CIRCUIT)
+        tail = p2p_component(relay)
+        reached = conn.remote_addr.removesuffix(tail)
+        # the address we reached the relay at, then those it gave that anyone could dial: a
+        # relay's loopback or LAN address in a circuit address would send peers to themselves
+        for a in [reached, *r.addrs]:
+            a = a.removesuffix(tail)
+            split = split_ip(a)
+            if a != reached and split is not None and classify(split[0]) != "public":
+                continue
+            if a + tail + CIRCUIT not in ours:
+                ours.append(a + tail + CIRCUIT)
         self.reservations[relay] = (float(r.expire), ours[: w.MAX_ADDRS], reply.limit)
         self._addrs_changed()
         return float(r.expire)

@@ -106,40 +106,64 @@ class LabGoDaemon(LabDaemon):
 class LabHelia:
     """tests/lab/helia_home.mjs (Helia 7 + kad-dht client + bootstrap) inside a lab node."""
 
-    def __init__(self, lab: Lab, node: Node, bootstrap: list[str], name: str | None = None):
+    script = "helia_home.mjs"
+    kind = "helia"
+
+    def __init__(self, lab: Lab, node: Node, bootstrap: list[str], name: str | None = None,
+                 env: dict[str, str] | None = None):
         node_bin = shutil.which("node")
         if node_bin is None or not (INTEROP / "node_modules").is_dir():
             raise RuntimeError("needs node and `npm ci` in tests/interop")
+        self.node = node
         # ESM resolves packages next to the script: run a copy beside a node_modules link
         work = lab.logdir / f"js-{node.name}"
         work.mkdir(parents=True, exist_ok=True)
-        shutil.copy(HERE / "helia_home.mjs", work / "helia_home.mjs")
+        shutil.copy(HERE / self.script, work / self.script)
         shutil.copy(INTEROP / "polyfill.mjs", work / "polyfill.mjs")
         link = work / "node_modules"
         if not link.exists():
             link.symlink_to(INTEROP / "node_modules")
         self.proc = lab.run(
             node,
-            [node_bin, str(work / "helia_home.mjs"), json.dumps(bootstrap)],
-            name=name or f"helia-{node.name}",
+            [node_bin, str(work / self.script), json.dumps(bootstrap)],
+            name=name or f"{self.kind}-{node.name}",
             pipe=True,
+            env={**os.environ, **(env or {})},
         )
         line = self.proc.popen.stdout.readline()
         if not line:
-            raise RuntimeError(f"helia node exited: {self.proc.errors()[-3000:]}")
+            raise RuntimeError(f"{self.kind} node exited: {self.proc.errors()[-3000:]}")
         info = json.loads(line)
         self.peer_id = info["peerId"]
+        self.addr = f"/ip4/{node.addr}/tcp/{SWARM_PORT}/p2p/{self.peer_id}"
 
     def call(self, **cmd) -> dict:
         self.proc.popen.stdin.write(json.dumps(cmd) + "\n")
         self.proc.popen.stdin.flush()
         line = self.proc.popen.stdout.readline()
         if not line:
-            raise RuntimeError(f"helia node exited: {self.proc.errors()[-3000:]}")
+            raise RuntimeError(f"{self.kind} node exited: {self.proc.errors()[-3000:]}")
         reply = json.loads(line)
         if "error" in reply:
-            raise RuntimeError(f"helia {cmd.get('cmd')}: {reply['error']}")
+            raise RuntimeError(f"{self.kind} {cmd.get('cmd')}: {reply['error']}")
         return reply
 
     def close(self) -> None:
         self.proc.stop()
+
+
+class LabJsNat(LabHelia):
+    """tests/lab/js_nat_node.mjs (js-libp2p with AutoNAT, circuit relay v2, DCUtR) in a lab
+    node; ``relay_server`` serves relay v2, ``reserve`` holds a reservation at a relay it
+    dialed; ``announce`` replaces what it announces."""
+
+    script = "js_nat_node.mjs"
+    kind = "js"
+
+    def __init__(self, lab: Lab, node: Node, dial: list[str], *, relay_server: bool = False,
+                 reserve: bool = False, announce: list[str] | None = None,
+                 name: str | None = None):
+        env = {"RELAY_SERVER": "1" if relay_server else "", "RESERVE": "1" if reserve else ""}
+        if announce:
+            env["ANNOUNCE"] = ",".join(announce)
+        super().__init__(lab, node, dial, name=name, env=env)
