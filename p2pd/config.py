@@ -18,11 +18,12 @@ from typing import Any
 from .errors import ConfigError
 
 #: A home node listens on the well-known ports on every interface.
-HOME_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws")
+HOME_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1",
+                   "/ip4/0.0.0.0/tcp/4002/ws")
 #: Channel security protocols, in the default order of preference (go-libp2p's).
 SECURITY_PROTOCOLS = ("tls", "noise")
 #: A harness-launched daemon (``-listen`` without config) takes any free port, like go's.
-EPHEMERAL_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/0",)
+EPHEMERAL_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1")
 
 DEFAULT_CONFIG_TOML = """\
 # p2pd configuration. Flags given on the command line override these values.
@@ -37,12 +38,15 @@ listen = ""
 # Swarm listen addresses (-hostAddrs) and addresses to announce instead (-announceAddrs);
 # no_announce: addresses never announced, whole or by leading components, or networks as
 # "/ip4/10.0.0.0/ipcidr/8" (kubo's Addresses.NoAnnounce).
-listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002/ws"]
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1", "/ip4/0.0.0.0/tcp/4002/ws"]
 announce = []
 no_announce = []
 # Channel security protocols, most preferred first: "tls" (TLS 1.3) and "noise"; -tls=false
 # and -noise=false take one out. Plaintext is never accepted.
 security = ["tls", "noise"]
+# QUIC v1 (-quic): listen on the /udp/.../quic-v1 addresses above and dial peers' QUIC
+# addresses (before TCP when a peer offers both).
+quic = true
 # Ask the home router to forward the TCP listen ports (UPnP IGD, else NAT-PMP; -natPortMap);
 # the mapped address is announced once AutoNAT confirms peers can reach it.
 port_map = true
@@ -244,6 +248,8 @@ class Config:
     muxer: str = "yamux"
     #: ``[swarm] security``, ``-tls``, ``-noise``: channel security, most preferred first.
     security: list[str] = field(default_factory=lambda: list(SECURITY_PROTOCOLS))
+    #: ``[swarm] quic``, ``-quic``: the QUIC v1 transport (on, as the go daemon's).
+    quic: bool = True
     #: Gossipsub heartbeat interval and initial delay in seconds; 0 keeps the router's.
     gossipsub_heartbeat_interval: float = 0.0
     gossipsub_heartbeat_initial_delay: float = 0.0
@@ -387,6 +393,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.announce_addrs = _get(doc, "swarm", "announce", list, [])
         c.no_announce = _get(doc, "swarm", "no_announce", list, [])
         c.security = _get(doc, "swarm", "security", list, list(SECURITY_PROTOCOLS))
+        c.quic = _get(doc, "swarm", "quic", bool, True)
         c.conn_manager = _get(doc, "connmgr", "enabled", bool, True)
         c.conn_low = _get(doc, "connmgr", "low", int, c.conn_low)
         c.conn_high = _get(doc, "connmgr", "high", int, c.conn_high)
@@ -511,6 +518,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
             c.security = [p for p in c.security if p != name]
         elif flags.get(name) and name not in c.security:
             c.security = [*c.security, name]
+    if "quic" in flags:
+        c.quic = flags["quic"]
     if "gossipsubHeartbeatInterval" in flags:
         c.gossipsub_heartbeat_interval = _duration_flag(flags, "gossipsubHeartbeatInterval")
     if "gossipsubHeartbeatInitialDelay" in flags:
@@ -533,11 +542,10 @@ def _duration_flag(flags: dict[str, Any], name: str) -> float:
     return seconds
 
 
-#: Go flags whose behaviour belongs to open issues (QUIC: the QUIC/TLS issue; metrics
-#: and pprof: the operator issue) or that p2pd refuses (plaintext). They are
-#: accepted with the go daemon's syntax and defaults and named at start when asked for.
+#: Go flags whose behaviour belongs to open issues (metrics and pprof: the operator
+#: issue) or that p2pd refuses (plaintext). They are accepted with the go daemon's syntax
+#: and defaults and named at start when asked for.
 NOT_IMPLEMENTED_FLAGS = (
-    "quic",
     "plaintext", "metricsAddr", "pprof", "pprofPort",
 )
 

@@ -75,6 +75,7 @@ class Node:
                 max_streams_per_conn=config.max_streams_per_conn,
                 muxer=config.muxer,
                 security=config.security,
+                quic=config.quic,
             ),
             AGENT_VERSION,
         )
@@ -249,6 +250,8 @@ class Node:
             "Relay": self.relay_service.summary() if self.relay_service is not None else None,
             "PortMap": self.portmap.summary() if self.portmap is not None else None,
             "HolePunch": self.hole_puncher.stats if self.hole_puncher is not None else None,
+            "Connections": [{**c, "Addr": str(text(c["Addr"]))}
+                            for c in self.net.connection_info()],
         }
 
     async def _serve_perf(self, stream) -> None:

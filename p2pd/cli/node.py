@@ -103,8 +103,23 @@ def _cmd_id(client: ControlClient, args) -> int:
 
 def _cmd_peers(client: ControlClient, args) -> int:
     peers = client.list_peers()
+    try:  # our STATUS names each connection's transport (another daemon may not have it)
+        conns = client.status().get("Connections") or []
+    except Exception:
+        conns = []
     rows = [{"ID": b58encode(p.id), "Addrs": [_addr_text(a) for a in p.addrs]} for p in peers]
-    lines = [f"{r['Addrs'][0]}/p2p/{r['ID']}" if r["Addrs"] else f"/p2p/{r['ID']}" for r in rows]
+    for r in rows:
+        mine = [c for c in conns if c.get("Peer") == r["ID"]]
+        if mine:
+            r["Connections"] = [{k: c.get(k) for k in ("Addr", "Direction", "Transport",
+                                                        "Security", "Muxer")} for c in mine]
+    lines = []
+    for r in rows:
+        line = f"{r['Addrs'][0]}/p2p/{r['ID']}" if r["Addrs"] else f"/p2p/{r['ID']}"
+        if r.get("Connections"):
+            c = r["Connections"][0]
+            line += f"  ({c['Transport']}, {c['Security']}, {c['Direction']})"
+        lines.append(line)
     return _emit(args, {"Peers": rows}, "\n".join(lines) if lines else "no peers connected")
 
 

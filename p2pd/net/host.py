@@ -35,6 +35,8 @@ class HostOptions:
     muxer: str = "yamux"
     #: Channel security protocols by name ("tls", "noise"), most preferred first.
     security: Sequence[str] = ("tls", "noise")
+    #: QUIC v1 (``-quic``): listen on the quic-v1 addresses and dial peers' ones.
+    quic: bool = True
 
 
 def filter_announced(addrs: Sequence[str], no_announce: Sequence[str]) -> list[str]:

@@ -20,7 +20,7 @@ this module is the edge around it.
   a Yamux stream (no muxer over QUIC). Writes wait while more than ``SEND_BUFFER`` bytes
   of the stream are unacknowledged; reads give the peer credit for what was read.
 - :class:`QuicTransport`: plugs into :class:`~p2pd.net.swarm.Swarm` (``handles``, ``dial``,
-  ``listens``, ``listen``); connections are ``transport="quic"``, ``security="tls"``.
+  ``listens``, ``listen``); connections are ``transport="quic"``, ``security="/tls/1.0.0"``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ SOCKET_BUFFER = 4 << 20
 #: datagrams queued while the kernel's send buffer is full; more are dropped (QUIC resends)
 MAX_SEND_QUEUE = 4096
 TRANSPORT = "quic"
-SECURITY = "tls"
+SECURITY = "/tls/1.0.0"  # the libp2p TLS handshake, inside QUIC
 MUXER = "/quic"
 
 

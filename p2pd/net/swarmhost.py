@@ -84,6 +84,19 @@ class SwarmHost:
         self.last_seen: dict[bytes, float] = {}
         self.swarm.listeners.append(self)
         self._listen = [_swarm_addr(a) for a in options.listen_addrs]
+        self.quic = None
+        if options.quic:
+            from .quic import QuicTransport
+
+            self.quic = QuicTransport(self.swarm)
+        else:
+            from .quic_core import quic_target
+
+            skipped = [a for a in self._listen if quic_target(a) is not None]
+            if skipped:
+                log.warning("QUIC is off (-quic=false): not listening on %d quic-v1 address(es)",
+                            len(skipped))
+            self._listen = [a for a in self._listen if quic_target(a) is None]
         # Hole punching dials from the listen port (SO_REUSEPORT). Only for fixed ports: a
         # /tcp/0 listener with SO_REUSEPORT may be handed a port another process shares.
         tcp = [dial_target(a) for a in self._listen if dial_target(a) is not None]
@@ -114,16 +127,31 @@ class SwarmHost:
         return self.me
 
     def listen_addrs(self) -> list[bytes]:
-        """Our bound swarm addresses, plain TCP first, then WebSocket."""
+        """Our bound swarm addresses, plain TCP first, then WebSocket, then QUIC."""
         addrs = list(dict.fromkeys(self.swarm.listen_addrs))
-        addrs.sort(key=lambda a: bool(dial_target(a) and dial_target(a)[3]))
+        addrs.sort(key=_addr_order)
         return addrs
 
     def own_addrs(self, remote_addr: bytes | None = None) -> list[bytes]:
         addrs = self.swarm.addresses
         found = addrs.local() if remote_addr is None else addrs.for_peer(remote_addr)
-        found.sort(key=lambda a: bool(dial_target(a) and dial_target(a)[3]))  # TCP before WS
+        found.sort(key=_addr_order)  # TCP before WS before QUIC
         return found
+
+    def connection_info(self) -> list[dict]:
+        """Each live connection: peer, remote address, direction, transport, security,
+        muxer (the control protocol's STATUS and ``p2pd peers`` show them)."""
+        out = []
+        for peer, conns in self.swarm.conns.items():
+            for c in conns:
+                if c.closed:
+                    continue
+                security = {"/tls/1.0.0": "tls", "/noise": "noise"}.get(c.security, c.security)
+                out.append({"Peer": show_peer(peer), "Addr": c.remote_addr,
+                            "Direction": c.direction, "Transport": c.transport,
+                            "Security": security,
+                            "Muxer": "quic" if c.transport == "quic" else c.muxer})
+        return out
 
     # -- handlers and streams ----------------------------------------------------------------
     def set_stream_handler(self, protocol: str, handler: InboundHandler) -> None:
@@ -299,6 +327,15 @@ class SwarmHost:
                 raise NodeError(f"saved key of {show_peer(peer)} refused: {exc}") from None
             store.keys[peer] = public_key
         self.last_seen[peer] = last_seen
+
+
+def _addr_order(addr: bytes) -> int:
+    """Listen/announce order: TCP, WebSocket, then anything else (QUIC): the first address
+    is the one every tool can dial."""
+    target = dial_target(addr)
+    if target is None:
+        return 2
+    return 1 if target[3] else 0
 
 
 def _swarm_addr(text: str) -> bytes:

@@ -60,3 +60,23 @@ def test_without_a_daemon_every_command_says_so_in_one_line(tmp_path):
 def test_bad_peer_ids_and_addresses_are_refused_before_any_request(tmp_path):
     assert "not a peer id" in p2pd("disconnect", "hello", home=tmp_path).stderr
     assert "/p2p/" in p2pd("connect", "/ip4/127.0.0.1/tcp/1", home=tmp_path).stderr
+
+
+def test_two_daemons_connect_over_quic_and_peers_and_status_show_the_transport():
+    both = "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1"
+    with Daemon(host_addrs=both) as a, Daemon(host_addrs=both) as b:
+        api = ["--api", a.control]
+        quic = next(x for x in b.addrs if x.endswith("/quic-v1"))
+        out = p2pd("connect", f"{quic}/p2p/{b.peer_id}", *api)
+        assert out.returncode == 0 and "success" in out.stdout, out.stderr
+        [peer] = json.loads(p2pd("peers", "--json", *api).stdout)["Peers"]
+        assert peer["ID"] == b.peer_id and peer["Addrs"] == [quic]
+        [conn] = peer["Connections"]
+        assert (conn["Transport"], conn["Security"], conn["Direction"]) == ("quic", "tls",
+                                                                             "outbound")
+        assert "(quic, tls, outbound)" in p2pd("peers", *api).stdout
+        out = p2pd("ping", "-n", "2", "--json", b.peer_id, *api)
+        assert out.returncode == 0 and len(json.loads(out.stdout)["RTTsMillis"]) == 2
+        # the other side sees it inbound; a TCP address works too when asked for
+        status = json.loads(p2pd("status", "--json", "--api", b.control).stdout)
+        assert [c["Transport"] for c in status["Connections"]] == ["quic"]

@@ -25,7 +25,7 @@ from p2pd.net.quic_core import (
     quic_multiaddr,
     quic_target,
 )
-from p2pd.net.swarm import DialError, Identity, Swarm, SwarmOptions, tcp_multiaddr
+from p2pd.net.swarm import TLS, DialError, Identity, Swarm, SwarmOptions, tcp_multiaddr
 from p2pd.peerkeys import peer_id_from_public_key
 
 ECHO = "/echo/1.0.0"
@@ -76,7 +76,7 @@ async def test_a_16_mib_stream_echoes_over_quic_and_identify_carries_quic_addres
         assert quic_target(a_addr)[0] == "127.0.0.1"
         with trio.fail_after(60):
             conn = await b.dial(a.me, [a_addr])
-            assert (conn.transport, conn.security, conn.direction) == ("quic", "tls", "outbound")
+            assert (conn.transport, conn.security, conn.direction) == ("quic", TLS, "outbound")
             await echo_through(b, a, 16 << 20)
             await conn.identified.wait()
             assert a_addr in b.peerstore.peer_addrs(a.me)

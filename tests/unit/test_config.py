@@ -109,3 +109,15 @@ def test_a_home_node_joins_the_network_by_default(monkeypatch):
 def test_provide_strategy_is_checked():
     with pytest.raises(ConfigError, match="provide"):
         resolve({}, {"bitswap": {"provide": "everything"}})
+
+
+def test_quic_is_on_and_the_home_node_listens_on_tcp_and_quic_port_4001():
+    home = resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    assert home.quic and "/ip4/0.0.0.0/udp/4001/quic-v1" in home.host_addrs
+    assert "/ip4/0.0.0.0/tcp/4001" in home.host_addrs
+    harness = resolve({})
+    assert harness.quic and "/ip4/0.0.0.0/udp/0/quic-v1" in harness.host_addrs
+    assert not resolve({"quic": False}).quic
+    assert not resolve({}, {"swarm": {"quic": False}}).quic
+    assert resolve({"quic": True}, {"swarm": {"quic": False}}).quic  # the flag wins
+    assert resolve({"quic": True}).not_implemented == []
