@@ -13,7 +13,8 @@ import time
 
 #: Benchmark names in the order ``all`` runs them.
 BENCHES = ["hash", "import", "ed25519", "stream", "connect", "idle", "kad-sim", "kad", "add",
-           "bitswap", "bitswap-multi", "gossip-sim", "gossip", "daemon", "hivemind"]
+           "bitswap", "bitswap-multi", "gossip-sim", "gossip", "daemon", "hivemind",
+           "lab-bitswap", "natlab"]
 
 FIELDS = ("bench", "metric", "value", "unit", "peer", "peer_value", "ratio")
 
