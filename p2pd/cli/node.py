@@ -94,11 +94,26 @@ def _cmd_id(client: ControlClient, args) -> int:
     peer, addrs = client.identify()
     pid = b58encode(peer)
     addrs_text = [_addr_text(a) for a in addrs]
-    return _emit(
-        args,
-        {"ID": pid, "Addresses": addrs_text},
-        "\n".join([f"Peer ID: {pid}", "Addresses:", *(f"  {a}" for a in addrs_text)]),
-    )
+    out = {"ID": pid, "Addresses": addrs_text}
+    lines = [f"Peer ID: {pid}", "Addresses:", *(f"  {a}" for a in addrs_text)]
+    try:  # our STATUS says how reachable those are (another daemon may not have it)
+        status = client.status()
+    except Exception:
+        status = None
+    if status is not None:
+        out["Reachability"] = status.get("Reachability")
+        out["External"] = status.get("External") or []
+        out["Reservations"] = status.get("Reservations") or []
+        mapped = (status.get("PortMap") or {}).get("mappings") or {}
+        out["MappedPorts"] = mapped
+        lines.append(f"Reachability: {out['Reachability']}")
+        for title, key in (("External addresses", "External"),
+                           ("Relay reservations", "Reservations")):
+            if out[key]:
+                lines += [f"{title}:", *(f"  {a}" for a in out[key])]
+        if mapped:
+            lines.append("Mapped ports: " + ", ".join(f"{k} -> {v}" for k, v in mapped.items()))
+    return _emit(args, out, "\n".join(lines))
 
 
 def _cmd_peers(client: ControlClient, args) -> int:

@@ -159,6 +159,13 @@ class AddressManager:
         self.relay: list[bytes] = []
         #: external addresses a port mapping gave (candidates until AutoNAT confirms)
         self.mapped: list[bytes] = []
+        #: called when what we announce changes (confirmed, relay addresses): the swarm
+        #: tells connected peers with an identify push
+        self.on_change: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for callback in list(self.on_change):
+            callback()
 
     # -- interfaces ------------------------------------------------------------------------
     def interfaces(self) -> list[IPInterface]:
@@ -278,19 +285,30 @@ class AddressManager:
         """The router's port mappings changed: these are candidates now (and a confirmed
         mapping that went away is no longer announced)."""
         addrs = list(dict.fromkeys(addrs))
+        dropped = False
         for gone in [a for a in self.mapped if a not in addrs]:
             if self.confirmed.get(gone) == "autonat":
                 del self.confirmed[gone]
+                dropped = True
         self.mapped = addrs
+        if dropped:
+            self._changed()
 
     def confirm(self, addr: bytes, source: str = "autonat") -> None:
+        new = addr not in self.confirmed
         self.confirmed[addr] = source
+        if new:
+            self._changed()
 
     def unconfirm(self, addr: bytes) -> None:
-        self.confirmed.pop(addr, None)
+        if self.confirmed.pop(addr, None) is not None:
+            self._changed()
 
     def set_relay(self, addrs: Iterable[bytes]) -> None:
-        self.relay = list(dict.fromkeys(addrs))
+        addrs = list(dict.fromkeys(addrs))
+        if addrs != self.relay:
+            self.relay = addrs
+            self._changed()
 
 
 __all__ = ["ACTIVATION_THRESHOLD", "AddressManager", "classify", "machine_interfaces",

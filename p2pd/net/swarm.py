@@ -345,6 +345,7 @@ class Swarm:
         self.listen_addrs: list[bytes] = []  # bound, binary
         #: what we tell each peer of our addresses; its listen list is ours
         self.addresses = addresses or AddressManager()
+        self.addresses.on_change.append(self._schedule_push)  # new addresses: tell peers
         self.addresses.listen = self.listen_addrs
         #: transports beyond TCP/WebSocket (the circuit relay): ``handles(addr)`` and
         #: ``async dial(peer, addr) -> Connection``

@@ -30,7 +30,10 @@ def test_client_commands_drive_a_daemon_end_to_end():
         api = ["--api", a.control]
         out = p2pd("id", "--json", *api)
         assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout) == {"ID": a.peer_id, "Addresses": a.addrs}
+        assert json.loads(out.stdout) == {"ID": a.peer_id, "Addresses": a.addrs,
+                                          "Reachability": "unknown", "External": [],
+                                          "Reservations": [], "MappedPorts": {}}
+        assert "Reachability: unknown" in p2pd("id", *api).stdout
         out = p2pd("connect", f"{b.addrs[0]}/p2p/{b.peer_id}", *api)
         assert out.returncode == 0 and "success" in out.stdout, out.stderr
         peers = json.loads(p2pd("peers", "--json", *api).stdout)["Peers"]

@@ -169,3 +169,17 @@ def test_vouchers_verify_and_a_tampered_one_does_not():
     tampered = voucher.replace(b"peer", b"beer")
     with pytest.raises(w.RelayWireError, match="signature"):
         w.open_voucher(tampered, verify_signature)
+
+
+async def test_a_new_reservation_reaches_connected_peers_by_identify_push():
+    async with trio.open_nursery() as nursery:
+        relay, relay_addr, _service, a, ta, b, _tb = await setup(nursery)
+        ta.on_addrs = a.addresses.set_relay  # as the node wires it
+        conn = await a.dial(b.me, b.addresses.listen)
+        await conn.identified.wait()
+        assert not any(CIRCUIT in x for x in b.peerstore.addrs.get(a.me, {}))
+        await ta.reserve(relay.me, [relay_addr])
+        with trio.fail_after(5):
+            while not any(CIRCUIT in x for x in b.peerstore.addrs.get(a.me, {})):
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()

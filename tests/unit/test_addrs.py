@@ -156,3 +156,18 @@ def test_a_flood_of_distinct_observed_addresses_stays_bounded():
         m.observe(b(f"/ip4/192.0.2.50/tcp/{port}"), b("/ip4/203.0.113.1/tcp/1"),
                   b("/ip4/198.18.1.2/tcp/4001"))
     assert len(m._observed) <= 128
+
+
+def test_announce_changes_are_reported_once_each():
+    m = AddressManager(interfaces=lambda: IFACES)
+    calls = []
+    m.on_change.append(lambda: calls.append(1))
+    relay = b("/ip4/203.0.113.9/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ"
+              "/p2p-circuit")
+    m.set_relay([relay])
+    m.set_relay([relay])  # the same: nothing to tell
+    m.confirm(b("/ip4/203.0.113.7/tcp/4001"))
+    m.confirm(b("/ip4/203.0.113.7/tcp/4001"), "upnp")  # known already
+    m.unconfirm(b("/ip4/203.0.113.7/tcp/4001"))
+    m.unconfirm(b("/ip4/203.0.113.7/tcp/4001"))
+    assert len(calls) == 3
