@@ -124,6 +124,19 @@ service = false
 enabled = true
 router = "gossipsub"
 
+[http]
+# The status page (/) and the read-only IPFS gateway (/ipfs/CID[/path]) on one local
+# HTTP listener, "host:port" ("" turns it off; -httpAddr overrides). Anything that can
+# reach it can read every block the node has or can fetch: keep it on 127.0.0.1.
+listen = "127.0.0.1:8080"
+# How long the gateway waits for one block it does not have (then 504).
+block_timeout = "30s"
+
+[metrics]
+# Prometheus metrics at /metrics ("host:port"; "" is off; -metricsAddr overrides). A bare
+# ":port" means 127.0.0.1:port.
+listen = ""
+
 [bootstrap]
 # Join the network through these peers at start. Empty: the public IPFS bootstrap peers
 # (/dnsaddr/bootstrap.libp2p.io, resolved via DNS). The environment variable
@@ -255,6 +268,11 @@ class Config:
     gossipsub_heartbeat_initial_delay: float = 0.0
     #: ``-echo``: serve /echo/1.0.0 (the upstream daemon's echo protocol).
     echo: bool = False
+    #: ``(host, port)`` of the status page and gateway listener, and of the metrics one
+    #: (None: off; ``[http] listen``/``-httpAddr``, ``[metrics] listen``/``-metricsAddr``)
+    http_listen: tuple[str, int] | None = None
+    metrics_listen: tuple[str, int] | None = None
+    http_block_timeout: float = 30.0
     #: hivemind fork: exit when no persistent control connection is open for this many
     #: seconds (0 = never).
     idle_timeout: float = 0.0
@@ -273,6 +291,8 @@ class Config:
             )
         if not 64 <= self.max_control_frame <= 1 << 30:
             raise ConfigError("limits.max_control_frame must be between 64 and 2**30 bytes")
+        if self.http_block_timeout <= 0:
+            raise ConfigError("[http] block_timeout must be positive")
         if self.control_idle_timeout <= 0:
             raise ConfigError("limits.control_idle_timeout must be positive")
         if self.max_conns_per_peer < 1 or self.max_control_clients < 1:
@@ -428,6 +448,12 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
         c.bootstrap_peers = _get(doc, "bootstrap", "peers", list, [])
         c.dns_resolver = _get(doc, "bootstrap", "dns_resolver", str, "")
+        c.http_listen = parse_http_addr(_get(doc, "http", "listen", str, "127.0.0.1:8080"),
+                                        "[http] listen")
+        c.http_block_timeout = parse_duration(
+            _get(doc, "http", "block_timeout", (str, int, float), "30s"))
+        c.metrics_listen = parse_http_addr(_get(doc, "metrics", "listen", str, ""),
+                                           "[metrics] listen")
     env_peers = os.environ.get("P2PD_BOOTSTRAP_PEERS")
     if env_peers is not None:  # between config.toml and the flags
         if env_peers.strip().lower() == "none":
@@ -528,9 +554,44 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         )
     if "echo" in flags:
         c.echo = flags["echo"]
+    if flags.get("metricsAddr"):  # "" (go's default): as configured
+        c.metrics_listen = parse_http_addr(flags["metricsAddr"], "-metricsAddr")
+    if flags.get("httpAddr"):
+        c.http_listen = parse_http_addr(flags["httpAddr"], "-httpAddr")
     _check_go_combinations(flags, c)
     c.not_implemented = not_implemented_flags(flags)
     return c.validate()
+
+
+def parse_http_addr(text: str, where: str) -> tuple[str, int] | None:
+    """``(host, port)`` from ``"127.0.0.1:8080"``, ``"[::1]:8080"``, ``":9090"`` or
+    ``"9090"`` (both: 127.0.0.1), or ``/ip4|ip6/HOST/tcp/PORT``; ``""``, ``"off"`` or
+    ``"none"``: None. Only an explicit host listens beyond loopback."""
+    import ipaddress
+
+    t = text.strip()
+    if t.lower() in ("", "off", "none", "false"):
+        return None
+    if t.startswith("/"):
+        parts = t.split("/")
+        if len(parts) != 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp":
+            raise ConfigError(f"{where}: {text!r} is not /ip4|ip6/HOST/tcp/PORT")
+        host, port_text = parts[2], parts[4]
+    else:
+        host, sep, port_text = t.rpartition(":")
+        if not sep:
+            host, port_text = "", t
+        host = host.strip("[]") or "127.0.0.1"
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{where}: {host!r} is not an IP address (write 127.0.0.1:PORT)"
+                          ) from None
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{where}: port {port_text!r} is not a number from 0 to 65535")
+    return host, int(port_text)
 
 
 def _duration_flag(flags: dict[str, Any], name: str) -> float:
@@ -542,11 +603,11 @@ def _duration_flag(flags: dict[str, Any], name: str) -> float:
     return seconds
 
 
-#: Go flags whose behaviour belongs to open issues (metrics and pprof: the operator
-#: issue) or that p2pd refuses (plaintext). They are accepted with the go daemon's syntax
-#: and defaults and named at start when asked for.
+#: Go flags whose behaviour belongs to open issues (pprof: the operator issue) or that
+#: p2pd refuses (plaintext). They are accepted with the go daemon's syntax and defaults
+#: and named at start when asked for.
 NOT_IMPLEMENTED_FLAGS = (
-    "plaintext", "metricsAddr", "pprof", "pprofPort",
+    "plaintext", "pprof", "pprofPort",
 )
 
 

@@ -176,6 +176,10 @@ async def _serve(
                     on_idle=nursery.cancel_scope.cancel,  # -idleTimeout: a clean exit, 0
                 )
                 await nursery.start(server.serve, [listener])
+                if config.http_listen or config.metrics_listen:
+                    from .http.service import start_http
+
+                    await start_http(nursery, node, config)
                 if not config.quiet:
                     _print_ready(endpoint.multiaddr(), node)
                 async for signum in signals:

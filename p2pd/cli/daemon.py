@@ -78,7 +78,11 @@ def daemon_flags() -> FlagSet:
     add("autonatConfidence", int, 3, "AutoNAT servers that must agree (p2pd's)")
     add("forceReachabilityPublic", bool, False, "Set up ForceReachability as public for autonat")
     add("forceReachabilityPrivate", bool, False, "Set up ForceReachability as private for autonat")
-    add("metricsAddr", str, None, "an address to bind the metrics handler to")
+    add("metricsAddr", str, None,
+        "an address to bind the metrics handler to (host:port; :port is 127.0.0.1:port)")
+    add("httpAddr", str, None,
+        "the status page and read-only gateway listener, host:port or \"off\" (p2pd's; "
+        "default: [http] listen in the home config, off with -listen)")
     add("pprof", bool, False, "Enables the HTTP pprof handler")
     add("pprofPort", Uint, 0, "Binds the HTTP pprof handler to a specific port")
     add("echo", bool, False,

@@ -196,6 +196,8 @@ class BitswapService:
         self.banned: dict[bytes, float] = {}
         self.blocks_received = 0
         self.blocks_sent = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
         self.unwanted_blocks = 0
         self.duplicate_blocks = 0
         #: peers that sent us blocks we wanted (kept small: a count is what is reported)
@@ -284,6 +286,7 @@ class BitswapService:
             # (The decoder derived each CID from the bytes with one native batch hash.)
             await trio.to_thread.run_sync(partial(self.store.put_many, wanted, prehashed=True))
             self.blocks_received += len(wanted)
+            self.bytes_received += sum(len(d) for _c, d in wanted)
             if len(self._givers) < 4096:
                 self._givers.add(peer)
             for cid, _data in wanted:
@@ -325,6 +328,7 @@ class BitswapService:
             msg = self.engine.next_message(peer)
             if msg is not None:
                 self.blocks_sent += len(msg.blocks)
+                self.bytes_sent += sum(len(d) for _c, d in msg.blocks)
                 self._sender(peer).add_message(msg)
             await trio.sleep(0)
 
@@ -520,6 +524,8 @@ class BitswapService:
             "peers": len(self.engine.ledgers),
             "blocks_received": self.blocks_received,
             "blocks_sent": self.blocks_sent,
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
             "providers_used": len(self._givers),
             "unwanted_blocks": self.unwanted_blocks,
             "duplicate_blocks": self.duplicate_blocks,

@@ -25,6 +25,7 @@ import trio
 
 from ..net.ports import Host
 from ..net.streams import close_quietly, read_some, reset_quietly
+from ..stats import Histogram
 from . import records
 from .keyspace import key_for
 from .lookup import Lookup
@@ -72,6 +73,10 @@ class DHTService:
         self._identified: dict[bytes, bool] = {}  # connected peer -> serves the DHT
         self._identify_events: dict[bytes, trio.Event] = {}
         self._new_peers, self._new_peers_recv = trio.open_memory_channel(math.inf)
+        #: queries we sent, by outcome ("ok", "failed"), their latency, and those we answered
+        self.queries = {"ok": 0, "failed": 0}
+        self.query_latency = Histogram()
+        self.queries_served = 0
 
     # -- lifetime ------------------------------------------------------------------------
     def attach(self) -> None:
@@ -272,6 +277,7 @@ class DHTService:
                 # its check, as a lookup does
                 await self._settled(bound=SERVE_SETTLE, besides=sender)
                 reply = self.answer(sender, request)
+                self.queries_served += 1
                 if reply is not None:
                     await stream.write(encode_message(reply))
         except KadWireError as exc:
@@ -349,6 +355,7 @@ class DHTService:
 
     # -- client side ---------------------------------------------------------------------
     async def _query(self, peer: bytes, msg: KadMessage) -> KadMessage | None:
+        started = trio.current_time()
         try:
             with trio.fail_after(QUERY_TIMEOUT):
                 stream, _proto, addr = await self.host.open_stream(peer, [PROTOCOL],
@@ -372,8 +379,12 @@ class DHTService:
         except Exception as exc:
             log.debug("kad query to %s failed: %r", peer.hex()[:16], exc)
             self.table.failed(peer)
+            self.queries["failed"] += 1
             return None
-        self.table.add(peer, trio.current_time())
+        now = trio.current_time()
+        self.queries["ok"] += 1
+        self.query_latency.observe(now - started)
+        self.table.add(peer, now)
         return reply
 
     def _learn(self, reply: KadMessage) -> None:

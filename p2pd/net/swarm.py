@@ -194,6 +194,23 @@ def strip_p2p(addr: bytes) -> bytes:
 # -- streams and connections ----------------------------------------------------------------
 
 
+class Traffic:
+    """Bytes and streams per negotiated protocol, counted as they pass: plain ints in
+    dicts (a few per read or write), read as they are by the metrics collector."""
+
+    __slots__ = ("bytes_in", "bytes_out", "streams")
+
+    def __init__(self) -> None:
+        self.bytes_in: dict[str, int] = {}
+        self.bytes_out: dict[str, int] = {}
+        #: ``(protocol, "inbound"|"outbound")`` -> streams negotiated
+        self.streams: dict[tuple[str, str], int] = {}
+
+    def opened(self, protocol: str, direction: str) -> None:
+        key = (protocol, direction)
+        self.streams[key] = self.streams.get(key, 0) + 1
+
+
 class Stream:
     """A negotiated stream: ``read()`` gives what arrived (``b""`` at the peer's end),
     ``write``, ``close`` (half-close), ``reset``."""
@@ -224,15 +241,22 @@ class Stream:
                 data, self._early = self._early[:n], self._early[n:]
             return data
         try:
-            return await self._mux.read(-1 if n is None else n)
+            data = await self._mux.read(-1 if n is None else n)
         except EOFError:
             return b""
         except Exception as exc:
             if isinstance(exc, MuxedStreamReset) or self._mux.reset_received:
                 raise StreamReset(str(exc) or "stream reset") from None
             raise
+        traffic = self.conn.traffic
+        if traffic is not None and self.protocol is not None:
+            traffic.bytes_in[self.protocol] = traffic.bytes_in.get(self.protocol, 0) + len(data)
+        return data
 
     async def write(self, data: bytes) -> None:
+        traffic = self.conn.traffic
+        if traffic is not None and self.protocol is not None:
+            traffic.bytes_out[self.protocol] = traffic.bytes_out.get(self.protocol, 0) + len(data)
         try:
             await self._mux.write(data)
         except Exception as exc:
@@ -266,6 +290,7 @@ class Connection:
     gone: trio.Event = field(default_factory=trio.Event)
     closed: bool = False
     observed_addr: bytes = b""
+    traffic: Traffic | None = None
 
     async def open_stream(self, protocols: Sequence[str], timeout: float) -> Stream:
         try:
@@ -276,6 +301,8 @@ class Connection:
         try:
             with trio.fail_after(timeout):
                 stream.protocol = await negotiate_out(stream, protocols)
+            if self.traffic is not None:
+                self.traffic.opened(stream.protocol, "outbound")
         except BaseException as exc:
             with trio.CancelScope(shield=True):
                 await stream.reset()
@@ -340,6 +367,9 @@ class Swarm:
         self.options = options or SwarmOptions()
         self.handlers: dict[str, Handler] = {}
         self.conns: dict[bytes, list[Connection]] = {}
+        self.traffic = Traffic()
+        #: connections opened since start, by ``(direction, transport)``
+        self.conns_opened: dict[tuple[str, str], int] = {}
         self.peerstore = PeerStore()
         self.listeners: list = []
         self.listen_addrs: list[bytes] = []  # bound, binary
@@ -772,6 +802,9 @@ class Swarm:
         conns = self.conns.setdefault(conn.peer, [])
         first = not conns
         conns.append(conn)
+        conn.traffic = self.traffic
+        key = (conn.direction, conn.transport)
+        self.conns_opened[key] = self.conns_opened.get(key, 0) + 1
         self.peerstore.keys[conn.peer] = conn.remote_public_key
         if conn.direction == "outbound":
             self.peerstore.add_addrs(conn.peer, [conn.remote_addr])
@@ -866,6 +899,7 @@ class Swarm:
             await stream.reset()
             return
         stream.protocol = proto
+        self.traffic.opened(proto, "inbound")
         handler = handlers.get(proto)
         if handler is None:  # removed meanwhile
             await stream.reset()
