@@ -17,4 +17,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
       --no-install-recommends nftables iproute2 miniupnpd-nftables; } >/dev/null \
     || echo "test.sh: could not install nftables/iproute2/miniupnpd-nftables; lab tests will skip" >&2
 fi
+# The browser test (tests/integration/test_http_browser.py) drives Debian's headless Chromium
+# and fetches with curl; without them it skips.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+  && ! { command -v chromium && command -v curl; } >/dev/null; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends chromium curl fonts-dejavu-core; } >/dev/null \
+    || echo "test.sh: could not install chromium/curl; the browser test will skip" >&2
+fi
 exec .venv/bin/python -m pytest -q "$@"

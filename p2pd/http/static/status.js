@@ -102,7 +102,15 @@ function render(s) {
     setText("pin-count", String(s.repo.pin_count));
     setText("bitswap", s.bitswap ? s.bitswap.blocks_received + " blocks in, " +
             s.bitswap.blocks_sent + " out" : "off");
-    fillList("pins", s.repo.pins.map((p) => p.cid + (p.name ? "  " + p.name : "")));
+    const ul = $("pins");
+    ul.replaceChildren(...s.repo.pins.map((p) => {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = "/ipfs/" + encodeURIComponent(p.cid) + "/";
+      a.textContent = p.cid;
+      li.append(a, p.name ? "  " + p.name : "");
+      return li;
+    }));
   } else {
     setText("repo-size", "no blockstore");
   }
