@@ -12,8 +12,8 @@ import sys
 import time
 
 #: Benchmark names in the order ``all`` runs them.
-BENCHES = ["hash", "import", "ed25519", "stream", "connect", "idle", "kad-sim", "kad", "add",
-           "bitswap", "bitswap-multi", "gossip-sim", "gossip", "daemon", "hivemind",
+BENCHES = ["hash", "import", "ed25519", "stream", "connect", "quic", "idle", "kad-sim", "kad",
+           "add", "bitswap", "bitswap-multi", "gossip-sim", "gossip", "daemon", "hivemind",
            "lab-bitswap", "natlab"]
 
 FIELDS = ("bench", "metric", "value", "unit", "peer", "peer_value", "ratio")

@@ -70,6 +70,10 @@ SECURITY = "/tls/1.0.0"  # the libp2p TLS handshake, inside QUIC
 MUXER = "/quic"
 
 
+def _is_loopback(host: str) -> bool:
+    return host.startswith("127.") or host == "::1"
+
+
 def _sockaddr_key(addr) -> tuple:
     return (addr[0], addr[1])
 
@@ -399,6 +403,9 @@ class QuicSession:
             self.shut(self.handshake_error, BAD_CERTIFICATE)
             return
         self.sock.router.established(self.quic)
+        size = self.quic.settings.loopback_datagram_size
+        if size and _is_loopback(self.remote_sockaddr[0]):
+            self.quic.use_datagram_size(size)
         self.handshake_done.set()
 
     def _end(self, reason: str) -> None:

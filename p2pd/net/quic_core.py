@@ -39,6 +39,7 @@ from aioquic.quic.packet import (
     encode_quic_retry,
     encode_quic_version_negotiation,
     pull_quic_header,
+    pull_quic_transport_parameters,
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -118,6 +119,10 @@ class QuicSettings:
     stream_window: int = STREAM_WINDOW
     connection_window: int = CONNECTION_WINDOW
     max_datagram_size: int = 1350
+    #: datagrams this large once the handshake showed the peer takes them and the path
+    #: is loopback (the kernel's loopback MTU is 64 KiB; aioquic has no path MTU
+    #: discovery, so other paths keep ``max_datagram_size``); 0 turns it off
+    loopback_datagram_size: int = 16384
     #: inbound streams a peer may have open at once
     max_streams: int = 256
     #: server handshakes in progress on one socket; Initials beyond are dropped
@@ -138,6 +143,26 @@ class Libp2pQuicConnection(QuicConnection):
         self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = (
             settings.max_streams)
         self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket)
+        if not from_session_ticket:
+            params = pull_quic_transport_parameters(Buffer(data=data))
+            # absent: the RFC default (65527); quic-go says 1452
+            self.peer_max_udp_payload = params.max_udp_payload_size or 65527
+
+    def use_datagram_size(self, size: int) -> None:
+        """Send datagrams of up to ``size`` bytes from now on (a loopback path whose peer
+        takes them): fewer, larger packets, the same bytes."""
+        size = min(size, getattr(self, "peer_max_udp_payload", 1200))
+        if size <= self._max_datagram_size:
+            return
+        self._max_datagram_size = size
+        loss = self._loss
+        loss._max_datagram_size = size
+        loss._pacer._max_datagram_size = size
+        loss._cc._max_datagram_size = size
+        loss._cc.congestion_window = max(loss._cc.congestion_window, 10 * size)
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)

@@ -1,11 +1,12 @@
-"""The go daemon driven through its control socket, for QUIC interop tests and benchmarks.
+"""Daemons driven through their control sockets, for QUIC interop tests and benchmarks.
 
-:class:`GoPeer` starts the go daemon (hivemind's build, :func:`harness.godaemon.go_daemon_path`)
-on a private Unix control socket with the swarm addresses asked for (QUIC v1 on loopback by
-default) and offers what the tests need of it in plain blocking calls: identify, connect,
-ping, a stream handler that echoes or swallows (a Unix socket the daemon connects to for
-each inbound stream), and STREAM_OPEN (a socket piped to the new stream). Run the blocking
-calls from trio with ``trio.to_thread.run_sync``.
+:class:`GoPeer` (a :class:`DaemonPeer`; ours runs the same way) starts the go daemon
+(hivemind's build, :func:`harness.godaemon.go_daemon_path`) on a private Unix control socket
+with the swarm addresses asked for (QUIC v1 on loopback by default) and offers what the tests
+need of it in plain blocking calls: identify, connect, disconnect, ping, a stream handler
+that echoes or swallows (a Unix socket the daemon connects to for each inbound stream), and
+STREAM_OPEN (a socket piped to the new stream). Run the blocking calls from trio with
+``trio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
@@ -43,14 +44,16 @@ def _read_message(sock: socket.socket, decoder: FrameDecoder, message):
     return frame if message is None else message.FromString(frame)
 
 
-class GoPeer:
-    """One go daemon (see the module docstring)."""
+class DaemonPeer:
+    """A daemon speaking the control protocol (the go daemon, or ours with ``command``
+    ``[python, "-m", "p2pd"]``), driven through its control socket."""
 
-    def __init__(self, host_addrs: str = "/ip4/127.0.0.1/udp/0/quic-v1", *extra: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="goq-", dir="/tmp"))
+    def __init__(self, command: list[str], host_addrs: str = "/ip4/127.0.0.1/udp/0/quic-v1",
+                 *extra: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="ctlq-", dir="/tmp"))
         self.control = f"/unix{self.dir}/ctl.sock"
         self.proc = subprocess.Popen(
-            [str(go_daemon_path()), "-listen", self.control, "-hostAddrs", host_addrs, *extra],
+            [*command, "-listen", self.control, "-hostAddrs", host_addrs, *extra],
             # cwd "/": the daemon reads a handler's /unix address (as python's multiaddr
             # encodes it) without its leading slash, i.e. relative to its working directory
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
@@ -83,7 +86,7 @@ class GoPeer:
             self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> GoPeer:
+    def __enter__(self) -> DaemonPeer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -92,6 +95,9 @@ class GoPeer:
     # -- control requests -------------------------------------------------------------------
     def connect(self, peer: bytes, addrs: list[bytes]) -> None:
         self.client.connect(peer, addrs, 30)
+
+    def disconnect(self, peer: bytes) -> None:
+        self.client.disconnect(peer)
 
     def ping(self, peer: bytes, count: int) -> list[float]:
         return self.client.ping(peer, count)
@@ -133,16 +139,26 @@ class GoPeer:
             decoder = FrameDecoder()
             _read_message(conn, decoder, pb.StreamInfo)  # who and what, then the bytes
             rest = decoder.take_unconsumed()
+            if mode == "sink":
+                while len(rest) < 8 and (data := conn.recv(CHUNK)):
+                    rest += data
+                want, total = int.from_bytes(rest[:8], "big"), len(rest) - 8
+                while total < want and (data := conn.recv(CHUNK)):
+                    total += len(data)
+                self.received[proto] = self.received.get(proto, 0) + total
+                conn.sendall(total.to_bytes(8, "big"))
+                # the sender closes first: closing here would end the go daemon's stream
+                # (read side too) and could reset it before the count reached the sender
+                while conn.recv(CHUNK):
+                    pass
+                return
             total = len(rest)
-            if mode == "echo" and rest:
+            if rest:
                 conn.sendall(rest)
             while data := conn.recv(CHUNK):
                 total += len(data)
-                if mode == "echo":
-                    conn.sendall(data)
+                conn.sendall(data)
             self.received[proto] = self.received.get(proto, 0) + total
-            if mode == "sink":
-                conn.sendall(total.to_bytes(8, "big"))
             conn.shutdown(socket.SHUT_WR)
 
     def open_stream(self, peer: bytes, proto: str) -> socket.socket:
@@ -184,3 +200,26 @@ def echo_over(sock: socket.socket, blob: bytes) -> bytes:
     sender.join()
     sock.close()
     return bytes(got)
+
+
+class GoPeer(DaemonPeer):
+    """The go daemon."""
+
+    def __init__(self, host_addrs: str = "/ip4/127.0.0.1/udp/0/quic-v1", *extra: str) -> None:
+        super().__init__([str(go_daemon_path())], host_addrs, *extra)
+
+
+def send_sized(sock: socket.socket, size: int) -> int:
+    """Send an 8-byte size and ``size`` bytes to a ``sink`` handler; its count back."""
+    sock.sendall(size.to_bytes(8, "big"))
+    block = memoryview(bytes(CHUNK))
+    left = size
+    while left:
+        n = min(left, CHUNK)
+        sock.sendall(block[:n])
+        left -= n
+    answer = b""
+    while len(answer) < 8 and (data := sock.recv(8 - len(answer))):
+        answer += data
+    sock.close()
+    return int.from_bytes(answer, "big") if len(answer) == 8 else -1

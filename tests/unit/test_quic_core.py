@@ -200,3 +200,22 @@ def test_receive_credit_follows_what_the_application_read():
     pair.pump(200)
     got = sum(len(e.data) for e in pair.events(pair.server) if hasattr(e, "data"))
     assert got == window  # one more window after reading one
+
+
+def test_larger_datagrams_only_up_to_what_the_peer_takes():
+    pair = Pair()
+    pair.pump()
+    assert pair.client.peer_max_udp_payload == 65527  # aioquic's peer says nothing: the default
+    pair.client.use_datagram_size(16384)
+    sid = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(sid, bytes(200_000))
+    sizes = [len(d) for d, _ in pair.client.datagrams_to_send(now=pair.now)]
+    assert max(sizes) > 1350 and max(sizes) <= 16384
+    quic_go_like = Pair()
+    quic_go_like.pump()
+    quic_go_like.client.peer_max_udp_payload = 1452  # what quic-go announces
+    quic_go_like.client.use_datagram_size(16384)
+    sid = quic_go_like.client.get_next_available_stream_id()
+    quic_go_like.client.send_stream_data(sid, bytes(200_000))
+    sizes = [len(d) for d, _ in quic_go_like.client.datagrams_to_send(now=quic_go_like.now)]
+    assert max(sizes) <= 1452
