@@ -278,7 +278,12 @@ class AutoNAT:
         self.answers[kind] += 1
         if reply.status == w.OK:
             self._record(b"", peer, True)
-            if reply.addr and reply.addr in addrs:
+            # the address it reached us at: one we asked about, or (nothing to ask about yet:
+            # a home whose observed address has too few observers) the one it dialed, a
+            # public IP; announced only once CONFIDENCE servers agree on it
+            if reply.addr and (reply.addr in addrs or not addrs and not _is_relayed(reply.addr)
+                               and (ip := split_ip(reply.addr)) is not None
+                               and classify(ip[0]) == "public"):
                 self._record(reply.addr, peer, True)
         elif reply.status == w.E_DIAL_ERROR:
             self._record(b"", peer, False)
