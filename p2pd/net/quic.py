@@ -244,6 +244,7 @@ class QuicSession:
         self._dead = False  # no more streams or writes (closing, or gone)
         self._terminated = False  # aioquic is done with it
         self._last_activity = 0.0
+        self._datagram_size = 0  # to use once the handshake is confirmed
 
     # -- the swarm's session interface -------------------------------------------------------
     @property
@@ -317,6 +318,9 @@ class QuicSession:
         """After a batch of datagrams: handle the events, send, wake writers."""
         self._last_activity = now
         self._process_events()
+        if self._datagram_size and self.quic._handshake_confirmed:
+            self.quic.use_datagram_size(self._datagram_size)
+            self._datagram_size = 0
         self._transmit(now)
         progress, self._progress = self._progress, trio.Event()
         progress.set()
@@ -405,7 +409,9 @@ class QuicSession:
         self.sock.router.established(self.quic)
         size = self.quic.settings.loopback_datagram_size
         if size and _is_loopback(self.remote_sockaddr[0]):
-            self.quic.use_datagram_size(size)
+            # once the handshake is confirmed: aioquic pads datagrams that carry handshake
+            # packets to the full size
+            self._datagram_size = size
         self.handshake_done.set()
 
     def _end(self, reason: str) -> None:

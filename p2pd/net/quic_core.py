@@ -42,6 +42,7 @@ from aioquic.quic.packet import (
     pull_quic_transport_parameters,
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
+from aioquic.tls import Group
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import P2PDError
@@ -166,7 +167,11 @@ class Libp2pQuicConnection(QuicConnection):
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
-        if not self._is_client:
+        if self._is_client:
+            # aioquic offers a key share for every group it has (X448 and P-384 too): two
+            # are enough for every libp2p peer (go's crypto/tls, js, rust) and cost less
+            self.tls._supported_groups = [Group.X25519, Group.SECP256R1]
+        else:
             self.tls._request_client_certificate = True
 
     def consumed(self, stream_id: int, n: int) -> None:
