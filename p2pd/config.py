@@ -137,6 +137,11 @@ block_timeout = "30s"
 # ":port" means 127.0.0.1:port.
 listen = ""
 
+[log]
+# debug, info, warning or error (-v: info, -vv: debug, -q: error). Below debug each event
+# is one line; tracebacks are shown at debug only.
+level = "warning"
+
 [bootstrap]
 # Join the network through these peers at start. Empty: the public IPFS bootstrap peers
 # (/dnsaddr/bootstrap.libp2p.io, resolved via DNS). The environment variable
@@ -202,6 +207,8 @@ class Config:
     announce_addrs: list[str] = field(default_factory=list)
     identity_file: str | None = None
     quiet: bool = False
+    #: ``[log] level``; -v info, -vv debug, -q error; P2PD_DEBUG_LOG between file and flags
+    log_level: str = "warning"
     conn_manager: bool = False
     conn_low: int = 256
     conn_high: int = 512
@@ -291,6 +298,9 @@ class Config:
             )
         if not 64 <= self.max_control_frame <= 1 << 30:
             raise ConfigError("limits.max_control_frame must be between 64 and 2**30 bytes")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"[log] level must be debug, info, warning or error "
+                              f"(got {self.log_level!r})")
         if self.http_block_timeout <= 0:
             raise ConfigError("[http] block_timeout must be positive")
         if self.control_idle_timeout <= 0:
@@ -450,6 +460,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.dns_resolver = _get(doc, "bootstrap", "dns_resolver", str, "")
         c.http_listen = parse_http_addr(_get(doc, "http", "listen", str, "127.0.0.1:8080"),
                                         "[http] listen")
+        c.log_level = _get(doc, "log", "level", str, "warning").lower()
         c.http_block_timeout = parse_duration(
             _get(doc, "http", "block_timeout", (str, int, float), "30s"))
         c.metrics_listen = parse_http_addr(_get(doc, "metrics", "listen", str, ""),
@@ -495,6 +506,15 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.force_reachability = "private"
     if "quiet" in flags or "q" in flags:
         c.quiet = flags.get("q", False) or flags.get("quiet", False)
+    from .logs import level_from_env
+
+    c.log_level = level_from_env(c.log_level)
+    if c.quiet:
+        c.log_level = "error"
+    if flags.get("v"):
+        c.log_level = "info"
+    if flags.get("vv"):
+        c.log_level = "debug"
     if "connManager" in flags:
         c.conn_manager = flags["connManager"]
     if "connLo" in flags:

@@ -52,6 +52,11 @@ def run(flags: dict[str, Any]) -> int:
     """Entry point from the CLI; ``flags`` holds only the flags that were set."""
     with ExitStack() as stack:
         config, key, control, datastore = _prepare(flags, stack)
+        from . import __version__
+        from .logs import configure
+
+        configure(config.log_level)
+        log.info("p2pd %s starting (log level %s)", __version__, config.log_level)
         try:
             return trio.run(_serve, config, key, control, datastore)
         except OSError as exc:

@@ -7,8 +7,6 @@ user can act on are printed as one line, never as a traceback.
 
 import argparse
 import importlib
-import logging
-import os
 import sys
 
 from ..errors import P2PDError
@@ -43,8 +41,9 @@ usage:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=os.environ.get("P2PD_DEBUG_LOG", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
+    from ..logs import configure, level_from_env
+
+    configure(level_from_env())  # the daemon sets its own level once its config is read
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _run_subcommand(argv)

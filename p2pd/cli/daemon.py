@@ -30,6 +30,8 @@ def daemon_flags() -> FlagSet:
     add("noListenAddrs", bool, False, "sets the host to listen on no addresses")
     add("q", bool, False, "be quiet")
     add("quiet", bool, False, "be quiet (same as -q)")
+    add("v", bool, False, "log at info level (p2pd's; [log] level in the home config)")
+    add("vv", bool, False, "log at debug level, with tracebacks (p2pd's)")
     add("b", bool, False, "connects to bootstrap peers and bootstraps the dht if enabled")
     add("bootstrap", bool, False,
         "connects to bootstrap peers in the background, retrying (p2pd's; -b refuses to start "
