@@ -1,6 +1,7 @@
 """Third-party relays and relay clients across the lab's NATs: a js-libp2p relay and a go
 daemon relay each hold our home node's reservation and carry a file to a public peer; our
-relay holds a js home node's reservation and carries pings to it.
+relay holds a js home node's reservation and carries pings to it; a fetch through a relay
+that dies mid-transfer goes on through the home's other reservation.
 
 js-libp2p counts the lab's documentation-range addresses as private (its private-ip
 list), so its AutoNAT and DCUtR see no public address here; relaying does not depend on
@@ -95,4 +96,42 @@ def test_our_home_node_reserves_at_a_go_relay_and_a_public_peer_fetches_through_
     cid = ours.cli("add", "-q", "--cid-version", "1", str(src)).strip()
     got = netlab.logdir / "via-go-got.bin"
     outsider.cli("get", cid, "-o", str(got), "--timeout", "60")
+    assert got.read_bytes() == src.read_bytes()
+
+
+def test_a_fetch_over_a_relay_that_dies_mid_transfer_goes_on_through_the_other_relay(netlab):
+    """The home holds reservations at two relays; a peer behind a symmetric NAT (so no hole
+    punch: the transfer stays relayed) fetches a file through the first; that relay is
+    killed mid-transfer; the fetch finishes through the second, bytes checked."""
+    import threading
+
+    from lab import Link
+
+    relays = [LabDaemon(netlab, netlab.add_host(f"r{i}"), "-autonat", "-dht")
+              for i in range(3)]
+    boot = ",".join(r.addr for r in relays)
+    flags = ("-dht", "-autonatClient", "-autoRelay", "-b", "-bootstrapPeers", boot)
+    home = netlab.add_home("hb", Nat.PORT_RESTRICTED, link=Link(up_mbit=8, down_mbit=50))
+    b = LabDaemon(netlab, home.hosts[0], *flags)
+    _wait_status(b, "private")
+    deadline = time.monotonic() + 30
+    while len((status := _status(b))["Reservations"]) < 2:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    circuit = status["Reservations"][0]
+    [first] = [r for r in relays if f"/p2p/{r.peer_id}/" in circuit]
+    a = LabDaemon(netlab, netlab.add_home("ha", Nat.SYMMETRIC).hosts[0], "-dht", "-b",
+                  "-bootstrapPeers", ",".join(r.addr for r in relays if r is not first))
+    src = netlab.logdir / "big.bin"
+    src.write_bytes(os.urandom(6 << 20))  # 6 MiB: ~6 s at 8 Mbit/s
+    cid = b.cli("add", "-q", "--cid-version", "1", str(src)).strip()
+    a.cli("connect", f"{circuit}/p2p/{b.peer_id}")
+    got = netlab.logdir / "big-got.bin"
+    killer = threading.Timer(2.0, first.close)
+    killer.start()
+    try:
+        a.cli("get", cid, "-o", str(got), "--timeout", "120", timeout=180)
+    finally:
+        killer.cancel()
+    assert first.proc.popen.poll() is not None, "the first relay was not killed in time"
     assert got.read_bytes() == src.read_bytes()
