@@ -29,6 +29,8 @@ import errno
 import logging
 import math
 import socket
+import struct
+import sys
 from collections.abc import Sequence
 
 import trio
@@ -49,6 +51,7 @@ from .quic_core import (
     QuicSettings,
     QuicTransportError,
     check_peer_certificate,
+    gso_batches,
     make_configuration,
     quic_multiaddr,
     quic_target,
@@ -65,6 +68,8 @@ MAX_DATAGRAM = 65535
 SOCKET_BUFFER = 4 << 20
 #: datagrams queued while the kernel's send buffer is full; more are dropped (QUIC resends)
 MAX_SEND_QUEUE = 4096
+SOL_UDP, UDP_SEGMENT, UDP_GRO = 17, 103, 104  # linux/udp.h
+GRO_BUFFER = 65535
 TRANSPORT = "quic"
 SECURITY = "/tls/1.0.0"  # the libp2p TLS handshake, inside QUIC
 MUXER = "/quic"
@@ -480,6 +485,17 @@ class QuicSocket:
         self.router = DatagramRouter(server_config, transport.settings)
         self.sessions: set[QuicSession] = set()
         self.by_conn: dict[int, QuicSession] = {}
+        #: UDP segmentation offload (Linux); off after the first refusal
+        self.gso = (transport.settings.offload and hasattr(socket, "CMSG_SPACE")
+                    and sys.platform.startswith("linux"))
+        #: generic receive offload: the kernel hands over runs of a peer's datagrams at once
+        self.gro = False
+        if self.gso:
+            try:
+                sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+                self.gro = True
+            except OSError:
+                pass
         self._queue: list[tuple[bytes, tuple]] = []
         self._queued = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -499,6 +515,9 @@ class QuicSocket:
         if self._queue:
             self._enqueue(datagrams)
             return
+        if self.gso and len(datagrams) > 1:
+            self._send_segmented(datagrams)
+            return
         sendto = self.raw.sendto
         for i, (data, addr) in enumerate(datagrams):
             try:
@@ -508,6 +527,32 @@ class QuicSocket:
                 return
             except OSError as exc:  # unreachable network and the like: that datagram
                 log.debug("QUIC: sendto %s failed: %s", addr, exc)
+
+    def _send_segmented(self, datagrams: Sequence[tuple[bytes, tuple]]) -> None:
+        """Runs of same-size datagrams in one sendmsg each (UDP_SEGMENT): one system call
+        and one trip through the stack for up to 64 datagrams."""
+        sendmsg = self.raw.sendmsg
+        done = 0
+        for payloads, addr, segment in gso_batches(datagrams):
+            try:
+                if len(payloads) == 1:
+                    self.raw.sendto(payloads[0], addr)
+                else:
+                    sendmsg(payloads, [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", segment))],
+                            0, addr)
+            except BlockingIOError:
+                self._enqueue(datagrams[done:])
+                return
+            except OSError as exc:
+                if len(payloads) > 1 and exc.errno in (errno.EIO, errno.EINVAL,
+                                                       errno.ENOPROTOOPT, errno.EOPNOTSUPP):
+                    log.info("QUIC: UDP segmentation offload refused (%s); sending one "
+                             "datagram per call", exc)
+                    self.gso = False
+                    self.send(datagrams[done:])
+                    return
+                log.debug("QUIC: sendmsg to %s failed: %s", addr, exc)
+            done += len(payloads)
 
     def _enqueue(self, datagrams) -> None:
         room = MAX_SEND_QUEUE - len(self._queue)
@@ -526,14 +571,19 @@ class QuicSocket:
     # -- receiving --------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         recvfrom = self.raw.recvfrom
-        route = self.router.route
+        recvmsg = self.raw.recvmsg
+        gro_space = socket.CMSG_SPACE(4) if self.gro else 0
         while True:
             await trio.lowlevel.wait_readable(self.raw)
             now = trio.current_time()
             touched: dict[int, QuicSession] = {}
             for _ in range(RECV_BATCH):
                 try:
-                    data, addr = recvfrom(MAX_DATAGRAM)
+                    if gro_space:
+                        data, ancdata, _flags, addr = recvmsg(GRO_BUFFER, gro_space)
+                    else:
+                        data, addr = recvfrom(MAX_DATAGRAM)
+                        ancdata = ()
                 except BlockingIOError:
                     break
                 except OSError as exc:  # ICMP errors surface here (ECONNREFUSED): skip
@@ -541,26 +591,15 @@ class QuicSocket:
                         break
                     continue
                 addr = _sockaddr_key(addr)
-                try:
-                    routed = route(data, addr, now)
-                    if routed.replies:
-                        self.send([(r, addr) for r in routed.replies])
-                    conn = routed.conn
-                    if conn is None:
-                        continue
-                    if routed.new:
-                        session = self._accept(conn, addr)
-                        if session is None:
-                            continue
-                    else:
-                        session = self.by_conn.get(id(conn))
-                        if session is None:
-                            continue
-                    conn.receive_datagram(data, addr, now=now)
-                    touched[id(conn)] = session
-                except Exception:  # a bug must not take the socket down: drop that one
-                    log.warning("QUIC: datagram from %s dropped after an error", addr,
-                                exc_info=True)
+                segment = 0
+                for level, kind, value in ancdata:  # GRO: several datagrams in one buffer
+                    if level == SOL_UDP and kind == UDP_GRO and len(value) >= 2:
+                        segment = int.from_bytes(value[:4].ljust(4, b"\0"), sys.byteorder)
+                if segment and segment < len(data):
+                    for i in range(0, len(data), segment):
+                        self._datagram(data[i : i + segment], addr, now, touched)
+                else:
+                    self._datagram(data, addr, now, touched)
             for session in touched.values():
                 try:
                     session.input_done(now)
@@ -570,6 +609,26 @@ class QuicSocket:
                     session._end("internal error")
                     session._terminated = True
                     session.kick()
+
+    def _datagram(self, data: bytes, addr, now: float, touched: dict) -> None:
+        """One datagram to its connection (a new one for a new client's Initial)."""
+        try:
+            routed = self.router.route(data, addr, now)
+            if routed.replies:
+                self.send([(r, addr) for r in routed.replies])
+            conn = routed.conn
+            if conn is None:
+                return
+            if routed.new:
+                session = self._accept(conn, addr)
+            else:
+                session = self.by_conn.get(id(conn))
+            if session is None:
+                return
+            conn.receive_datagram(data, addr, now=now)
+            touched[id(conn)] = session
+        except Exception:  # a bug must not take the socket down: drop that one
+            log.warning("QUIC: datagram from %s dropped after an error", addr, exc_info=True)
 
     # -- connections -------------------------------------------------------------------------
     def _adopt(self, conn: Libp2pQuicConnection, addr, *, is_initiator: bool,

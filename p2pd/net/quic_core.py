@@ -124,6 +124,9 @@ class QuicSettings:
     #: is loopback (the kernel's loopback MTU is 64 KiB; aioquic has no path MTU
     #: discovery, so other paths keep ``max_datagram_size``); 0 turns it off
     loopback_datagram_size: int = 16384
+    #: UDP segmentation and receive offload (Linux UDP_SEGMENT / UDP_GRO) when the kernel
+    #: has them
+    offload: bool = True
     #: inbound streams a peer may have open at once
     max_streams: int = 256
     #: server handshakes in progress on one socket; Initials beyond are dropped
@@ -265,6 +268,37 @@ def check_peer_certificate(conn: Libp2pQuicConnection,
     if not chain:
         raise TlsCertError("the peer sent no certificate (libp2p needs mutual TLS)")
     return verify_chain(chain, expected_peer)
+
+
+# -- batching for UDP segmentation offload -------------------------------------------------------
+
+#: what one sendmsg with UDP_SEGMENT may carry (Linux: 64 segments, 64 KiB of payload)
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65000
+
+
+def gso_batches(datagrams, max_segments: int = GSO_MAX_SEGMENTS,
+                max_bytes: int = GSO_MAX_BYTES) -> list[tuple[list[bytes], tuple, int]]:
+    """Group consecutive datagrams for one ``sendmsg`` each with UDP_SEGMENT: the same
+    destination, the same size (the last of a group may be shorter), at most
+    ``max_segments`` and ``max_bytes``. ``[(payloads, addr, segment size)]``, in order."""
+    out: list[tuple[list[bytes], tuple, int]] = []
+    group: list[bytes] = []
+    group_addr, segment, total = None, 0, 0
+    for data, addr in datagrams:
+        size = len(data)
+        if (group and addr == group_addr and size <= segment
+                and len(group) < max_segments and total + size <= max_bytes
+                and len(group[-1]) == segment):
+            group.append(data)
+            total += size
+            continue
+        if group:
+            out.append((group, group_addr, segment))
+        group, group_addr, segment, total = [data], addr, size, size
+    if group:
+        out.append((group, group_addr, segment))
+    return out
 
 
 # -- the datagram router ------------------------------------------------------------------------

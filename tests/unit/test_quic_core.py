@@ -17,6 +17,7 @@ from p2pd.net.quic_core import (
     Libp2pQuicConnection,
     QuicSettings,
     check_peer_certificate,
+    gso_batches,
     make_configuration,
     quic_multiaddr,
     quic_target,
@@ -219,3 +220,18 @@ def test_larger_datagrams_only_up_to_what_the_peer_takes():
     quic_go_like.client.send_stream_data(sid, bytes(200_000))
     sizes = [len(d) for d, _ in quic_go_like.client.datagrams_to_send(now=quic_go_like.now)]
     assert max(sizes) <= 1452
+
+
+def test_segmentation_batches_keep_order_and_the_kernels_rules():
+    a, b = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    d = [(b"x" * 1200, a)] * 3 + [(b"y" * 500, a), (b"z" * 1200, a), (b"w" * 1200, b)]
+    batches = gso_batches(d)
+    # a run of equal sizes, closed by a shorter one; a longer one or another peer starts anew
+    assert [(len(p), addr, seg) for p, addr, seg in batches] == [
+        (4, a, 1200), (1, a, 1200), (1, b, 1200)]
+    assert b"".join(b"".join(p) for p, _, _ in batches) == b"".join(x for x, _ in d)
+    many = gso_batches([(bytes(1000), a)] * 200)
+    assert [len(p) for p, _, _ in many] == [64, 64, 64, 8]  # at most 64 segments
+    big = gso_batches([(bytes(16384), a)] * 5)
+    assert [len(p) for p, _, _ in big] == [3, 2]  # at most ~64 KiB a call
+    assert gso_batches([]) == []
