@@ -1,5 +1,6 @@
 """Third-party relays and relay clients across the lab's NATs: a js-libp2p relay and a go
-daemon relay each hold our home node's reservation and carry a file to a public peer; our
+daemon relay each hold our home node's reservation and let a public peer reach it (DCUtR
+then turns that connection direct: its address is the home router's) and fetch a file; our
 relay holds a js home node's reservation and carries pings to it; a fetch through a relay
 that dies mid-transfer goes on through the home's other reservation.
 
@@ -30,6 +31,18 @@ def _js(*args, **kw) -> LabJsNat:
         raise
 
 
+def _wait_direct(d: LabDaemon, peer: str, want_ip: str, timeout: float = 30) -> None:
+    """``d`` has a connection to ``peer`` at ``want_ip`` (not a circuit): DCUtR went direct."""
+    deadline = time.monotonic() + timeout
+    while True:
+        peers = json.loads(d.cli("peers", "--json"))["Peers"]
+        addrs = [x for p in peers if p["ID"] == peer for x in p["Addrs"]]
+        if any(x.startswith(f"/ip4/{want_ip}/") for x in addrs):
+            return
+        assert time.monotonic() < deadline, (addrs, _status(d))
+        time.sleep(0.5)
+
+
 def test_our_home_node_reserves_at_a_js_relay_and_a_public_peer_fetches_through_it(netlab):
     servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat", "-relayService=false")
                for i in range(3)]
@@ -42,6 +55,7 @@ def test_our_home_node_reserves_at_a_js_relay_and_a_public_peer_fetches_through_
     circuit, _ = _reservation(ours, [js_relay])
     outsider = LabDaemon(netlab, netlab.add_host("out"))
     outsider.cli("connect", f"{circuit}/p2p/{ours.peer_id}")
+    _wait_direct(outsider, ours.peer_id, home.public_addr)  # DCUtR: no longer via the relay
     src = netlab.logdir / "via-js.bin"
     src.write_bytes(os.urandom(200_000))
     cid = ours.cli("add", "-q", "--cid-version", "1", str(src)).strip()
@@ -91,6 +105,7 @@ def test_our_home_node_reserves_at_a_go_relay_and_a_public_peer_fetches_through_
     circuit, _ = _reservation(ours, [go_relay])
     outsider = LabDaemon(netlab, netlab.add_host("out"))
     outsider.cli("connect", f"{circuit}/p2p/{ours.peer_id}")
+    _wait_direct(outsider, ours.peer_id, home.public_addr)  # DCUtR: no longer via the relay
     src = netlab.logdir / "via-go.bin"
     src.write_bytes(os.urandom(200_000))
     cid = ours.cli("add", "-q", "--cid-version", "1", str(src)).strip()
