@@ -323,6 +323,14 @@ class QuicSession:
         """After a batch of datagrams: handle the events, send, wake writers."""
         self._last_activity = now
         self._process_events()
+        if not self._dead and self.quic._close_event is not None:
+            # the peer closed (or aioquic gave up on a protocol error): end it for the
+            # swarm now; aioquic keeps draining in the background for 3 PTO
+            event = self.quic._close_event
+            reason = event.reason_phrase or f"error 0x{event.error_code:x}"
+            if self.handshake_error is None and not self.handshake_done.is_set():
+                self.handshake_error = f"the peer closed the handshake: {reason}"
+            self._end(f"connection closed: {reason}")
         if self._datagram_size and self.quic._handshake_confirmed:
             self.quic.use_datagram_size(self._datagram_size)
             self._datagram_size = 0

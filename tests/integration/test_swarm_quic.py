@@ -12,6 +12,7 @@ import socket
 import nacl.signing
 import pytest
 import trio
+from aioquic.tls import Epoch
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -213,4 +214,120 @@ async def test_a_handshake_that_never_finishes_is_bounded():
                 await trio.sleep(0.05)
         assert not a.conns
         raw.close()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_close_reaches_the_peer_at_once():
+    async with trio.open_nursery() as nursery:
+        a, _, a_addr = await start(nursery)
+        b, _, _ = await start(nursery)
+        gone = trio.Event()
+
+        class Watch:
+            def peer_disconnected(self, peer: bytes) -> None:
+                gone.set()
+
+        a.listeners.append(Watch())
+        with trio.fail_after(10):
+            await b.dial(a.me, [a_addr])
+            while b.me not in a.conns:
+                await trio.sleep(0.01)
+            start_time = trio.current_time()
+            await b.disconnect(a.me)
+            await gone.wait()
+        # CONNECTION_CLOSE, not the idle timeout or aioquic's 3-PTO drain
+        assert trio.current_time() - start_time < 0.5
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_connection_times_out_and_keepalive_keeps_one_up():
+    async def pair(settings: QuicSettings):
+        a = Swarm(identity(), SwarmOptions())
+        QuicTransport(a, settings)
+        b = Swarm(identity(), SwarmOptions())
+        QuicTransport(b, settings)
+        [a_addr] = await nursery.start(a.run, [quic_multiaddr("127.0.0.1", 0)])
+        await nursery.start(b.run, [quic_multiaddr("127.0.0.1", 0)])
+        return a, b, await b.dial(a.me, [a_addr])
+
+    async with trio.open_nursery() as nursery:
+        _, idle_b, idle = await pair(QuicSettings(idle_timeout=1.0, keepalive=1000.0))
+        _, kept_b, kept = await pair(QuicSettings(idle_timeout=1.0, keepalive=0.3))
+        with trio.fail_after(10):
+            await idle.gone.wait()
+        assert not kept.closed and kept.session.is_established  # pinged all along
+        assert len(await kept_b.ping(kept.peer, 1)) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_key_updates_during_a_transfer_keep_the_bytes_intact():
+    async with trio.open_nursery() as nursery:
+        a, _, a_addr = await start(nursery)
+        b, _, _ = await start(nursery)
+        with trio.fail_after(60):
+            conn = await b.dial(a.me, [a_addr])
+            phases = []
+
+            async def rekey() -> None:
+                for _ in range(3):
+                    await trio.sleep(0.05)
+                    conn.session.quic.request_key_update()
+                    conn.session.kick()
+                    phases.append(conn.session.quic._cryptos[Epoch.ONE_RTT].send.key_phase)
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(rekey)
+                await echo_through(b, a, 8 << 20)
+            assert len(set(phases)) == 2  # the key phase flipped back and forth
+            await echo_through(b, a, 64 * 1024)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_opening_more_streams_than_allowed_is_cut_off():
+    async with trio.open_nursery() as nursery:
+        a = Swarm(identity(), SwarmOptions())
+        QuicTransport(a, QuicSettings(max_streams=16))
+        a.set_stream_handler(ECHO, echo)
+        [a_addr] = await nursery.start(a.run, [quic_multiaddr("127.0.0.1", 0)])
+        b, _, _ = await start(nursery)
+        c, _, _ = await start(nursery)
+        with trio.fail_after(20):
+            conn = await b.dial(a.me, [a_addr])
+            conn.session.quic._remote_max_streams_bidi = 10_000  # ignore a's limit
+            for _ in range(40):
+                stream = await conn.session.open_stream()
+                conn.session.quic.send_stream_data(stream.stream_id, b"x")
+            conn.session.kick()
+            await conn.gone.wait()
+            # STREAM_LIMIT_ERROR from a, with aioquic's reason
+            assert "too many streams" in conn.session.close_reason.lower()
+            await c.dial(a.me, [a_addr])
+            await echo_through(c, a, 64 * 1024)  # a serves everyone else
+        nursery.cancel_scope.cancel()
+
+
+def _have_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _have_ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_ipv4_and_ipv6_listen_on_the_same_udp_port_and_both_are_dialed():
+    async with trio.open_nursery() as nursery:
+        a = Swarm(identity(), SwarmOptions())
+        QuicTransport(a)
+        a.set_stream_handler(ECHO, echo)
+        v4, v6 = await nursery.start(a.run, [quic_multiaddr("127.0.0.1", 0),
+                                             quic_multiaddr("::1", 0)])
+        assert quic_target(v4)[1] == quic_target(v6)[1]
+        assert quic_target(v6)[2] == socket.AF_INET6
+        b, _, _ = await start(nursery)  # IPv4 only: dials ::1 from a socket of its own
+        with trio.fail_after(20):
+            conn = await b.dial(a.me, [v6])
+            assert quic_target(conn.remote_addr)[0] == "::1"
+            await echo_through(b, a, 256 * 1024)
         nursery.cancel_scope.cancel()
