@@ -19,6 +19,7 @@ import html
 import mimetypes
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote, unquote
 
 import trio
@@ -26,9 +27,16 @@ import trio
 from ..blocks import dagpb, unixfs
 from ..blocks.cid import CID
 from ..blocks.multicodec import Codec
-from ..errors import BlockNotFound, CorruptBlock, InvalidCID, InvalidDagPB, InvalidUnixFS
+from ..errors import (
+    BlockNotFound,
+    CorruptBlock,
+    InvalidCID,
+    InvalidDagPB,
+    InvalidUnixFS,
+    P2PDError,
+)
 from .ranges import RangeNotSatisfiable, content_range, parse_range
-from .server import Response, text_response
+from .server import BodyAborted, Response, text_response
 from .wire import Request
 
 MAX_PATH = 4096
@@ -144,6 +152,8 @@ class Gateway:
             try:
                 async for chunk in body:
                     yield chunk
+            except P2PDError as exc:  # a block missing, corrupt or malformed mid-body
+                raise BodyAborted(str(exc)) from None
             finally:
                 await body.aclose()
 
@@ -176,11 +186,13 @@ class Gateway:
                                   ("Content-Disposition", f'attachment; filename="{cid}.bin"')],
                             block)
         if fmt == "car":
+            miss = trio.Event()
             return Response(200, [*base, ("Content-Type", f"{CAR_TYPE}; version=1"),
                                   ("Etag", f'"{cid}.car"'), ("X-Content-Type-Options", "nosniff"),
                                   ("Content-Disposition",
                                    f'attachment; filename="{gp.root}.car"')],
-                            self._car(gp.root, walked, cid, block))
+                            self._car(gp.root, walked, cid, block, miss),
+                            background=partial(self._prefetch, cid, miss))
         if cid.codec == Codec.RAW:
             return await self._file(request, gp, cid, block, len(block), base)
         if cid.codec != Codec.DAG_PB:
@@ -217,7 +229,8 @@ class Gateway:
         status = 206 if span is not None else 200
         if status == 206:
             headers.append(("Content-Range", content_range(first, last, size)))
-        body = self._range(cid, block, first, last + 1)
+        miss = trio.Event() if span is None else None  # a whole file: prefetch on a miss
+        body = self._range(cid, block, first, last + 1, miss)
         head_chunk = b""
         if size:
             try:  # the first bytes: a missing block is a 504 before the head, and a sniff
@@ -229,13 +242,22 @@ class Gateway:
                 raise
         name = gp.segments[-1] if gp.segments else ""
         headers.append(("Content-Type", content_type(name, head_chunk if first == 0 else b"")))
-        return Response(status, headers, _prepend(head_chunk, body), length=last + 1 - first)
+        return Response(status, headers, _prepend(head_chunk, body), length=last + 1 - first,
+                        background=None if miss is None else partial(self._prefetch, cid, miss))
 
-    def _range(self, cid: CID, block: bytes, start: int, stop: int) -> AsyncIterator[bytes]:
-        return self._walk(cid, block, None, 0, start, stop, 0)
+    async def _prefetch(self, cid: CID, miss: trio.Event) -> None:
+        """Runs beside the body (the server cancels it when the body ends): once a block
+        is missing, Bitswap fetches the whole DAG with its sessions, many blocks at once,
+        instead of the walk asking for one block after another."""
+        await miss.wait()
+        await self.source.prefetch(cid, self.block_timeout)
+
+    def _range(self, cid: CID, block: bytes, start: int, stop: int,
+               miss: trio.Event | None = None) -> AsyncIterator[bytes]:
+        return self._walk(cid, block, None, 0, start, stop, 0, miss)
 
     async def _walk(self, cid: CID, block: bytes, expected: int | None, base: int, start: int,
-                    stop: int, depth: int) -> AsyncIterator[bytes]:
+                    stop: int, depth: int, miss: trio.Event | None) -> AsyncIterator[bytes]:
         """Bytes ``[start, stop)`` of the file ``cid`` whose content begins at ``base``;
         only the blocks that hold them are fetched, each checked against its parent."""
         if depth > MAX_DEPTH:
@@ -267,13 +289,15 @@ class Gateway:
             if pos >= stop:
                 break
             if pos + size > start:
-                child = await self._block_in_body(link.cid)
+                child = await self._block_in_body(link.cid, miss)
                 async for piece in self._walk(link.cid, child, size, pos, start, stop,
-                                              depth + 1):
+                                              depth + 1, miss):
                     yield piece
             pos += size
 
-    async def _block_in_body(self, cid: CID) -> bytes:
+    async def _block_in_body(self, cid: CID, miss: trio.Event | None = None) -> bytes:
+        if miss is not None and not miss.is_set() and not self.source.has_block(cid):
+            miss.set()  # the first block we lack: fetch the rest of the DAG in parallel
         try:
             return await self.block(cid)
         except GatewayError as exc:  # the head is out: the body is cut short
@@ -300,7 +324,7 @@ class Gateway:
 
     # -- CAR -----------------------------------------------------------------------------
     async def _car(self, root: CID, walked: list[tuple[CID, bytes]], cid: CID,
-                   block: bytes) -> AsyncIterator[bytes]:
+                   block: bytes, miss: trio.Event) -> AsyncIterator[bytes]:
         """CARv1: the header (roots: the path's root), the blocks walked to the end of the
         path, then every block of the DAG under it, depth first."""
         yield car_header(root)
@@ -318,7 +342,8 @@ class Gateway:
                 continue
             for link in reversed(dagpb.decode_node(b).links):
                 if link.cid.multihash not in seen:
-                    stack.append((link.cid, await self._block_in_body(link.cid), depth + 1))
+                    stack.append((link.cid, await self._block_in_body(link.cid, miss),
+                                  depth + 1))
 
 
 def car_header(root: CID) -> bytes:

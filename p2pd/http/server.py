@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 READ_SIZE = 16 * 1024
 
 
+class BodyAborted(Exception):
+    """A body that cannot go on after its head was sent (a block that did not arrive or did
+    not verify): the connection is closed so the client sees the response cut short."""
+
+
 @dataclass(slots=True)
 class Response:
     status: int
@@ -30,6 +35,8 @@ class Response:
     #: the whole body, or chunks (each written under the send timeout)
     body: bytes | AsyncIterator[bytes] = b""
     length: int | None = None  # Content-Length for a chunked body (None: chunked encoding)
+    #: runs beside the body and is cancelled when it ends (a prefetch, say)
+    background: Callable[[], Awaitable[None]] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -82,6 +89,8 @@ class HTTPServer:
             log.debug("%s client went away: %r", self.name, exc)
         except trio.TooSlowError:
             log.debug("%s client too slow; closed", self.name)
+        except BodyAborted as exc:
+            log.info("%s response cut short: %s", self.name, exc)
         except Exception:  # one request's bug never stops the listener
             log.exception("%s request failed", self.name)
         finally:
@@ -111,8 +120,18 @@ class HTTPServer:
             if scope.cancelled_caught:
                 response = _error(504, "the answer took too long")
             keep = clean and request.header("connection").lower() != "close"
-            await self._send(stream, conn, response, head=request.method == "HEAD",
-                             close=not keep)
+            try:
+                async with trio.open_nursery() as nursery:
+                    if response.background is not None and request.method != "HEAD":
+                        nursery.start_soon(_quietly, response.background, self.name)
+                    await self._send(stream, conn, response, head=request.method == "HEAD",
+                                     close=not keep)
+                    nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:  # the send's own error, as if unwrapped
+                leaves = _leaves(group)
+                if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                    raise leaves[0] from None
+                raise
             if not keep or not conn.next_cycle():
                 return
 
@@ -160,6 +179,20 @@ class HTTPServer:
         if data:
             with trio.fail_after(self.send_timeout):
                 await stream.send_all(data)
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+async def _quietly(task: Callable[[], Awaitable[None]], name: str) -> None:
+    try:
+        await task()
+    except Exception as exc:  # a helper's failure never ends the response
+        log.debug("%s background task failed: %r", name, exc)
 
 
 async def _aclose(body) -> None:

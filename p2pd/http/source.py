@@ -157,11 +157,12 @@ class NodeSource:
             return repo.store.get(cid)
         except BlockNotFound:
             pass
-        with trio.fail_after(timeout):
-            data = await repo.block_get(cid, timeout=timeout)
-        if not cid.verify(data):  # the store verified it; this is the last word
-            raise BlockNotFound(f"block {cid} failed verification")
-        return data
+        with trio.fail_after(timeout):  # Bitswap stores only blocks that verified
+            return await repo.block_get(cid, timeout=timeout)
+
+    async def prefetch(self, cid: CID, timeout: float) -> None:
+        """Fetch the whole DAG under ``cid`` through Bitswap (what is stored stays)."""
+        await self._node.repo.fetch(cid, timeout=timeout)
 
     @asynccontextmanager
     async def holding(self, cid: CID) -> AsyncIterator[None]:

@@ -40,12 +40,14 @@ listen = "127.0.0.1:0"
 
 
 class HTTPDaemon:
-    def __init__(self, *extra: str, home: bool = False, block_timeout: str = "2s") -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="p2pd-h-", dir="/tmp"))
+    def __init__(self, *extra: str, home: bool = False, block_timeout: str = "2s",
+                 directory: Path | None = None) -> None:
+        """``directory``: start again on the home a stopped daemon left there."""
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="p2pd-h-", dir="/tmp"))
         env = dict(os.environ)
         env["P2PD_HOME"] = str(self.dir / "home")
         if home:
-            (self.dir / "home").mkdir()
+            (self.dir / "home").mkdir(exist_ok=True)
             (self.dir / "home" / "config.toml").write_text(
                 HOME_CONFIG.format(block_timeout=block_timeout))
             self.control = f"/unix{self.dir / 'home' / 'p2pd.sock'}"
@@ -87,7 +89,11 @@ class HTTPDaemon:
     def add(self, path: Path) -> str:
         return self.cli("add", "-Q", str(path)).stdout.decode().strip()
 
-    def stop(self) -> None:
+    def add_bytes(self, path: Path, data: bytes) -> str:
+        path.write_bytes(data)
+        return self.add(path)
+
+    def stop(self, remove: bool = True) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -95,7 +101,8 @@ class HTTPDaemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> HTTPDaemon:
         return self

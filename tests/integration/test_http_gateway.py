@@ -279,3 +279,62 @@ def test_scraping_under_load_is_cached_and_keeps_the_node_answering(served):
     t0 = time.monotonic()
     assert get(f"{daemon.http}api/status")[0] == 200
     assert time.monotonic() - t0 < 2 and scrapes < 30
+
+
+def test_blocks_that_fail_verification_are_never_served(tmp_path):
+    from p2pd.blocks import dagpb
+    from p2pd.store import Datastore
+
+    data = os.urandom(5 * 262144)  # five leaves under one root
+    (tmp_path / "f.bin").write_bytes(data)
+    first = HTTPDaemon(home=True, block_timeout="1s")
+    try:
+        cid = CID.decode(first.add(tmp_path / "f.bin"))
+        small = CID.decode(first.add_bytes(tmp_path / "s.txt", b"small and whole\n"))
+    finally:
+        first.stop(remove=False)
+    with Datastore.open(first.dir / "home" / "datastore") as ds:
+        root = ds.blocks.get(cid.multihash)
+        third = dagpb.decode_node(root).links[2].cid
+        ds.blocks.put(third.multihash, b"X" * 262144)  # the third leaf, rotten on disk
+        ds.blocks.put(small.multihash, b"rotten")
+    with HTTPDaemon(home=True, block_timeout="1s", directory=first.dir) as daemon:
+        status, _, body = get(f"{daemon.http}ipfs/{small}")
+        assert status == 502 and b"does not match its CID" in body and b"rotten" not in body
+        host, port = daemon.http.split("//")[1].rstrip("/").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", f"/ipfs/{cid}")
+        response = conn.getresponse()
+        assert response.status == 200  # the head went out with the first leaf
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            response.read()
+        partial = cut.value.partial
+        assert partial == data[:len(partial)] and len(partial) <= 2 * 262144
+        assert b"X" * 1024 not in partial
+        conn.close()
+        # the CAR of it is cut short too, before the bad block
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", f"/ipfs/{cid}?format=car")
+        response = conn.getresponse()
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            response.read()
+        assert b"X" * 1024 not in cut.value.partial
+        conn.close()
+        assert get(f"{daemon.http}api/status")[0] == 200
+    err = daemon.proc.stderr.read()
+    assert "response cut short" not in err  # said at info level only
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 2 and all("quarantined, not served" in line for line in errors), err
+
+
+def test_a_file_another_peer_has_is_fetched_over_bitswap_and_served(tmp_path):
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    (tmp_path / "remote.bin").write_bytes(data)
+    with HTTPDaemon() as a, HTTPDaemon() as b:
+        cid = a.add(tmp_path / "remote.bin")
+        b.cli("connect", f"{a.addr}/p2p/{a.peer_id}")
+        status, _, body = get(f"{b.http}ipfs/{cid}", {"Range": "bytes=1000000-1000099"})
+        assert status == 206 and body == data[1000000:1000100]
+        status, _, body = get(f"{b.http}ipfs/{cid}")
+        assert status == 200 and body == data
