@@ -21,7 +21,8 @@ import { CID } from 'multiformats/cid'
 import { createInterface } from 'node:readline'
 
 const node = await createLibp2p({
-  addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+  // LISTEN: the network lab runs it on 0.0.0.0:4001 inside a namespace
+  addresses: { listen: [process.env.LISTEN ?? '/ip4/127.0.0.1/tcp/0'] },
   transports: [tcp()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
