@@ -633,6 +633,11 @@ class QuicSocket:
                 session = self.by_conn.get(id(conn))
             if session is None:
                 return
+            if routed.reset:
+                session._end("stateless reset from the peer (it lost the connection)")
+                session._terminated = True
+                session.kick()
+                return
             conn.receive_datagram(data, addr, now=now)
             touched[id(conn)] = session
         except Exception:  # a bug must not take the socket down: drop that one

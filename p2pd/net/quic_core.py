@@ -17,12 +17,15 @@ the UDP sockets and the timers and calls into this module with bytes and the tim
   an unknown id starts a server connection (when the socket listens), within a bound on
   handshakes in progress; beyond ``retry_above`` of them new clients must prove their
   address with a Retry token first (RFC 9000 8.1); an unsupported version gets a Version
-  Negotiation; anything else (garbage, truncated headers, short packets for ids we do not
-  know) is dropped without an answer.
+  Negotiation; a short-header packet for a connection id we do not know is answered with a
+  stateless reset (its token a keyed hash of the id, at most 100 a second, always shorter
+  than what came); anything else (garbage, truncated headers) is dropped without an answer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import socket
@@ -135,13 +138,48 @@ class QuicSettings:
     retry_above: int = 64
 
 
+MIN_STATELESS_RESET = 21  # 1 + 4 unpredictable bytes + 16 of token
+MAX_RESETS_PER_SECOND = 100
+#: a stateless reset we send is this long at most (RFC 9000 recommends looking like a packet)
+MAX_STATELESS_RESET = 43
+
+
+class ResetTokens:
+    """Stateless reset tokens as a keyed hash of the connection id (RFC 9000 10.3.2): the
+    socket that forgot a connection can still answer its packets with the token its peer
+    was given. The key lives as long as the process."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or os.urandom(32)
+
+    def token(self, cid: bytes) -> bytes:
+        return hmac.new(self._key, cid, hashlib.sha256).digest()[:16]
+
+    def reset_for(self, dcid: bytes, received: int) -> bytes | None:
+        """A stateless reset for a packet of ``received`` bytes to ``dcid``: shorter than
+        it (no loops between two endpoints that both forgot), else None."""
+        size = min(received - 1, MAX_STATELESS_RESET)
+        if size < MIN_STATELESS_RESET:
+            return None
+        head = bytearray(os.urandom(size - 16))
+        head[0] = 0x40 | (head[0] & 0x3F)  # short header, fixed bit set
+        return bytes(head) + self.token(dcid)
+
+
 class Libp2pQuicConnection(QuicConnection):
     """aioquic's QuicConnection, mutual TLS and read-driven receive credit (see the
     module docstring). ``consumed(stream_id, n)`` says the application read ``n`` bytes."""
 
-    def __init__(self, *, settings: QuicSettings, **kwargs) -> None:
+    def __init__(self, *, settings: QuicSettings, reset_tokens: ResetTokens | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        #: stateless reset tokens derived from our connection ids (so the socket can
+        #: answer packets for connections it forgot); aioquic draws random ones
+        self.reset_tokens = reset_tokens
+        if reset_tokens is not None and self._host_cids[0].stateless_reset_token is not None:
+            first = self._host_cids[0]
+            first.stateless_reset_token = reset_tokens.token(first.cid)
         self._read_offsets: dict[int, int] = {}
         self._read_total = 0
         self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = (
@@ -176,6 +214,13 @@ class Libp2pQuicConnection(QuicConnection):
             self.tls._supported_groups = [Group.X25519, Group.SECP256R1]
         else:
             self.tls._request_client_certificate = True
+
+    def _replenish_connection_ids(self) -> None:
+        before = len(self._host_cids)
+        super()._replenish_connection_ids()
+        if self.reset_tokens is not None:
+            for issued in self._host_cids[before:]:
+                issued.stateless_reset_token = self.reset_tokens.token(issued.cid)
 
     def consumed(self, stream_id: int, n: int) -> None:
         self._read_offsets[stream_id] = self._read_offsets.get(stream_id, 0) + n
@@ -311,8 +356,10 @@ class Routed:
     conn: Libp2pQuicConnection | None = None
     #: a server connection made for this datagram (the edge starts driving it)
     new: bool = False
-    #: datagrams to send back at once (Version Negotiation, Retry)
+    #: datagrams to send back at once (Version Negotiation, Retry, a stateless reset)
     replies: list[bytes] = field(default_factory=list)
+    #: the datagram is the peer's stateless reset of ``conn``: the connection is gone
+    reset: bool = False
 
 
 class DatagramRouter:
@@ -326,7 +373,15 @@ class DatagramRouter:
         #: server connections whose handshake has not finished
         self.pending: set[Libp2pQuicConnection] = set()
         self._retry = retry_secret_handler or QuicRetryTokenHandler()
+        self.reset_tokens = ResetTokens()
         self.dropped = 0
+        #: stateless resets sent, and the budget left in the current second
+        self.resets_sent = 0
+        self._reset_budget = (0.0, MAX_RESETS_PER_SECOND)
+        #: the peers' reset tokens -> connection, rebuilt when stale (a new connection, or
+        #: a second old: tokens also come in NEW_CONNECTION_ID frames)
+        self._peer_tokens: dict[bytes, Libp2pQuicConnection] = {}
+        self._tokens_at: float | None = None
 
     # -- the table ------------------------------------------------------------------------
     def add_cid(self, cid: bytes, conn: Libp2pQuicConnection) -> None:
@@ -342,11 +397,36 @@ class DatagramRouter:
 
     def established(self, conn: Libp2pQuicConnection) -> None:
         self.pending.discard(conn)
+        self._tokens_at = None  # its peer's token is known now
+
+    def _reset_of(self, data: bytes, now: float) -> Libp2pQuicConnection | None:
+        """The connection whose peer sent ``data`` as a stateless reset, if any."""
+        if len(data) < MIN_STATELESS_RESET:
+            return None
+        if self._tokens_at is None or now - self._tokens_at >= 1.0:
+            self._peer_tokens = {}
+            for conn in set(self.conns.values()):
+                for cid in (conn._peer_cid, *conn._peer_cid_available):
+                    if cid.stateless_reset_token:
+                        self._peer_tokens[cid.stateless_reset_token] = conn
+            self._tokens_at = now
+        return self._peer_tokens.get(data[-16:])
 
     def client(self, settings: QuicSettings, config: QuicConfiguration) -> Libp2pQuicConnection:
-        conn = Libp2pQuicConnection(configuration=config, settings=settings)
+        conn = Libp2pQuicConnection(configuration=config, settings=settings,
+                                    reset_tokens=self.reset_tokens)
         self.conns[conn.host_cid] = conn
         return conn
+
+    def _spend_reset(self, now: float) -> bool:
+        second, left = self._reset_budget
+        if now - second >= 1.0:
+            second, left = now, MAX_RESETS_PER_SECOND
+        if left <= 0:
+            self._reset_budget = (second, left)
+            return False
+        self._reset_budget = (second, left - 1)
+        return True
 
     # -- one datagram -----------------------------------------------------------------------
     def route(self, data: bytes, addr, now: float) -> Routed:
@@ -359,8 +439,23 @@ class DatagramRouter:
         if conn is not None:
             return Routed(conn)
         config = self.server_config
-        if config is None or header.packet_type == QuicPacketType.ONE_RTT:
-            self.dropped += 1  # a short packet for nobody, or a client socket
+        if header.packet_type == QuicPacketType.ONE_RTT:
+            # a peer that lost our connection says so with a stateless reset (its
+            # connection id is random: it matches no connection, RFC 9000 10.3.1)
+            reset_of = self._reset_of(data, now)
+            if reset_of is not None:
+                self.forget(reset_of)
+                return Routed(reset_of, reset=True)
+            # a packet for a connection we do not have (forgotten, or never ours): a
+            # stateless reset tells a peer that lost us; at most so many a second
+            self.dropped += 1
+            reset = self.reset_tokens.reset_for(header.destination_cid, len(data))
+            if reset is not None and self._spend_reset(now):
+                self.resets_sent += 1
+                return Routed(replies=[reset])
+            return Routed()
+        if config is None:
+            self.dropped += 1  # a long-header packet for nobody, to a client socket
             return Routed()
         if (header.version is not None
                 and header.packet_type != QuicPacketType.VERSION_NEGOTIATION
@@ -397,7 +492,7 @@ class DatagramRouter:
                 return Routed()
             retry_scid = header.destination_cid
         conn = Libp2pQuicConnection(
-            configuration=config, settings=self.settings,
+            configuration=config, settings=self.settings, reset_tokens=self.reset_tokens,
             original_destination_connection_id=original_dcid,
             retry_source_connection_id=retry_scid)
         self.conns[header.destination_cid] = conn

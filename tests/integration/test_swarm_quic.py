@@ -26,7 +26,16 @@ from p2pd.net.quic_core import (
     quic_multiaddr,
     quic_target,
 )
-from p2pd.net.swarm import TLS, DialError, Identity, Swarm, SwarmOptions, tcp_multiaddr
+from p2pd.net.swarm import (
+    TLS,
+    DialError,
+    Identity,
+    StreamError,
+    StreamReset,
+    Swarm,
+    SwarmOptions,
+    tcp_multiaddr,
+)
 from p2pd.peerkeys import peer_id_from_public_key
 
 ECHO = "/echo/1.0.0"
@@ -330,4 +339,28 @@ async def test_ipv4_and_ipv6_listen_on_the_same_udp_port_and_both_are_dialed():
             conn = await b.dial(a.me, [v6])
             assert quic_target(conn.remote_addr)[0] == "::1"
             await echo_through(b, a, 256 * 1024)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_lost_the_connection_answers_with_a_stateless_reset():
+    async with trio.open_nursery() as nursery:
+        a, a_quic, a_addr = await start(nursery)
+        b, _, _ = await start(nursery)
+        with trio.fail_after(10):
+            conn = await b.dial(a.me, [a_addr])
+            while b.me not in a.conns:
+                await trio.sleep(0.01)
+            # a loses every trace of the connection, saying nothing (a crash, a restart
+            # of the QUIC state): b would wait for its 30 s idle timeout without the reset
+            [sock] = a_quic.sockets
+            [lost] = list(sock.sessions)
+            sock.router.forget(lost.quic)
+            sock.by_conn.pop(id(lost.quic), None)
+            lost._end("forgotten")
+            start_time = trio.current_time()
+            with pytest.raises((StreamError, StreamReset)):
+                await conn.open_stream(["/ipfs/ping/1.0.0"], 5)
+            await conn.gone.wait()
+        assert "stateless reset" in conn.session.close_reason
+        assert trio.current_time() - start_time < 2 and sock.router.resets_sent >= 1
         nursery.cancel_scope.cancel()

@@ -16,6 +16,7 @@ from p2pd.net.quic_core import (
     DatagramRouter,
     Libp2pQuicConnection,
     QuicSettings,
+    ResetTokens,
     check_peer_certificate,
     gso_batches,
     make_configuration,
@@ -117,10 +118,46 @@ def test_a_dialed_peer_id_that_does_not_match_is_refused():
 def test_router_drops_garbage_short_packets_and_unknown_ids_without_an_answer():
     settings = QuicSettings()
     router = DatagramRouter(make_configuration(identity(), settings, is_client=False), settings)
-    for junk in (b"", b"\x00", b"\xff" * 3, b"\x40" + bytes(30), bytes(2000), b"\xc0" * 1300):
+    for junk in (b"", b"\x00", b"\xff" * 3, b"\x40" + bytes(10), b"\xc0" * 1300):
         routed = router.route(junk, CLIENT_ADDR, 1.0)
         assert routed.conn is None and not routed.replies
-    assert router.dropped >= 5 and not router.conns
+    assert router.dropped >= 3 and not router.conns
+
+
+def test_a_short_packet_for_a_forgotten_connection_gets_a_smaller_stateless_reset():
+    settings = QuicSettings()
+    router = DatagramRouter(make_configuration(identity(), settings, is_client=False), settings)
+    dcid = b"\x33" * 8
+    for size in (100, 30):
+        [reset] = router.route(b"\x40" + dcid + bytes(size - 9), CLIENT_ADDR, 1.0).replies
+        assert len(reset) < size and len(reset) >= 21 and reset[0] & 0xC0 == 0x40
+        assert reset[-16:] == router.reset_tokens.token(dcid)
+    assert router.route(b"\x40" + dcid + bytes(12), CLIENT_ADDR, 1.0).replies == []  # 21
+    for _ in range(200):  # at most 100 a second
+        router.route(b"\x40" + dcid + bytes(50), CLIENT_ADDR, 2.0)
+    assert router.resets_sent == 2 + 100
+
+
+def test_the_peer_recognizes_our_reset_by_the_token_it_was_given():
+    pair = Pair()
+    pair.pump()
+    server_cid = pair.server.host_cid
+    token = pair.router.reset_tokens.token(server_cid)
+    assert pair.client._peer_cid.stateless_reset_token == token  # from transport parameters
+    # the client's socket: its router knows the client connection
+    client_router = DatagramRouter(None, pair.settings)
+    client_router.add_cid(pair.client.host_cid, pair.client)
+    other = ResetTokens().reset_for(server_cid, 60)  # another process's key
+    assert not client_router.route(other, SERVER_ADDR, 5.0).reset
+    reset = pair.router.reset_tokens.reset_for(server_cid, 60)
+    assert not client_router.route(reset[:-1] + bytes([reset[-1] ^ 1]), SERVER_ADDR, 5.0).reset
+    routed = client_router.route(reset, SERVER_ADDR, 5.0)
+    assert routed.reset and routed.conn is pair.client and not routed.replies
+    assert pair.client not in client_router.conns.values()  # forgotten
+    # the connection ids issued later carry derived tokens too
+    issued = [c for c in pair.server._host_cids if c.sequence_number > 0]
+    assert issued and all(c.stateless_reset_token == pair.router.reset_tokens.token(c.cid)
+                          for c in issued)
 
 
 def test_router_answers_an_unknown_version_with_version_negotiation_only_when_padded():
