@@ -47,6 +47,7 @@ import trio
 from ..framing import FrameDecoder
 from ..varint import decode_uvarint, encode_uvarint
 from . import identify as idproto
+from . import multistream as ms
 from .addrs import AddressManager
 from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
 from .multistream import MultistreamError
@@ -171,6 +172,31 @@ def dial_target(addr: bytes) -> tuple[str, int, int, bool] | None:
         family = {P_DNS4: socket.AF_INET, P_DNS6: socket.AF_INET6}.get(code, socket.AF_UNSPEC)
         return value.decode(errors="replace"), port, family, ws
     return None
+
+
+#: how long a hole punch's server side waits for the other side's first proposal
+ROLE_WAIT = 1.0
+_MS_HEADER = ms.encode(ms.HEADER)
+
+
+async def _peer_is_listening(raw: ByteStream) -> bool:
+    """A hole punch dialed as the handshake's server (DCUtR's A side): True when the other
+    end turns out to be a listener rather than the other half of a simultaneous open, so we
+    must be the client after all. A dialer sends the multistream header and its first
+    proposal together; a listener sends the header alone and waits. (With a full-cone router
+    on the other side, our SYN can reach its listening socket before its own SYN leaves: two
+    servers would wait on each other.) What was read is put back for the handshake."""
+    got = b""
+    with trio.move_on_after(ROLE_WAIT):
+        while len(got) <= len(_MS_HEADER):
+            data = await raw.read()
+            if not data:
+                break
+            got += data
+            if not _MS_HEADER.startswith(got[: len(_MS_HEADER)]):
+                break  # not multistream: the handshake will say what is wrong
+    raw.push_back(got)
+    return got == _MS_HEADER
 
 
 def tcp_multiaddr(host: str, port: int, ws: bool = False) -> bytes:
@@ -646,6 +672,8 @@ class Swarm:
                 raw = ByteStream(stream, stream.socket.getpeername(),
                                  stream.socket.getsockname())
             try:
+                if not initiator:
+                    initiator = await _peer_is_listening(raw)
                 secure, muxer = await self._upgrade(raw, initiator, peer)
                 if secure.remote_peer != peer:  # a hole punch's server side checks here
                     raise HandshakeError("peer id mismatch")

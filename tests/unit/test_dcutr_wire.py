@@ -40,3 +40,27 @@ def test_only_public_direct_addresses_are_punched_to():
         b"\xff\xff",                                       # not a multiaddr
     ])
     assert keep == [public]
+
+
+@pytest.mark.parametrize("first, listening", [
+    (b"\x13/multistream/1.0.0\n", True),                         # a listener: header, then waits
+    (b"\x13/multistream/1.0.0\n\x0b/tls/1.0.0\n", False),        # a dialer: header and proposal
+    (b"GET / HTTP/1.1\r\n", False),                              # not multistream
+    (b"", False),                                                # closed at once
+])
+async def test_a_punch_server_side_tells_a_listener_from_a_simultaneous_open(first, listening):
+    import trio
+    import trio.testing
+
+    from p2pd.net import swarm
+    from p2pd.net.channel import ByteStream
+
+    ours, theirs = trio.testing.memory_stream_pair()
+    if first:
+        await theirs.send_all(first)
+    else:
+        await theirs.aclose()
+    raw = ByteStream(ours)
+    with trio.fail_after(swarm.ROLE_WAIT + 2):
+        assert await swarm._peer_is_listening(raw) is listening
+    assert (await raw.read() if first else b"") == first  # all of it is put back
