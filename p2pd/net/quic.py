@@ -250,6 +250,7 @@ class QuicSession:
         self._terminated = False  # aioquic is done with it
         self._last_activity = 0.0
         self._datagram_size = 0  # to use once the handshake is confirmed
+        self._cid_seq = 0  # aioquic's count of our connection ids, when last routed
 
     # -- the swarm's session interface -------------------------------------------------------
     @property
@@ -340,7 +341,14 @@ class QuicSession:
         self._wake.set()  # the driver re-arms its timer
 
     def _transmit(self, now: float) -> None:
-        datagrams = self.quic.datagrams_to_send(now=now)
+        quic = self.quic
+        if quic._host_cid_seq != self._cid_seq:
+            # aioquic reports a new connection id when its NEW_CONNECTION_ID frame is
+            # written: route it before the peer can use it
+            for issued in quic._host_cids:
+                self.sock.router.add_cid(issued.cid, quic)
+            self._cid_seq = quic._host_cid_seq
+        datagrams = quic.datagrams_to_send(now=now)
         if datagrams:
             self.sock.send(datagrams)
 
