@@ -19,8 +19,13 @@ PAGE_HEADERS = [("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff
 
 
 class App:
-    def __init__(self, source, *, block_timeout: float | None = None) -> None:
+    def __init__(self, source, *, block_timeout: float | None = None,
+                 check_host: bool = True) -> None:
+        """``check_host``: answer only requests whose Host is an IP literal or localhost
+        (a listener on loopback: a web page that rebinds its own name to 127.0.0.1 must
+        not read the node's status or its blocks)."""
         self.source = source
+        self.check_host = check_host
         self.gateway = (Gateway(source) if block_timeout is None
                         else Gateway(source, block_timeout=block_timeout))
         files = resources.files("p2pd.http") / "static"
@@ -28,6 +33,9 @@ class App:
                        for name in ("index.html", "status.js", "status.css")}
 
     async def handle(self, request: Request) -> Response:
+        if self.check_host and not local_host(request.header("host")):
+            return text_response(403, "this listener answers requests for 127.0.0.1, [::1] or "
+                                      "localhost only (a Host header naming another site)")
         path = request.path
         if path.startswith("/ipfs/"):
             return await self.gateway.handle(request)
@@ -44,3 +52,21 @@ class App:
 
     def _static(self, name: str, kind: str) -> Response:
         return Response(200, [("Content-Type", kind), *PAGE_HEADERS], self.static[name])
+
+
+def local_host(host: str) -> bool:
+    """Is the Host header (``name[:port]``) an IP literal or localhost?"""
+    import ipaddress
+
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

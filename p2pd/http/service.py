@@ -5,6 +5,7 @@ that listener (the control socket and the swarm are what it is for)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 
@@ -40,7 +41,8 @@ async def start_http(nursery: trio.Nursery, node, config) -> list[str]:
     if config.http_listen:
         from .app import App
 
-        app = App(source, block_timeout=config.http_block_timeout)
+        loopback = ipaddress.ip_address(config.http_listen[0]).is_loopback
+        app = App(source, block_timeout=config.http_block_timeout, check_host=loopback)
         url = await _listen(nursery, HTTPServer(app.handle, name="http"),
                             config.http_listen, "status page and gateway", "-httpAddr")
         if url:

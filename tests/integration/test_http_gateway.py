@@ -155,16 +155,16 @@ def test_format_car_holds_every_block_of_the_dag_each_verifying(served):
 def test_bad_paths_are_refused_with_a_clear_status(served, path, status):
     daemon, big, _, site = served
     target = path.format(site=site, big=big)
-    answer = raw_request(daemon.http, f"GET {target} HTTP/1.1\r\nHost: x\r\n"
+    answer = raw_request(daemon.http, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                       "Connection: close\r\n\r\n".encode())
     assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
 
 
 @pytest.mark.parametrize("request_bytes, status", [
-    (b"POST /ipfs/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    (b"POST /ipfs/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", 405),
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
     (b"GARBAGE\r\n\r\n", 400),
-    (b"GET " + b"/ipfs/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET " + b"/ipfs/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
 ])
 def test_malformed_requests_get_an_error_and_the_listener_serves_on(served, request_bytes,
                                                                     status):
@@ -172,6 +172,15 @@ def test_malformed_requests_get_an_error_and_the_listener_serves_on(served, requ
     answer = raw_request(daemon.http, request_bytes)
     assert answer.split(b" ")[1] == str(status).encode(), answer[:200]
     assert get(f"{daemon.http}api/status")[0] == 200
+
+
+def test_a_page_naming_another_host_is_refused(served):
+    daemon = served[0]
+    for host, status in (("evil.example:8080", 403), ("localhost:1", 200), ("[::1]:2", 200),
+                         ("127.0.0.1", 200)):
+        answer = raw_request(daemon.http, f"GET /api/status HTTP/1.1\r\nHost: {host}\r\n"
+                                          "Connection: close\r\n\r\n".encode())
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode()), (host, answer[:100])
 
 
 def test_a_cid_nobody_has_is_504_after_the_bounded_wait(tmp_path):
