@@ -202,15 +202,18 @@ class Node:
         from .net.addrs import split_ip, transport_port
 
         addrs = self.net.swarm.addresses
-        ports = set(self._mappable_ports())
+        ports = set()  # (tcp|udp, port) we listen on: TCP dials and QUIC leave from them
+        for listen in self.net.swarm.listen_addrs:
+            split = split_ip(listen)
+            if split and (port := transport_port(split[1])):
+                ports.add(port)
         seen = []
         for conns in self.net.swarm.conns.values():
             for c in conns:
                 if c.transport == "relay" or not c.observed_addr or c.closed:
                     continue
                 local = split_ip(c.local_addr)
-                port = transport_port(local[1]) if local else None
-                if port and port[1] in ports:
+                if local and transport_port(local[1]) in ports:
                     seen.append(c.observed_addr)
         return [*addrs.confirmed, *addrs.candidates(), *addrs.public(), *seen]
 

@@ -226,19 +226,40 @@ class HolePuncher:
         self.stats["last_failure"] = f"{peer.hex()[:16]}: {why}"
         log.info("hole punch with %s: %s", peer.hex()[:16], why)
 
+    def _direct(self, peer: bytes):
+        return next((c for c in self.swarm.conns.get(peer, ())
+                     if not c.closed and c.transport != "relay"), None)
+
     async def _punch(self, peer: bytes, addrs: list[bytes], *, initiator: bool,
                      relayed) -> bool:
+        """One round of dials. B (``initiator``) dials every address, QUIC ones as the QUIC
+        client; A dials the TCP ones (the simultaneous open) and, for QUIC ones, sends
+        random UDP packets from its listening socket so B's Initial gets through its router
+        (go-libp2p's roles: the side that sent SYNC dials)."""
         self.stats["rounds"] += 1
-        try:
-            direct = await self.swarm.dial_direct(peer, addrs, initiator=initiator,
-                                                  timeout=DIAL_TIMEOUT)
-        except Exception as exc:
-            # the other side's SYN may have won: a direct connection arrived inbound
-            direct = next((c for c in self.swarm.conns.get(peer, ())
-                           if not c.closed and c.transport != "relay"), None)
-            if direct is None:
-                self._failed(peer, str(exc) or type(exc).__name__)
-                return False
+        quic = [t for t in self.swarm.transports if hasattr(t, "punch")]
+        udp = [] if initiator else [a for a in addrs if quic and quic[0].handles(a)]
+        dial = [a for a in addrs if a not in udp]
+        error = "no address to dial"
+        async with trio.open_nursery() as nursery:
+            for a in udp:
+                nursery.start_soon(quic[0].punch, a, lambda: self._direct(peer), DIAL_TIMEOUT)
+            if dial:
+                try:
+                    await self.swarm.dial_direct(peer, dial, initiator=initiator,
+                                                 timeout=DIAL_TIMEOUT)
+                except Exception as exc:
+                    error = str(exc) or type(exc).__name__
+            if udp:  # B's QUIC dial comes in as an inbound connection
+                with trio.move_on_after(DIAL_TIMEOUT):
+                    while self._direct(peer) is None:
+                        await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        # the other side's SYN may have won: a direct connection arrived inbound
+        direct = self._direct(peer)
+        if direct is None:
+            self._failed(peer, error)
+            return False
         self.stats["direct"] += 1
         log.info("hole punch with %s: direct at %s", peer.hex()[:16], direct.remote_addr.hex())
         if self._nursery is not None:

@@ -28,10 +28,12 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
+import random
 import socket
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 from aioquic.quic import events
@@ -811,6 +813,21 @@ class QuicTransport:
         return Connection(session.peer, session.public_key, "outbound",
                           quic_multiaddr(host, port), qs.local_addr, MUXER, session,
                           transport=TRANSPORT, security=SECURITY)
+
+    async def punch(self, addr: bytes, done: Callable[[], bool], duration: float) -> None:
+        """DCUtR's side that does not dial (A): UDP packets of random bytes from our
+        listening socket to ``addr`` every 10-200 ms, so our router lets the other side's
+        QUIC Initial in, until ``done()`` or ``duration`` seconds (go-libp2p's hole punch
+        for QUIC; the other side dials as the QUIC client)."""
+        target = quic_target(addr)
+        if target is None:
+            raise QuicTransportError("not a QUIC v1 address")
+        host, port, family = target
+        qs = await self._socket_for(host, family)
+        with trio.move_on_after(duration):
+            while not done():
+                qs.send([(os.urandom(random.randint(64, 256)), (host, port))])
+                await trio.sleep(random.uniform(0.01, 0.2))
 
     async def _abandon(self, session: QuicSession, reason: str) -> None:
         session.shut(reason)

@@ -174,6 +174,16 @@ def dial_target(addr: bytes) -> tuple[str, int, int, bool] | None:
     return None
 
 
+P_CIRCUIT = 0x0122
+
+
+def _is_circuit(addr: bytes) -> bool:
+    try:
+        return any(code == P_CIRCUIT for code, _ in split_multiaddr(addr))
+    except ValueError:
+        return False
+
+
 #: how long a hole punch's server side waits for the other side's first proposal
 ROLE_WAIT = 1.0
 _MS_HEADER = ms.encode(ms.HEADER)
@@ -725,7 +735,7 @@ class Swarm:
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
                 for addr in addrs:
-                    if dial_target(addr) is not None:
+                    if self._dialable(addr) and not _is_circuit(addr):
                         nursery.start_soon(attempt, addr)
         if not won:
             raise DialError(f"no direct connection to {peer.hex()[:16]}: "

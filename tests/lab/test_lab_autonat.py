@@ -229,3 +229,31 @@ def test_a_symmetric_nat_stops_the_hole_punch_after_three_rounds_and_stays_relay
     a.cli("get", cid, "-o", str(got), "--timeout", "30")
     assert got.read_bytes() == src.read_bytes()
     assert _status(relay)["Relay"]["bytes"] > 100_000
+
+
+def test_two_homes_listening_on_quic_only_hole_punch_over_udp(netlab):
+    """Both homes behind port-restricted NATs listen on QUIC only (so the relay connections
+    and the punch are UDP): B dials A's QUIC address as the QUIC client while A sends random
+    UDP packets to B's from its listening socket, and the connection goes direct."""
+    quic = f"/ip4/0.0.0.0/udp/{SWARM_PORT}/quic-v1"
+    relay = LabDaemon(netlab, netlab.add_host("relay"), "-hostAddrs",
+                      f"/ip4/0.0.0.0/tcp/{SWARM_PORT},{quic}")
+    relay_quic = f"/ip4/{relay.node.addr}/udp/{SWARM_PORT}/quic-v1/p2p/{relay.peer_id}"
+    home_b = netlab.add_home("qb", Nat.PORT_RESTRICTED)
+    b = LabDaemon(netlab, home_b.hosts[0], "-hostAddrs", quic, "-dht",
+                  "-forceReachabilityPrivate", "-autoRelay", "-trustedRelays", relay_quic)
+    a = LabDaemon(netlab, netlab.add_home("qa", Nat.PORT_RESTRICTED).hosts[0],
+                  "-hostAddrs", quic)
+    circuit, _ = _reservation(b, [relay])
+    assert "/quic-v1/" in circuit, circuit
+    a.cli("connect", f"{circuit}/p2p/{b.peer_id}")
+    deadline = time.monotonic() + 30
+    while True:
+        peers = json.loads(a.cli("peers", "--json"))["Peers"]
+        addrs = [x for p in peers if p["ID"] == b.peer_id for x in p["Addrs"]]
+        if any(x.startswith(f"/ip4/{home_b.public_addr}/udp/") for x in addrs):
+            break
+        assert time.monotonic() < deadline, (addrs, _status(a)["HolePunch"],
+                                             _status(b)["HolePunch"])
+        time.sleep(0.5)
+    assert _status(b)["HolePunch"]["direct"] >= 1
