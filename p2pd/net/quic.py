@@ -77,6 +77,17 @@ SECURITY = "/tls/1.0.0"  # the libp2p TLS handshake, inside QUIC
 MUXER = "/quic"
 
 
+def _punch_packet() -> bytes:
+    """Random bytes shaped as a long-header packet of a reserved (greased) version and
+    shorter than an Initial: every QUIC stack drops it without an answer. Entirely random
+    bytes would often look like a short-header packet for an unknown connection, which
+    ours (and quic-go) answer with a stateless reset."""
+    junk = bytearray(os.urandom(random.randint(64, 256)))
+    junk[0] |= 0xC0
+    junk[1:5] = b"\x1a\x2a\x3a\x4a"
+    return bytes(junk)
+
+
 def _is_loopback(host: str) -> bool:
     return host.startswith("127.") or host == "::1"
 
@@ -826,7 +837,7 @@ class QuicTransport:
         qs = await self._socket_for(host, family)
         with trio.move_on_after(duration):
             while not done():
-                qs.send([(os.urandom(random.randint(64, 256)), (host, port))])
+                qs.send([(_punch_packet(), (host, port))])
                 await trio.sleep(random.uniform(0.01, 0.2))
 
     async def _abandon(self, session: QuicSession, reason: str) -> None:

@@ -272,3 +272,14 @@ def test_segmentation_batches_keep_order_and_the_kernels_rules():
     big = gso_batches([(bytes(16384), a)] * 5)
     assert [len(p) for p, _, _ in big] == [3, 2]  # at most ~64 KiB a call
     assert gso_batches([]) == []
+
+
+def test_hole_punch_packets_are_dropped_without_an_answer():
+    from p2pd.net.quic import _punch_packet
+
+    settings = QuicSettings()
+    router = DatagramRouter(make_configuration(identity(), settings, is_client=False), settings)
+    for _ in range(200):
+        routed = router.route(_punch_packet(), CLIENT_ADDR, 1.0)
+        assert routed.conn is None and not routed.replies  # no reset, no VN, no state
+    assert router.resets_sent == 0 and not router.conns
