@@ -280,6 +280,10 @@ class Config:
     http_listen: tuple[str, int] | None = None
     metrics_listen: tuple[str, int] | None = None
     http_block_timeout: float = 30.0
+    #: ``-pprof`` / ``-pprofPort``: the debug handler (/debug/pprof/) on localhost; port 0:
+    #: any free one (said at start)
+    pprof: bool = False
+    pprof_port: int = 0
     #: hivemind fork: exit when no persistent control connection is open for this many
     #: seconds (0 = never).
     idle_timeout: float = 0.0
@@ -578,6 +582,10 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.metrics_listen = parse_http_addr(flags["metricsAddr"], "-metricsAddr")
     if flags.get("httpAddr"):
         c.http_listen = parse_http_addr(flags["httpAddr"], "-httpAddr")
+    if "pprof" in flags:
+        c.pprof = flags["pprof"]
+    if "pprofPort" in flags:
+        c.pprof_port = flags["pprofPort"]
     _check_go_combinations(flags, c)
     c.not_implemented = not_implemented_flags(flags)
     return c.validate()
@@ -623,11 +631,11 @@ def _duration_flag(flags: dict[str, Any], name: str) -> float:
     return seconds
 
 
-#: Go flags whose behaviour belongs to open issues (pprof: the operator issue) or that
-#: p2pd refuses (plaintext). They are accepted with the go daemon's syntax and defaults
-#: and named at start when asked for.
+#: Go flags p2pd accepts with the go daemon's syntax and defaults but does not act on
+#: (plaintext: refused by design, every connection is secured); named at start when
+#: asked for.
 NOT_IMPLEMENTED_FLAGS = (
-    "plaintext", "pprof", "pprofPort",
+    "plaintext",
 )
 
 

@@ -181,7 +181,7 @@ async def _serve(
                     on_idle=nursery.cancel_scope.cancel,  # -idleTimeout: a clean exit, 0
                 )
                 await nursery.start(server.serve, [listener])
-                if config.http_listen or config.metrics_listen:
+                if config.http_listen or config.metrics_listen or config.pprof:
                     from .http.service import start_http
 
                     await start_http(nursery, node, config)

@@ -48,6 +48,15 @@ async def start_http(nursery: trio.Nursery, node, config) -> list[str]:
         if url:
             urls.append(url)
             _say(config, f"status page on {url} and gateway on {url}ipfs/")
+    if config.pprof:
+        from .pprof import Pprof
+
+        url = await _listen(nursery, HTTPServer(Pprof().handle, name="pprof", max_connections=8,
+                                                handler_timeout=70.0),
+                            ("127.0.0.1", config.pprof_port), "pprof", "-pprofPort")
+        if url:
+            urls.append(url + "debug/pprof/")
+            _say(config, f"registering pprof debug http handler at: {url}debug/pprof/")
     return urls
 
 

@@ -100,11 +100,52 @@ async def test_hivemind_flags_start_the_daemon_and_none_is_unimplemented():
 
 
 async def test_an_unimplemented_flag_is_named_in_one_line():
-    d = Daemon("-pprof", "-metricsAddr", "127.0.0.1:0")
+    d = Daemon("-plaintext", "-metricsAddr", "127.0.0.1:0")
     d.stop()
     named = [line for line in d.proc.stderr.read().splitlines() if "not yet implemented" in line]
-    assert len(named) == 1 and " -pprof" in named[0] and "-quic" not in named[0]
+    assert len(named) == 1 and " -plaintext" in named[0] and "-quic" not in named[0]
     assert "-metricsAddr" not in named[0]  # served: see tests/integration/test_http_gateway.py
+
+
+async def test_pprof_serves_the_debug_profiles_on_localhost():
+    import re
+    import urllib.request
+
+    d = Daemon("-pprof", "-pprofPort=0")
+    try:
+        seen = []  # said on stderr before the ready lines, so already in the pipe
+        while not (m := re.search(r"pprof debug http handler at: (http://\S+)",
+                                  line := d.proc.stderr.readline())):
+            seen.append(line)
+            assert line and len(seen) < 50, seen
+        base = m.group(1)
+        assert base.startswith("http://127.0.0.1:")
+
+        def get(path: str) -> str:
+            with urllib.request.urlopen(base + path, timeout=30) as r:
+                return r.read().decode()
+
+        assert "goroutine" in get("") and "profile" in get("")
+        tasks = get("goroutine")
+        assert tasks.startswith("tasks: total ") and "serve" in tasks
+        assert "objects tracked by gc" in get("heap") and "rss:" in get("heap")
+        profile = get("profile?seconds=1")
+        assert "cProfile of the trio thread for 1 s" in profile and "function calls" in profile
+        assert "-pprof" in get("cmdline").split("\0")
+        import urllib.error
+
+        for bad, code in (("profile?seconds=999", 400), ("nothing", 404)):
+            try:
+                get(bad)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == code
+            else:
+                raise AssertionError(bad)
+        from p2pd.cli.client import ControlClient
+
+        assert ControlClient.for_address(d.control).identify()  # the daemon goes on
+    finally:
+        d.stop()
 
 
 async def test_without_unimplemented_flags_nothing_is_said():
