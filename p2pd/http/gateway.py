@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import mimetypes
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import quote, unquote
@@ -131,31 +132,28 @@ class Gateway:
         return data
 
     async def handle(self, request: Request) -> Response:
+        hold = AsyncExitStack()  # the DAG is kept from gc until the body has been sent
         try:
             gp = parse_gateway_path(request.path)
             fmt = response_format(request)
             if not self.source.has_blocks:
                 raise GatewayError(503, "this node has no blockstore (Bitswap is off)")
-            async with self.source.holding(gp.root):
-                response = await self._serve(request, gp, fmt)
+            await hold.enter_async_context(self.source.holding(gp.root))
+            response = await self._serve(request, gp, fmt)
         except GatewayError as exc:
+            await hold.aclose()
             return text_response(exc.status, str(exc))
         except (InvalidDagPB, InvalidUnixFS) as exc:
+            await hold.aclose()
             return text_response(502, f"the DAG is not valid UnixFS: {exc}")
-        if not isinstance(response.body, bytes):
-            # the DAG stays held while the body streams
-            response.body = self._held(gp.root, response.body)
+        except BaseException:
+            await hold.aclose()
+            raise
+        if isinstance(response.body, bytes):
+            await hold.aclose()
+        else:
+            response.body = HeldBody(response.body, hold)
         return response
-
-    async def _held(self, root: CID, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async with self.source.holding(root):
-            try:
-                async for chunk in body:
-                    yield chunk
-            except P2PDError as exc:  # a block missing, corrupt or malformed mid-body
-                raise BodyAborted(str(exc)) from None
-            finally:
-                await body.aclose()
 
     async def _resolve(self, gp: GatewayPath) -> tuple[CID, bytes, list[tuple[CID, bytes]]]:
         """The CID and block at the end of the path, and the blocks walked on the way."""
@@ -344,6 +342,31 @@ class Gateway:
                 if link.cid.multihash not in seen:
                     stack.append((link.cid, await self._block_in_body(link.cid, miss),
                                   depth + 1))
+
+
+class HeldBody:
+    """A streamed body that keeps its DAG's hold until it is closed, whether or not it was
+    ever iterated (a HEAD, a client gone before the first chunk); a failure after the
+    head is :class:`BodyAborted`."""
+
+    def __init__(self, body: AsyncIterator[bytes], hold: AsyncExitStack) -> None:
+        self._body = body
+        self._hold = hold
+
+    def __aiter__(self) -> HeldBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._body.__anext__()
+        except P2PDError as exc:  # a block missing, corrupt or malformed mid-body
+            raise BodyAborted(str(exc)) from None
+
+    async def aclose(self) -> None:
+        try:
+            await self._body.aclose()
+        finally:
+            await self._hold.aclose()
 
 
 def car_header(root: CID) -> bytes:

@@ -203,3 +203,43 @@ def test_bad_requests_name_their_status(raw, status):
     with pytest.raises(BadRequest) as info:
         conn.next_request()
     assert info.value.status == status
+
+
+async def test_a_streamed_body_releases_its_hold_when_closed_even_if_never_read():
+    from contextlib import AsyncExitStack, asynccontextmanager
+
+    from p2pd.errors import BlockNotFound
+    from p2pd.http.gateway import HeldBody
+    from p2pd.http.server import BodyAborted
+
+    held = []
+
+    @asynccontextmanager
+    async def holding():
+        held.append(1)
+        try:
+            yield
+        finally:
+            held.pop()
+
+    async def chunks(fail: bool):
+        yield b"a"
+        if fail:
+            raise BlockNotFound("gone")
+        yield b"b"
+
+    stack = AsyncExitStack()
+    await stack.enter_async_context(holding())
+    body = HeldBody(chunks(False), stack)
+    assert held == [1]
+    await body.aclose()  # a HEAD: never iterated
+    assert held == []
+    stack = AsyncExitStack()
+    await stack.enter_async_context(holding())
+    body = HeldBody(chunks(True), stack)
+    got = []
+    with pytest.raises(BodyAborted, match="gone"):
+        async for chunk in body:
+            got.append(chunk)
+    await body.aclose()
+    assert got == [b"a"] and held == []
