@@ -347,3 +347,51 @@ def test_a_file_another_peer_has_is_fetched_over_bitswap_and_served(tmp_path):
         assert status == 206 and body == data[1000000:1000100]
         status, _, body = get(f"{b.http}ipfs/{cid}")
         assert status == 200 and body == data
+
+
+def test_dht_metrics_count_queries_their_latency_and_the_routing_table():
+    with HTTPDaemon("-dhtServer") as a, HTTPDaemon("-dhtServer") as b, \
+            HTTPDaemon("-dhtServer") as c:
+        b.cli("connect", f"{a.addr}/p2p/{a.peer_id}")
+        c.cli("connect", f"{a.addr}/p2p/{a.peer_id}")
+        found = b.cli("dht", "findpeer", c.peer_id, "--timeout", "20", check=False)
+        assert found.returncode == 0, found.stderr
+        deadline = time.monotonic() + 10
+        while True:
+            mb = _metrics(b.metrics)
+            ok = mb.get(("p2pd_dht_queries_total", frozenset({("outcome", "ok")})), 0)
+            if ok >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert ok >= 1
+        assert mb[("p2pd_dht_routing_table_peers", frozenset())] >= 1
+        assert mb[("p2pd_dht_query_duration_seconds_count", frozenset())] == ok
+        assert mb[("p2pd_dht_server_mode", frozenset())] == 1
+        ma = _metrics(a.metrics)
+        assert ma[("p2pd_dht_queries_served_total", frozenset())] >= 1
+
+
+def test_pubsub_metrics_count_messages_delivered():
+    import subprocess
+    import sys
+
+    with HTTPDaemon("-pubsub") as a, HTTPDaemon("-pubsub") as b:
+        sub = subprocess.Popen([sys.executable, "-m", "p2pd", "pubsub", "sub", "news", "--api",
+                                b.control], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            b.cli("connect", f"{a.addr}/p2p/{a.peer_id}")
+            deadline = time.monotonic() + 20
+            delivered = 0
+            while delivered < 1:
+                assert time.monotonic() < deadline, "no message delivered"
+                a.cli("pubsub", "pub", "news", "hello")
+                time.sleep(0.5)
+                mb = _metrics(b.metrics)
+                delivered = mb[("p2pd_pubsub_messages_total",
+                                frozenset({("outcome", "delivered")}))]
+            assert mb[("p2pd_pubsub_peers", frozenset())] == 1
+            assert mb[("p2pd_pubsub_topics", frozenset())] == 1
+            assert mb[("p2pd_pubsub_messages_total", frozenset({("outcome", "rejected")}))] == 0
+        finally:
+            sub.kill()
+            sub.wait()
