@@ -149,6 +149,15 @@ class Gateway:
         except BaseException:
             await hold.aclose()
             raise
+        etag = next((v for k, v in response.headers if k == "Etag"), None)
+        wanted = request.header("if-none-match")
+        if etag and wanted and response.status == 200 and (
+                wanted.strip() == "*" or etag in [t.strip() for t in wanted.split(",")]):
+            if not isinstance(response.body, bytes):
+                await response.body.aclose()
+            await hold.aclose()
+            return Response(304, [(k, v) for k, v in response.headers
+                                  if k in ("Etag", "Cache-Control", "X-Ipfs-Path")], b"")
         if isinstance(response.body, bytes):
             await hold.aclose()
         else:

@@ -148,8 +148,10 @@ class HTTPServer:
     async def _send(self, stream, conn: HTTPConnection, response: Response, *, head: bool,
                     close: bool) -> None:
         headers = list(response.headers)
-        body = response.body
-        if isinstance(body, bytes):
+        body = original = response.body
+        if response.status in (204, 304):
+            body = b""  # no body, and no Content-Length claiming one
+        elif isinstance(body, bytes):
             headers.append(("Content-Length", str(len(body))))
         elif response.length is not None:
             headers.append(("Content-Length", str(response.length)))
@@ -172,8 +174,8 @@ class HTTPServer:
                         await self._write(stream, conn.data(chunk))
             await self._write(stream, conn.end())
         finally:
-            if not isinstance(body, bytes):
-                await _aclose(body)
+            if not isinstance(original, bytes):
+                await _aclose(original)
 
     async def _write(self, stream, data: bytes) -> None:
         if data:

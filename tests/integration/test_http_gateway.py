@@ -395,3 +395,14 @@ def test_pubsub_metrics_count_messages_delivered():
         finally:
             sub.kill()
             sub.wait()
+
+
+def test_a_client_holding_the_etag_gets_304_without_the_body(served):
+    daemon, big, _, site = served
+    for url in (f"{daemon.http}ipfs/{big}", f"{daemon.http}ipfs/{site}/",
+                f"{daemon.http}ipfs/{site}?format=raw"):
+        status, headers, _ = get(url)
+        assert status == 200
+        status, again, body = get(url, {"If-None-Match": headers["Etag"]})
+        assert (status, body, again["Etag"]) == (304, b"", headers["Etag"])
+        assert get(url, {"If-None-Match": '"something-else"'})[0] == 200
