@@ -186,7 +186,9 @@ class Gateway:
 
     async def _serve(self, request: Request, gp: GatewayPath, fmt: str) -> Response:
         cid, block, walked = await self._resolve(gp)
-        base = [("X-Ipfs-Path", request.path), ("Cache-Control", IMMUTABLE)]
+        roots = ",".join(str(c) for c in [*(c for c, _ in walked), cid])
+        base = [("X-Ipfs-Path", request.path), ("X-Ipfs-Roots", roots),
+                ("Cache-Control", IMMUTABLE)]
         if fmt == "raw":
             return Response(200, [*base, ("Content-Type", RAW_TYPE), ("Etag", f'"{cid}.raw"'),
                                   ("X-Content-Type-Options", "nosniff"),
@@ -228,6 +230,11 @@ class Gateway:
                     base: list[tuple[str, str]]) -> Response:
         headers = [*base, ("Etag", f'"{cid}"'), ("Accept-Ranges", "bytes"),
                    ("X-Content-Type-Options", "nosniff")]
+        wanted_name = request.query.get("filename", "")
+        if wanted_name or request.query.get("download") == "true":
+            shown = _safe_filename(wanted_name or (gp.segments[-1] if gp.segments else str(cid)))
+            kind = "attachment" if request.query.get("download") == "true" else "inline"
+            headers.append(("Content-Disposition", f'{kind}; filename="{shown}"'))
         try:
             span = parse_range(request.header("range") or None, size)
         except RangeNotSatisfiable:
@@ -247,7 +254,7 @@ class Gateway:
             except BaseException:
                 await body.aclose()
                 raise
-        name = gp.segments[-1] if gp.segments else ""
+        name = gp.segments[-1] if gp.segments else wanted_name
         headers.append(("Content-Type", content_type(name, head_chunk if first == 0 else b"")))
         return Response(status, headers, _prepend(head_chunk, body), length=last + 1 - first,
                         background=None if miss is None else partial(self._prefetch, cid, miss))
@@ -389,6 +396,12 @@ def car_header(root: CID) -> bytes:
 def car_block(cid: CID, block: bytes) -> bytes:
     raw = cid.to_bytes()
     return dagpb.varint_bytes(len(raw) + len(block)) + raw + block
+
+
+def _safe_filename(name: str) -> str:
+    """A name for Content-Disposition: printable ASCII, no quotes or path separators."""
+    cleaned = "".join(c if 32 <= ord(c) < 127 and c not in '"\\/;' else "_" for c in name)
+    return cleaned[:200] or "download"
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

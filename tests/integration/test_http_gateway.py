@@ -406,3 +406,17 @@ def test_a_client_holding_the_etag_gets_304_without_the_body(served):
         status, again, body = get(url, {"If-None-Match": headers["Etag"]})
         assert (status, body, again["Etag"]) == (304, b"", headers["Etag"])
         assert get(url, {"If-None-Match": '"something-else"'})[0] == 200
+
+
+def test_filename_and_download_set_content_disposition_and_roots_name_the_path(served):
+    daemon, big, _, site = served
+    status, headers, _ = get(f"{daemon.http}ipfs/{big}?filename=report.pdf&download=true",
+                             method="HEAD")
+    assert status == 200 and headers["Content-Disposition"] == \
+        'attachment; filename="report.pdf"'
+    assert headers["Content-Type"] == "application/pdf"
+    _, headers, _ = get(f"{daemon.http}ipfs/{big}?filename=a%22b%2F..%0d.txt", method="HEAD")
+    assert headers["Content-Disposition"] == 'inline; filename="a_b_.._.txt"'
+    _, headers, _ = get(f"{daemon.http}ipfs/{site}/sub%20dir/x.json", method="HEAD")
+    roots = headers["X-Ipfs-Roots"].split(",")
+    assert roots[0] == site and len(roots) == 3
