@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import trio
 
+from ..net.streams import read_some
 from ..node import Node, NodeError
 from ..proto import daemon_pb2 as pb
 from .codec import (
@@ -504,8 +505,6 @@ async def pipe(client: trio.SocketStream, stream, leftover: bytes) -> None:
     socket ``send_eof``). A failure on either side resets the stream and closes the
     socket, and the other direction is cancelled.
     """
-    from libp2p.network.stream.exceptions import StreamEOF
-
     failed = False
 
     async def upstream() -> None:
@@ -520,12 +519,9 @@ async def pipe(client: trio.SocketStream, stream, leftover: bytes) -> None:
 
     async def downstream() -> None:
         while True:
-            try:
-                # Everything buffered at once (n=None): one write per arrival on the
-                # client's socket, whatever the muxer (docs/decisions.md).
-                data = await stream.read()
-            except StreamEOF:
-                break
+            # Everything buffered at once (n=None): one write per arrival on the
+            # client's socket, whatever the muxer (docs/decisions.md).
+            data = await read_some(stream)
             if not data:
                 break
             await client.send_all(data)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import trio
 
+from ..net.streams import read_some
 from ..node import NodeError
 from ..proto import daemon_pb2 as pb
 from . import persistent as wire
@@ -371,17 +372,12 @@ async def read_frame(stream, max_size: int) -> bytes | None:
     Bytes after the frame are left unread on purpose: the only thing that follows on a
     unary stream is its end.
     """
-    from libp2p.network.stream.exceptions import StreamEOF
-
     decoder = wire.StreamFrameDecoder(max_size)
     while True:
         frame = decoder.next_frame()
         if frame is not None:
             return frame
-        try:
-            data = await stream.read()
-        except StreamEOF:
-            data = b""
+        data = await read_some(stream)
         if not data:
             if not decoder.buffered:
                 return None

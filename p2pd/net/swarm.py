@@ -251,13 +251,52 @@ class Stream:
     """A negotiated stream: ``read()`` gives what arrived (``b""`` at the peer's end),
     ``write``, ``close`` (half-close), ``reset``."""
 
-    __slots__ = ("conn", "_mux", "protocol", "_early")
+    __slots__ = ("conn", "_mux", "protocol", "_early", "_lazy", "_lazy_out")
 
     def __init__(self, conn: Connection, mux, protocol: str | None = None) -> None:
         self.conn = conn
         self._mux = mux
         self.protocol = protocol
         self._early = b""
+        #: lazy negotiation (a protocol the peer said it speaks): the multistream header
+        #: and proposal go out with the first write, the answer is checked on first read
+        self._lazy: ms.Dialer | None = None
+        self._lazy_out = b""
+
+    async def _send_proposal(self) -> None:
+        out, self._lazy_out = self._lazy_out, b""
+        try:
+            await self._mux.write(out)
+        except Exception as exc:
+            if isinstance(exc, trio.Cancelled):
+                raise
+            raise StreamReset(str(exc) or "stream reset") from None
+
+    async def _finish_lazy(self) -> None:
+        """Read the listener's answer to a lazy proposal; what follows it is kept."""
+        dialer = self._lazy
+        if self._lazy_out:  # a protocol where the dialer reads first
+            await self._send_proposal()
+        while not dialer.done:
+            try:
+                data = await self._mux.read(-1)
+            except EOFError:
+                data = b""
+            except Exception as exc:
+                if isinstance(exc, MuxedStreamReset) or self._mux.reset_received:
+                    raise StreamReset(str(exc) or "stream reset") from None
+                raise
+            if not data:
+                raise StreamReset(f"the peer closed the stream before accepting {self.protocol}")
+            try:
+                dialer.receive(data)
+            except MultistreamError as exc:
+                with trio.CancelScope(shield=True):
+                    await self._mux.reset()
+                raise StreamReset(f"{self.protocol}: {exc}") from None
+        self._lazy = None
+        if dialer.leftover:
+            self._early = dialer.leftover + self._early
 
     @property
     def remote_peer(self) -> bytes:
@@ -270,6 +309,8 @@ class Stream:
         self._early = data + self._early
 
     async def read(self, n: int | None = None) -> bytes:
+        if self._lazy is not None:
+            await self._finish_lazy()
         if self._early:
             if n is None or n < 0 or n >= len(self._early):
                 data, self._early = self._early, b""
@@ -293,6 +334,8 @@ class Stream:
         traffic = self.conn.traffic
         if traffic is not None and self.protocol is not None:
             traffic.bytes_out[self.protocol] = traffic.bytes_out.get(self.protocol, 0) + len(data)
+        if self._lazy_out:
+            data, self._lazy_out = self._lazy_out + bytes(data), b""
         try:
             await self._mux.write(data)
         except Exception as exc:
@@ -302,6 +345,8 @@ class Stream:
 
     async def close(self) -> None:
         """Half-close: the peer reads its end after what we wrote; we may still read."""
+        if self._lazy_out:  # nothing written: the proposal still goes first
+            await self._send_proposal()
         await self._mux.close()
 
     close_write = close
@@ -328,12 +373,23 @@ class Connection:
     observed_addr: bytes = b""
     traffic: Traffic | None = None
 
-    async def open_stream(self, protocols: Sequence[str], timeout: float) -> Stream:
+    async def open_stream(self, protocols: Sequence[str], timeout: float, *,
+                          lazy: bool = False) -> Stream:
+        """A new stream speaking the first of ``protocols`` the peer accepts. ``lazy`` (one
+        protocol the peer said it speaks, as go's host does): no round trip here, the
+        proposal goes out with the first write and a refusal shows on the first read."""
         try:
             mux = await self.session.open_stream()
         except Exception as exc:
             raise StreamError(f"no new stream on the connection: {exc}") from None
         stream = Stream(self, mux)
+        if lazy and len(protocols) == 1:
+            stream.protocol = protocols[0]
+            stream._lazy = ms.Dialer(protocols)
+            stream._lazy_out = stream._lazy.start()
+            if self.traffic is not None:
+                self.traffic.opened(stream.protocol, "outbound")
+            return stream
         try:
             with trio.fail_after(timeout):
                 stream.protocol = await negotiate_out(stream, protocols)

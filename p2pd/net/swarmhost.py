@@ -169,7 +169,10 @@ class SwarmHost:
         try:
             with trio.fail_after(timeout):
                 conn = await self.swarm.dial(peer, timeout=timeout)
-                stream = await conn.open_stream(protocols, timeout)
+                # one protocol identify said the peer speaks: negotiated with the first write
+                lazy = len(protocols) == 1 and \
+                    protocols[0] in self.swarm.peerstore.protocols.get(peer, ())
+                stream = await conn.open_stream(protocols, timeout, lazy=lazy)
         except trio.TooSlowError:
             raise NodeError(f"failed to open a stream to {show_peer(peer)}: timed out") from None
         except (DialError, StreamError, StreamReset, ConnectionError) as exc:

@@ -137,3 +137,44 @@ async def test_concurrent_dials_to_one_peer_share_one_connection():
                 dials.start_soon(dial)
         assert len({id(c) for c in got}) == 1 and len(b.conns[a.me]) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_lazy_stream_negotiates_with_its_first_write_and_a_refusal_shows_on_read():
+    from p2pd.net.swarm import StreamReset
+
+    async def echo(stream):
+        while data := await stream.read():
+            await stream.write(data)
+        await stream.close()
+
+    async def first_byte_then_close(stream):  # answers without reading: the dialer reads first
+        await stream.write(b"!")
+        await stream.close()
+
+    async with trio.open_nursery() as nursery:
+        a, addr = await start(nursery)
+        b, _ = await start(nursery)
+        a.set_stream_handler("/echo/1", echo)
+        a.set_stream_handler("/hello/1", first_byte_then_close)
+        conn = await b.dial(a.me, [addr])
+        with trio.fail_after(5):
+            await conn.identified.wait()
+        s = await conn.open_stream(["/echo/1"], 5, lazy=True)
+        assert s.protocol == "/echo/1"
+        await s.write(b"ping")
+        await s.close()
+        got = b""
+        while data := await s.read():
+            got += data
+        assert got == b"ping"
+        s = await conn.open_stream(["/hello/1"], 5, lazy=True)  # read before any write
+        assert await s.read() == b"!"
+        s = await conn.open_stream(["/nobody/1"], 5, lazy=True)
+        await s.write(b"data the peer never sees as a protocol")
+        with pytest.raises(StreamReset, match="/nobody/1"):
+            await s.read()
+        s = await conn.open_stream(["/echo/1"], 5, lazy=True)
+        await s.close()  # closed before any write: the proposal still goes first
+        assert await s.read() == b""
+        assert len(b.conns[a.me]) == 1  # one connection carried it all
+        nursery.cancel_scope.cancel()

@@ -31,12 +31,20 @@ def stores(tmp_path):
         ds.close()
 
 
-def test_services_do_not_import_py_libp2p():
-    # the services' modules, imported for this file, pulled in no py-libp2p module
-    # (unless another test in this process imported it first)
-    if "libp2p" in sys.modules:
-        pytest.skip("py-libp2p already imported by an earlier test in this process")
-    assert not [m for m in sys.modules if m.startswith("libp2p")]
+def test_services_and_the_daemon_do_not_import_py_libp2p():
+    """In a fresh interpreter (other tests here import py-libp2p): the services, the
+    control server and the daemon pull in no py-libp2p module (its import costs about a
+    second and 80 MB; once it happened at a node's first unary call)."""
+    import subprocess
+
+    code = ("import sys, p2pd.daemon, p2pd.node, p2pd.control.server, p2pd.control.unary, "
+            "p2pd.kad.service, p2pd.exchange.service, p2pd.gossip.service, p2pd.net.streams, "
+            "p2pd.net.quic, p2pd.net.relay, p2pd.net.dcutr\n"
+            "print([m for m in sys.modules if m == 'libp2p' or m.startswith('libp2p.')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 async def _dht_nodes(nursery, net, stores, n):
@@ -160,3 +168,17 @@ async def test_bitswap_finds_a_provider_through_the_content_routing_port(stores)
         assert want.get(cid) == data and cid.multihash in routing.asked
         assert holder.peer_id_bytes in b.host.connected
         nursery.cancel_scope.cancel()
+
+
+async def test_stream_helpers_read_end_of_stream_without_py_libp2p():
+    from p2pd.net.streams import is_eof, read_some
+
+    class StreamEOF(Exception):  # what py-libp2p style streams raise at their end
+        pass
+
+    class Ending:
+        async def read(self):
+            raise StreamEOF()
+
+    assert await read_some(Ending()) == b""
+    assert is_eof(StreamEOF()) and not is_eof(ValueError())
