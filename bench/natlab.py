@@ -1,7 +1,7 @@
 """Hole punching across the lab's NAT routers (tests/lab; needs root).
 
-One lab: a public relay (our daemon) on the internet segment; for each NAT-type pair and
-each attempt, two fresh homes (fresh routers, so fresh mappings) with a fresh daemon each.
+A lab per NAT-type pair: a public relay (our daemon) on the internet segment; for each
+attempt, two fresh homes (fresh routers, so fresh mappings) with a fresh daemon each.
 B (``-forceReachabilityPrivate -autoRelay -trustedRelays RELAY``) reserves at the relay;
 A dials B's circuit address; DCUtR (B initiates) turns the relayed connection into a
 direct one or gives up after 3 rounds. Per pair: the share of attempts that ended direct
@@ -101,13 +101,12 @@ def run(quick: bool = False) -> Iterable[dict]:
     if why:
         raise SystemExit(f"natlab: {why}")
     tries = 2 if quick else 20
-    with Lab() as lab:
-        relay = LabDaemon(lab, lab.add_host("relay"))
-        n = 0
-        for nat_a, nat_b in PAIRS:
+    for nat_a, nat_b in PAIRS:
+        # a lab per pair: each attempt takes two routers from the lab's 198.51.100.0/24
+        with Lab() as lab:
+            relay = LabDaemon(lab, lab.add_host("relay"))
             results = []
-            for _ in range(tries):
-                n += 1
+            for n in range(tries):
                 results.append(attempt(lab, relay, nat_a, nat_b, n))
                 _say(f"{nat_a.value}->{nat_b.value} #{len(results)}: {results[-1]}")
             pair = f"{nat_a.value}-{nat_b.value}"
