@@ -1,0 +1,407 @@
+"""The resource manager: what connections, streams and muxer memory the node allows at once.
+
+go-libp2p's rcmgr model, scaled to a home machine: every connection and stream takes a
+*scope* (a reservation) before it costs much, and gives it back when it ends. A scope that
+would pass a limit is refused with :class:`LimitExceeded`, which names the limit, and the
+refusal is counted; what is already open goes on. Sans-IO: plain counters, the time is
+passed in, nothing here touches a socket or a clock, so it is unit-tested directly and the
+swarm's hooks (p2pd/net/swarm.py) and the muxers (yamux, mplex) stay thin.
+
+What is limited (:class:`Limits`, ``[limits]`` in the home config, docs/daemon.md):
+
+* connections: in total, inbound, outbound; per remote peer; inbound per IP address and per
+  subnet (/24 for IPv4, /56 for IPv6); inbound handshakes in progress (pending); and new
+  inbound connections per second per IP (a token bucket). Loopback peers are exempt from the
+  per-IP, per-subnet and rate limits unless ``exempt_loopback`` is off (go-libp2p exempts
+  127.0.0.0/8 and ::1 too: local tools are not strangers).
+* streams: in total, inbound per peer, inbound per protocol (counted once negotiated).
+* memory: one budget the muxers reserve from before they grant a peer receive window
+  (Yamux: a stream's initial window and every growth; mplex: bytes buffered unread), so
+  the data peers may push at us without our reading is bounded by it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import P2PDError
+
+#: How many per-IP token buckets are kept; beyond, full (idle) ones are dropped first.
+MAX_BUCKETS = 4096
+
+
+class LimitExceeded(P2PDError):
+    """A new connection or stream would pass a limit; ``limit`` names it (a Limits field)."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+@dataclass(slots=True)
+class Limits:
+    """The limits, defaults sized for a home machine with 2 cores (docs/daemon.md).
+
+    A value of 0 for any count means "no limit" except ``max_pending_inbound`` and the
+    memory budget, which must be positive.
+    """
+
+    #: established and handshaking connections, all directions
+    max_conns: int = 1024
+    max_conns_inbound: int = 768
+    max_conns_outbound: int = 768
+    #: connections to one remote peer (an inbound one beyond is closed)
+    max_conns_per_peer: int = 8
+    #: inbound connections from one IP address, and from one /24 (IPv4) or /56 (IPv6)
+    max_conns_per_ip: int = 16
+    max_conns_per_subnet: int = 64
+    #: inbound connections still in their security handshake
+    max_pending_inbound: int = 64
+    #: streams, all connections and directions
+    max_streams: int = 8192
+    #: inbound streams of one peer (all its connections)
+    max_streams_inbound_per_peer: int = 1024
+    #: inbound streams of one protocol, once negotiated
+    max_streams_per_protocol: int = 4096
+    #: streams one connection may carry at once (the swarm's older per-connection cap)
+    max_streams_per_conn: int = 512
+    #: bytes of receive window and unread buffers the muxers may hold, all connections
+    memory: int = 256 << 20
+    #: new inbound connections per second per IP (token bucket), and its burst
+    inbound_rate: float = 5.0
+    inbound_burst: int = 20
+    #: loopback peers skip the per-IP, per-subnet and rate limits
+    exempt_loopback: bool = True
+
+    def check(self) -> Limits:
+        """Raise ValueError naming the first field that cannot work; return ``self``."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "exempt_loopback":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be true or false")
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{f.name} must be a number (got {value!r})")
+            if f.name == "inbound_rate":
+                if not 0 <= value <= 1e6 or value != value:
+                    raise ValueError(f"{f.name} must be between 0 and 1000000 per second "
+                                     f"(0: no rate limit; got {value!r})")
+                continue
+            if not isinstance(value, int):
+                raise ValueError(f"{f.name} must be an integer (got {value!r})")
+            low = 1 if f.name in ("max_pending_inbound", "max_conns_per_peer",
+                                  "max_streams_per_conn") else 0
+            high = 1 << 40 if f.name == "memory" else 1 << 24
+            if f.name == "memory":
+                low = 1 << 20
+            if not low <= value <= high:
+                raise ValueError(f"{f.name} must be between {low} and {high} (got {value})")
+        return self
+
+
+def subnet_of(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The /24 (IPv4) or /56 (IPv6) network ``ip`` is in, as text."""
+    bits = 24 if ip.version == 4 else 56
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def parse_ip(host: str | None):
+    """An IP address from a socket's host text (IPv4-mapped IPv6 as IPv4), or None."""
+    if not host:
+        return None
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; ``take(now)`` spends one if there is one."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, max(burst, 1)
+        self.tokens = float(self.burst)
+        self.stamp = now
+
+    def refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = max(self.stamp, now)
+
+    def take(self, now: float) -> bool:
+        self.refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class MemoryBudget:
+    """Bytes the muxers may hold for peers; ``reserve`` before granting, ``release`` after."""
+
+    __slots__ = ("limit", "used", "peak", "refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self.refused = 0
+
+    def reserve(self, n: int) -> bool:
+        """Take ``n`` bytes if they fit in the budget; False (counted) if not."""
+        if self.used + n > self.limit:
+            self.refused += 1
+            return False
+        self.force(n)
+        return True
+
+    def force(self, n: int) -> None:
+        """Count ``n`` bytes that are held whatever the budget says (data that arrived)."""
+        self.used += n
+        if self.used > self.peak:
+            self.peak = self.used
+
+    def release(self, n: int) -> None:
+        self.used = max(0, self.used - n)
+
+    @property
+    def over(self) -> bool:
+        return self.used > self.limit
+
+
+class ConnScope:
+    """One connection's reservation; :meth:`done` (idempotent) gives it back."""
+
+    __slots__ = ("rm", "direction", "ip", "subnet", "peer", "pending", "closed")
+
+    def __init__(self, rm: ResourceManager, direction: str, ip: str | None,
+                 subnet: str | None, pending: bool) -> None:
+        self.rm = rm
+        self.direction = direction
+        self.ip = ip
+        self.subnet = subnet
+        self.peer: bytes | None = None
+        self.pending = pending
+        self.closed = False
+
+    def set_peer(self, peer: bytes, *, enforce: bool = True) -> None:
+        """The handshake named the peer: the per-peer limit (inbound: ``enforce``) applies;
+        the pending slot is freed either way. A refusal releases the whole scope."""
+        rm = self.rm
+        if self.pending:
+            self.pending = False
+            rm.pending -= 1
+        n = rm.peer_conns.get(peer, 0)
+        if enforce and n >= rm.limits.max_conns_per_peer:
+            self.done()
+            raise rm.refuse("max_conns_per_peer",
+                            f"peer has {n} connections (limit {rm.limits.max_conns_per_peer})")
+        rm.peer_conns[peer] = n + 1
+        self.peer = peer
+
+    def done(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        rm = self.rm
+        rm.conns[self.direction] -= 1
+        if self.pending:
+            rm.pending -= 1
+        if self.ip is not None:
+            _decrement(rm.ip_conns, self.ip)
+        if self.subnet is not None:
+            _decrement(rm.subnet_conns, self.subnet)
+        if self.peer is not None:
+            _decrement(rm.peer_conns, self.peer)
+
+
+class StreamScope:
+    """One stream's reservation; :meth:`done` (idempotent) gives it back."""
+
+    __slots__ = ("rm", "peer", "direction", "protocol", "closed")
+
+    def __init__(self, rm: ResourceManager, peer: bytes, direction: str) -> None:
+        self.rm = rm
+        self.peer = peer
+        self.direction = direction
+        self.protocol: str | None = None
+        self.closed = False
+
+    def set_protocol(self, protocol: str) -> None:
+        """The stream's protocol was negotiated: the per-protocol limit applies to inbound
+        streams (a refusal releases the scope)."""
+        rm = self.rm
+        n = rm.protocol_streams.get(protocol, 0)
+        limit = rm.limits.max_streams_per_protocol
+        if self.direction == "inbound" and limit and n >= limit:
+            self.done()
+            raise rm.refuse("max_streams_per_protocol",
+                            f"{n} inbound streams of {protocol} (limit {limit})")
+        if self.direction == "inbound":
+            rm.protocol_streams[protocol] = n + 1
+        self.protocol = protocol
+
+    def done(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        rm = self.rm
+        rm.streams[self.direction] -= 1
+        if self.direction == "inbound":
+            _decrement(rm.peer_streams, self.peer)
+            if self.protocol is not None:
+                _decrement(rm.protocol_streams, self.protocol)
+
+
+def _decrement(table: dict, key) -> None:
+    n = table.get(key, 0) - 1
+    if n > 0:
+        table[key] = n
+    else:
+        table.pop(key, None)
+
+
+class ResourceManager:
+    """Counts what is open against :class:`Limits`; the swarm asks before opening."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.memory = MemoryBudget(self.limits.memory)
+        self.conns = {"inbound": 0, "outbound": 0}
+        self.pending = 0
+        self.ip_conns: dict[str, int] = {}
+        self.subnet_conns: dict[str, int] = {}
+        self.peer_conns: dict[bytes, int] = {}
+        self.streams = {"inbound": 0, "outbound": 0}
+        self.peer_streams: dict[bytes, int] = {}
+        self.protocol_streams: dict[str, int] = {}
+        self.buckets: dict[str, TokenBucket] = {}
+        #: refusals since start, by the limit that refused (a Limits field name)
+        self.refused: dict[str, int] = {}
+
+    def refuse(self, limit: str, message: str) -> LimitExceeded:
+        self.refused[limit] = self.refused.get(limit, 0) + 1
+        return LimitExceeded(limit, f"resource limit {limit}: {message}")
+
+    # -- connections -------------------------------------------------------------------
+    def _check_total(self, direction: str) -> None:
+        lim = self.limits
+        total = self.conns["inbound"] + self.conns["outbound"]
+        if lim.max_conns and total >= lim.max_conns:
+            raise self.refuse("max_conns", f"{total} connections (limit {lim.max_conns})")
+        limit = lim.max_conns_inbound if direction == "inbound" else lim.max_conns_outbound
+        if limit and self.conns[direction] >= limit:
+            name = "max_conns_inbound" if direction == "inbound" else "max_conns_outbound"
+            raise self.refuse(name, f"{self.conns[direction]} {direction} connections "
+                                    f"(limit {limit})")
+
+    def open_inbound(self, host: str | None, now: float, *, handshake: bool = True) -> ConnScope:
+        """A new inbound connection from ``host`` (None: no IP of its own, e.g. relayed),
+        before its security handshake (``handshake``: it takes a pending slot until
+        :meth:`ConnScope.set_peer`). Raises :class:`LimitExceeded`."""
+        lim = self.limits
+        if handshake and self.pending >= lim.max_pending_inbound:
+            raise self.refuse("max_pending_inbound", f"{self.pending} handshakes in progress "
+                                                     f"(limit {lim.max_pending_inbound})")
+        self._check_total("inbound")
+        ip = parse_ip(host)
+        key = subnet = None
+        if ip is not None and not (lim.exempt_loopback and ip.is_loopback):
+            key, subnet = str(ip), subnet_of(ip)
+            n = self.ip_conns.get(key, 0)
+            if lim.max_conns_per_ip and n >= lim.max_conns_per_ip:
+                raise self.refuse("max_conns_per_ip",
+                                  f"{n} connections from {key} (limit {lim.max_conns_per_ip})")
+            n = self.subnet_conns.get(subnet, 0)
+            if lim.max_conns_per_subnet and n >= lim.max_conns_per_subnet:
+                raise self.refuse("max_conns_per_subnet", f"{n} connections from {subnet} "
+                                                          f"(limit {lim.max_conns_per_subnet})")
+            if lim.inbound_rate and not self._bucket(key, now).take(now):
+                raise self.refuse("inbound_rate", f"{key} opens more than {lim.inbound_rate:g} "
+                                                  f"connections a second")
+            self.ip_conns[key] = self.ip_conns.get(key, 0) + 1
+            self.subnet_conns[subnet] = self.subnet_conns.get(subnet, 0) + 1
+        self.conns["inbound"] += 1
+        if handshake:
+            self.pending += 1
+        return ConnScope(self, "inbound", key, subnet, handshake)
+
+    def open_outbound(self) -> ConnScope:
+        """A dial about to start (the per-peer limit is not applied to our own dials)."""
+        self._check_total("outbound")
+        self.conns["outbound"] += 1
+        return ConnScope(self, "outbound", None, None, False)
+
+    def adopt(self, direction: str, peer: bytes) -> ConnScope:
+        """Count a connection that is open already, whatever the limits say."""
+        self.conns[direction] += 1
+        scope = ConnScope(self, direction, None, None, False)
+        scope.set_peer(peer, enforce=False)
+        return scope
+
+    def _bucket(self, key: str, now: float) -> TokenBucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= MAX_BUCKETS:
+                self._trim_buckets(now)
+            bucket = self.buckets[key] = TokenBucket(self.limits.inbound_rate,
+                                                     self.limits.inbound_burst, now)
+        return bucket
+
+    def _trim_buckets(self, now: float) -> None:
+        """Drop refilled buckets (they hold no history worth keeping), else the oldest."""
+        for key, bucket in list(self.buckets.items()):
+            bucket.refill(now)
+            if bucket.tokens >= bucket.burst:
+                del self.buckets[key]
+        while len(self.buckets) >= MAX_BUCKETS:
+            del self.buckets[next(iter(self.buckets))]
+
+    # -- streams -----------------------------------------------------------------------
+    def open_stream(self, peer: bytes, direction: str) -> StreamScope:
+        """A new stream with ``peer`` (its protocol comes later, :meth:`StreamScope.
+        set_protocol`). Raises :class:`LimitExceeded`."""
+        lim = self.limits
+        total = self.streams["inbound"] + self.streams["outbound"]
+        if lim.max_streams and total >= lim.max_streams:
+            raise self.refuse("max_streams", f"{total} streams (limit {lim.max_streams})")
+        if direction == "inbound":
+            n = self.peer_streams.get(peer, 0)
+            limit = lim.max_streams_inbound_per_peer
+            if limit and n >= limit:
+                raise self.refuse("max_streams_inbound_per_peer",
+                                  f"peer has {n} inbound streams (limit {limit})")
+            self.peer_streams[peer] = n + 1
+        self.streams[direction] += 1
+        return StreamScope(self, peer, direction)
+
+    # -- reporting ---------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Current use, the limits and refusals since start (STATUS "Limits", metrics)."""
+        top_ip = max(self.ip_conns.values(), default=0)
+        return {
+            "Use": {
+                "conns": self.conns["inbound"] + self.conns["outbound"],
+                "conns_inbound": self.conns["inbound"],
+                "conns_outbound": self.conns["outbound"],
+                "pending_inbound": self.pending,
+                "peers": len(self.peer_conns),
+                "ips": len(self.ip_conns),
+                "max_conns_one_ip": top_ip,
+                "streams": self.streams["inbound"] + self.streams["outbound"],
+                "streams_inbound": self.streams["inbound"],
+                "streams_outbound": self.streams["outbound"],
+                "memory": self.memory.used,
+                "memory_peak": self.memory.peak,
+            },
+            "Limits": asdict(self.limits),
+            "Refused": {**self.refused,
+                        **({"memory": self.memory.refused} if self.memory.refused else {})},
+        }

@@ -1,0 +1,213 @@
+"""The resource manager's accounting (sans-IO): limits refuse with the limit named, every
+scope gives back exactly what it took, refusals are counted."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pd.net.rcmgr import (
+    MAX_BUCKETS,
+    LimitExceeded,
+    Limits,
+    MemoryBudget,
+    ResourceManager,
+    TokenBucket,
+    subnet_of,
+)
+
+
+def refused(rm: ResourceManager, fn, *args, **kw) -> str:
+    with pytest.raises(LimitExceeded) as info:
+        fn(*args, **kw)
+    return info.value.limit
+
+
+def test_per_ip_limit_refuses_the_next_inbound_connection_and_frees_on_done():
+    rm = ResourceManager(Limits(max_conns_per_ip=3, inbound_rate=0))
+    scopes = [rm.open_inbound("198.51.100.7", 0.0) for _ in range(3)]
+    assert refused(rm, rm.open_inbound, "198.51.100.7", 0.0) == "max_conns_per_ip"
+    rm.open_inbound("198.51.100.8", 0.0).done()  # another IP is fine
+    scopes[0].done()
+    scopes[0].done()  # idempotent
+    rm.open_inbound("198.51.100.7", 0.0)
+    assert rm.summary()["Refused"] == {"max_conns_per_ip": 1}
+
+
+def test_subnet_limit_counts_a_v4_slash_24_and_a_v6_slash_56():
+    assert subnet_of(__import__("ipaddress").ip_address("203.0.113.9")) == "203.0.113.0/24"
+    assert subnet_of(__import__("ipaddress").ip_address("2001:db8:1:2ff::1")) == \
+        "2001:db8:1:200::/56"
+    rm = ResourceManager(Limits(max_conns_per_subnet=2, inbound_rate=0))
+    rm.open_inbound("203.0.113.1", 0.0)
+    rm.open_inbound("203.0.113.2", 0.0)
+    assert refused(rm, rm.open_inbound, "203.0.113.3", 0.0) == "max_conns_per_subnet"
+    rm.open_inbound("203.0.114.3", 0.0)
+    rm.open_inbound("2001:db8:1:2ff::1", 0.0)
+    rm.open_inbound("2001:db8:1:2fe::1", 0.0)
+    assert refused(rm, rm.open_inbound, "2001:db8:1:2aa::9", 0.0) == "max_conns_per_subnet"
+    rm.open_inbound("2001:db8:1:300::1", 0.0)
+
+
+def test_ipv4_mapped_ipv6_counts_as_the_ipv4_address():
+    rm = ResourceManager(Limits(max_conns_per_ip=1, inbound_rate=0))
+    rm.open_inbound("198.51.100.1", 0.0)
+    assert refused(rm, rm.open_inbound, "::ffff:198.51.100.1", 0.0) == "max_conns_per_ip"
+
+
+def test_loopback_is_exempt_from_ip_and_rate_limits_unless_turned_off():
+    rm = ResourceManager(Limits(max_conns_per_ip=1, inbound_rate=1, inbound_burst=1))
+    for _ in range(10):
+        rm.open_inbound("127.0.0.1", 0.0).set_peer(b"p%d" % _)
+    strict = ResourceManager(Limits(max_conns_per_ip=1, exempt_loopback=False))
+    strict.open_inbound("127.0.0.2", 0.0)
+    assert refused(strict, strict.open_inbound, "127.0.0.2", 0.0) == "max_conns_per_ip"
+
+
+def test_rate_cap_is_a_token_bucket_per_ip():
+    rm = ResourceManager(Limits(inbound_rate=2.0, inbound_burst=3, max_conns_per_ip=0))
+    for _ in range(3):
+        rm.open_inbound("192.0.2.1", 10.0).done()
+    assert refused(rm, rm.open_inbound, "192.0.2.1", 10.0) == "inbound_rate"
+    rm.open_inbound("192.0.2.2", 10.0)  # its own bucket
+    rm.open_inbound("192.0.2.1", 10.5)  # one token back after 0.5 s at 2/s
+    assert refused(rm, rm.open_inbound, "192.0.2.1", 10.5) == "inbound_rate"
+    bucket = TokenBucket(1.0, 2, 0.0)
+    assert bucket.take(0.0) and bucket.take(0.0) and not bucket.take(0.0)
+    assert bucket.take(100.0) and bucket.take(100.0) and not bucket.take(100.0)  # capped burst
+
+
+def test_buckets_are_bounded():
+    rm = ResourceManager(Limits(inbound_rate=1.0, max_conns_per_ip=0, max_conns_per_subnet=0,
+                                max_conns=0, max_conns_inbound=0))
+    for i in range(MAX_BUCKETS + 50):
+        rm.open_inbound(f"198.18.{i >> 8 & 255}.{i & 255}", float(i)).done()
+    assert len(rm.buckets) <= MAX_BUCKETS
+
+
+def test_pending_handshakes_are_limited_and_freed_by_the_handshake():
+    rm = ResourceManager(Limits(max_pending_inbound=2))
+    a, b = rm.open_inbound("127.0.0.1", 0), rm.open_inbound("127.0.0.1", 0)
+    assert refused(rm, rm.open_inbound, "127.0.0.1", 0) == "max_pending_inbound"
+    a.set_peer(b"A")
+    c = rm.open_inbound("127.0.0.1", 0)
+    b.done()
+    c.done()
+    assert rm.pending == 0 and rm.conns == {"inbound": 1, "outbound": 0}
+
+
+def test_per_peer_limit_applies_to_inbound_after_the_handshake():
+    rm = ResourceManager(Limits(max_conns_per_peer=2))
+    rm.adopt("outbound", b"P")
+    rm.open_inbound("127.0.0.1", 0).set_peer(b"P")
+    late = rm.open_inbound("127.0.0.1", 0)
+    assert refused(rm, late.set_peer, b"P") == "max_conns_per_peer"
+    assert rm.pending == 0 and rm.conns["inbound"] == 1  # the refused one gave everything back
+    rm.open_outbound().set_peer(b"P", enforce=False)  # our own dials are not refused by it
+    assert rm.peer_conns[b"P"] == 3
+
+
+def test_total_inbound_and_outbound_limits():
+    rm = ResourceManager(Limits(max_conns=3, max_conns_inbound=2, max_conns_outbound=2))
+    rm.open_inbound(None, 0)
+    rm.open_inbound(None, 0)
+    assert refused(rm, rm.open_inbound, None, 0) == "max_conns_inbound"
+    out = rm.open_outbound()
+    assert refused(rm, rm.open_outbound) == "max_conns"
+    out.done()
+    rm.open_outbound()
+
+
+def test_streams_total_per_peer_inbound_and_per_protocol():
+    rm = ResourceManager(Limits(max_streams=5, max_streams_inbound_per_peer=2,
+                                max_streams_per_protocol=2))
+    s1, s2 = rm.open_stream(b"A", "inbound"), rm.open_stream(b"A", "inbound")
+    assert refused(rm, rm.open_stream, b"A", "inbound") == "max_streams_inbound_per_peer"
+    rm.open_stream(b"A", "outbound")  # outbound is not a peer's inbound streams
+    s1.set_protocol("/x")
+    s2.set_protocol("/x")
+    s3 = rm.open_stream(b"B", "inbound")
+    assert refused(rm, s3.set_protocol, "/x") == "max_streams_per_protocol"
+    assert rm.streams["inbound"] == 2 and b"B" not in rm.peer_streams  # released
+    rm.open_stream(b"B", "inbound").set_protocol("/y")
+    rm.open_stream(b"C", "outbound").set_protocol("/x")  # outbound: not limited per protocol
+    assert refused(rm, rm.open_stream, b"D", "outbound") == "max_streams"
+    s1.done()
+    assert rm.protocol_streams == {"/x": 1, "/y": 1}
+
+
+def test_memory_budget_refuses_what_does_not_fit_and_tracks_its_peak():
+    m = MemoryBudget(100)
+    assert m.reserve(60) and not m.reserve(50) and m.reserve(40)
+    m.release(100)
+    m.force(150)
+    assert m.over and m.peak == 150 and m.refused == 1
+    m.release(1000)
+    assert m.used == 0
+
+
+def test_limits_check_names_the_bad_field():
+    for kw, name in [({"max_conns_per_peer": 0}, "max_conns_per_peer"),
+                     ({"memory": 10}, "memory"), ({"inbound_rate": -1.0}, "inbound_rate"),
+                     ({"max_streams": 1.5}, "max_streams"), ({"exempt_loopback": 1},
+                                                            "exempt_loopback")]:
+        with pytest.raises(ValueError, match=name):
+            Limits(**kw).check()
+    assert Limits().check() == Limits()
+
+
+ops = st.lists(st.tuples(st.sampled_from(["in", "out", "peer", "done", "sin", "sout", "proto",
+                                           "sdone"]),
+                         st.integers(0, 5), st.integers(0, 3)), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops)
+def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
+    rm = ResourceManager(Limits(max_conns=6, max_conns_inbound=4, max_conns_outbound=4,
+                                max_conns_per_peer=2, max_conns_per_ip=2,
+                                max_conns_per_subnet=3, max_pending_inbound=3,
+                                inbound_rate=3.0, inbound_burst=2, max_streams=6,
+                                max_streams_inbound_per_peer=2, max_streams_per_protocol=2,
+                                exempt_loopback=False))
+    conns, streams, now = [], [], 0.0
+    for op, a, b in seq:
+        now += 0.1
+        try:
+            if op == "in":
+                conns.append(rm.open_inbound(f"192.0.{b}.{a}", now))
+            elif op == "out":
+                conns.append(rm.open_outbound())
+            elif op == "peer" and conns:
+                c = conns[a % len(conns)]
+                if c.peer is None and not c.closed:
+                    c.set_peer(bytes([b]), enforce=c.direction == "inbound")
+            elif op == "done" and conns:
+                conns.pop(a % len(conns)).done()
+            elif op in ("sin", "sout"):
+                streams.append(rm.open_stream(bytes([b]), "inbound" if op == "sin" else "outbound"))
+            elif op == "proto" and streams:
+                s = streams[a % len(streams)]
+                if s.protocol is None and not s.closed:
+                    s.set_protocol(f"/p{b}")
+            elif op == "sdone" and streams:
+                streams.pop(a % len(streams)).done()
+        except LimitExceeded:
+            pass
+        lim = rm.limits
+        assert rm.conns["inbound"] <= lim.max_conns_inbound
+        assert sum(rm.conns.values()) <= lim.max_conns
+        assert all(n <= lim.max_conns_per_ip for n in rm.ip_conns.values())
+        assert rm.pending <= lim.max_pending_inbound
+        assert sum(rm.streams.values()) <= lim.max_streams
+        assert all(n <= lim.max_streams_per_protocol for n in rm.protocol_streams.values())
+    for c in conns:
+        c.done()
+    for s in streams:
+        s.done()
+    assert rm.conns == {"inbound": 0, "outbound": 0} and rm.streams == {"inbound": 0,
+                                                                        "outbound": 0}
+    assert rm.pending == 0
+    assert not (rm.ip_conns or rm.subnet_conns or rm.peer_conns or rm.peer_streams
+                or rm.protocol_streams)
