@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .net.rcmgr import Limits
 
 #: A home node listens on the well-known ports on every interface.
 HOME_HOST_ADDRS = ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1",
@@ -67,6 +68,26 @@ control_idle_timeout = "30s"
 max_conns_per_peer = 8
 max_streams_per_conn = 512
 max_control_clients = 256
+# The resource manager (docs/daemon.md "Limits"): over a limit a new connection is closed
+# before its handshake, a new stream is reset; what is open goes on. 0: no limit.
+max_conns = 1024
+max_conns_inbound = 768
+max_conns_outbound = 768
+# Inbound connections from one IP, from one /24 (IPv4) or /56 (IPv6), still handshaking.
+max_conns_per_ip = 16
+max_conns_per_subnet = 64
+max_pending_inbound = 64
+# Streams in total, inbound from one peer, inbound of one protocol.
+max_streams = 8192
+max_streams_inbound_per_peer = 1024
+max_streams_per_protocol = 4096
+# Receive windows and unread buffers all muxers may hold ("256MiB" or bytes).
+memory = "256MiB"
+# New inbound connections per second per IP (0: no cap) and the burst allowed.
+inbound_rate = 5.0
+inbound_burst = 20
+# Loopback (127.0.0.0/8, ::1) skips the per-IP, per-subnet and rate limits.
+exempt_loopback = true
 
 [perf]
 # Answer the libp2p perf protocol (/perf/1.0.0), up to max_bytes per request. Off by
@@ -218,6 +239,8 @@ class Config:
     max_conns_per_peer: int = 8
     max_streams_per_conn: int = 512
     max_control_clients: int = 256
+    #: the resource manager's other limits (``[limits]``; p2pd/net/rcmgr.py)
+    limits: Limits = field(default_factory=Limits)
     blockstore_cache_bytes: int = 64 << 20
     #: ``[datastore] storage_max`` in bytes (0: no limit) and the percent of it at which
     #: automatic gc runs.
@@ -439,6 +462,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 8)
         c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
+        c.limits = limits_from_toml(doc.get("limits", {}))
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
         c.storage_max = parse_size(_get(doc, "datastore", "storage_max", (str, int), "10GB"))
         c.gc_watermark = _get(doc, "datastore", "gc_watermark", int, 90)
@@ -589,6 +613,44 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
     _check_go_combinations(flags, c)
     c.not_implemented = not_implemented_flags(flags)
     return c.validate()
+
+
+#: ``[limits]`` keys that are not resource manager fields (the control socket's, and the
+#: two older swarm limits kept as Config fields)
+_OTHER_LIMIT_KEYS = ("max_control_frame", "control_idle_timeout", "max_control_clients",
+                     "max_conns_per_peer", "max_streams_per_conn")
+
+
+def limits_from_toml(table: Any) -> Limits:
+    """The resource manager's limits from ``[limits]``; a bad value is a ConfigError
+    naming ``limits.KEY``."""
+    from dataclasses import fields
+
+    if not isinstance(table, dict):
+        raise ConfigError("config: [limits] must be a table")
+    limits = Limits()
+    known = {f.name: f for f in fields(Limits)}
+    for key, value in table.items():
+        if key in _OTHER_LIMIT_KEYS:
+            continue
+        if key not in known:
+            names = ", ".join(sorted(set(known) - set(_OTHER_LIMIT_KEYS)))
+            raise ConfigError(f"config: unknown key limits.{key} (known: {names})")
+        default = getattr(limits, key)
+        try:
+            if key == "memory" and isinstance(value, str):
+                value = parse_size(value)
+            elif isinstance(default, float) and isinstance(value, int) \
+                    and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise ConfigError(f"must be {type(default).__name__}, not {value!r}")
+            setattr(limits, key, value)
+            Limits(**{key: value}).check()
+        except (ConfigError, ValueError) as exc:
+            message = str(exc).removeprefix(f"{key} ")
+            raise ConfigError(f"config: limits.{key} {message}") from None
+    return limits
 
 
 def parse_http_addr(text: str, where: str) -> tuple[str, int] | None:

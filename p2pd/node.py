@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 
 import trio
@@ -76,6 +77,8 @@ class Node:
                 muxer=config.muxer,
                 security=config.security,
                 quic=config.quic,
+                limits=replace(config.limits, max_conns_per_peer=config.max_conns_per_peer,
+                               max_streams_per_conn=config.max_streams_per_conn),
             ),
             AGENT_VERSION,
         )
@@ -255,6 +258,7 @@ class Node:
             "HolePunch": self.hole_puncher.stats if self.hole_puncher is not None else None,
             "Connections": [{**c, "Addr": str(text(c["Addr"]))}
                             for c in self.net.connection_info()],
+            "Limits": self.net.swarm.rcmgr.summary(),
         }
 
     async def _serve_perf(self, stream) -> None:

@@ -206,6 +206,14 @@ def _cmd_status(client: ControlClient, args) -> int:
     if "Reachability" in data:
         lines += [f"Reachability: {data['Reachability']}", f"DHT mode: {data['DHTMode']}"]
         lines += [f"External address: {a}" for a in data["External"]]
+    limits = data.get("Limits")
+    if isinstance(limits, dict):
+        use, lim = limits.get("Use", {}), limits.get("Limits", {})
+        refused = sum((limits.get("Refused") or {}).values())
+        lines.append(f"Limits: {use.get('conns')}/{lim.get('max_conns')} connections, "
+                     f"{use.get('streams')}/{lim.get('max_streams')} streams, "
+                     f"{use.get('memory', 0) >> 20}/{lim.get('memory', 0) >> 20} MiB muxer "
+                     f"memory, {refused} refused")
     lines += ["Addresses:", *(f"  {a}" for a in data["Addresses"])]
     text = "\n".join(lines)
     return _emit(args, data, text)

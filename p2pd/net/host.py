@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..errors import ConfigError
+from .rcmgr import Limits
 
 AGENT_VERSION = f"p2pd/{__version__}"
 
@@ -37,6 +38,8 @@ class HostOptions:
     security: Sequence[str] = ("tls", "noise")
     #: QUIC v1 (``-quic``): listen on the quic-v1 addresses and dial peers' ones.
     quic: bool = True
+    #: the resource manager's limits (None: its defaults with the two limits above)
+    limits: Limits | None = None
 
 
 def filter_announced(addrs: Sequence[str], no_announce: Sequence[str]) -> list[str]:

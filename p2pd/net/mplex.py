@@ -39,6 +39,7 @@ from .mplex_wire import (
 )
 from .muxerrors import MuxedConnUnavailable, MuxedStreamError
 from .muxsession import MuxSession, MuxStream, ProtocolError
+from .rcmgr import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class MplexStream(MuxStream):
     def __init__(self, conn: MplexConnection, stream_id: int, is_initiator: bool) -> None:
         super().__init__(conn, stream_id, is_initiator)
         self._drained = trio.Event()
+        self._held = 0  # buffered bytes counted in the connection's memory budget
         # Flags for frames we send about this stream.
         if is_initiator:
             self._msg, self._close = MESSAGE_INITIATOR, CLOSE_INITIATOR
@@ -83,11 +85,25 @@ class MplexStream(MuxStream):
             return
         self._buffer.append(data)
         self._readable.set()
-        if self._buffer.size > self.muxed_conn.max_buffer:
-            self.muxed_conn._full.add(self)
+        conn = self.muxed_conn
+        memory = conn.memory
+        if memory is not None:
+            memory.force(len(data))
+            self._held += len(data)
+        if self._buffer.size > conn.max_buffer or (memory is not None and memory.over):
+            conn._full.add(self)
 
     async def _after_read(self, n: int) -> None:
+        if self._held:
+            n = min(n, self._held)
+            self._held -= n
+            self.muxed_conn.memory.release(n)
         self._drained.set()
+
+    def _release(self) -> None:
+        if self._held:
+            self.muxed_conn.memory.release(self._held)
+            self._held = 0
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data).cast("B")
@@ -103,8 +119,12 @@ class MplexConnection(MuxSession):
 
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_buffer: int = MAX_BUFFER,
-                 backlog: int = BACKLOG, stall_timeout: float = STALL_TIMEOUT) -> None:
+                 backlog: int = BACKLOG, stall_timeout: float = STALL_TIMEOUT,
+                 memory: MemoryBudget | None = None) -> None:
         super().__init__(secured_conn, peer_id, is_initiator, on_close, backlog)
+        #: the node's muxer memory budget: unread bytes count in it; over it, the
+        #: connection is not read until its streams' readers catch up (backpressure)
+        self.memory = memory
         self.max_buffer = max_buffer
         self.stall_timeout = stall_timeout
         self._next_id = 0
@@ -147,7 +167,10 @@ class MplexConnection(MuxSession):
         while self._full:
             stream = self._full.pop()
             with trio.move_on_after(self.stall_timeout) as scope:
-                while stream._buffer.size > self.max_buffer and not stream.reset_received:
+                while not stream.reset_received and (
+                        stream._buffer.size > self.max_buffer
+                        or (self.memory is not None and self.memory.over
+                            and stream._buffer.size)):
                     stream._drained = trio.Event()
                     await stream._drained.wait()
             if scope.cancelled_caught:

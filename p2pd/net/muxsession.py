@@ -64,6 +64,9 @@ class MuxStream:
     async def _after_read(self, n: int) -> None:
         """``n`` bytes were read from the buffer."""
 
+    def _release(self) -> None:
+        """The stream is gone: give back what it reserved from the memory budget."""
+
     def _wake(self) -> None:
         """Wake everything waiting on the stream (a reset)."""
         self._readable.set()
@@ -296,6 +299,7 @@ class MuxSession:
     def _forget(self, stream: Any) -> None:
         if self.streams.get(stream.key) is stream:
             del self.streams[stream.key]
+            stream._release()
 
     async def _read_loop(self) -> None:
         read = self.secured_conn.read

@@ -107,12 +107,13 @@ def subnet_of(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 
-def parse_ip(host: str | None):
-    """An IP address from a socket's host text (IPv4-mapped IPv6 as IPv4), or None."""
+def parse_ip(host):
+    """An IP address from a socket's host (text or an ipaddress value; IPv4-mapped IPv6
+    as IPv4), or None."""
     if not host:
         return None
     try:
-        ip = ipaddress.ip_address(host.split("%")[0])
+        ip = ipaddress.ip_address(str(host).split("%")[0])
     except ValueError:
         return None
     if ip.version == 6 and ip.ipv4_mapped is not None:

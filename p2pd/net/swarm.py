@@ -53,6 +53,7 @@ from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noi
 from .multistream import MultistreamError
 from .muxerrors import MuxedStreamReset
 from .noise_xx import Handshake, HandshakeError
+from .rcmgr import ConnScope, LimitExceeded, Limits, ResourceManager, StreamScope
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ class SwarmOptions:
     identify_push_delay: float = 0.05
     #: how long both connections of a simultaneous dial live before one is closed
     simultaneous_grace: float = 1.0
+    #: the resource manager's limits (p2pd/net/rcmgr.py); None: its defaults with the three
+    #: limits above (pending handshakes, connections per peer, streams per connection)
+    limits: Limits | None = None
 
 
 # -- multiaddrs (binary) ---------------------------------------------------------------------
@@ -372,27 +376,64 @@ class Connection:
     closed: bool = False
     observed_addr: bytes = b""
     traffic: Traffic | None = None
+    #: the swarm's resource manager and this connection's reservation (set on register)
+    resources: ResourceManager | None = None
+    scope: ConnScope | None = None
+    #: outbound streams' reservations, given back once their stream is closed
+    out_streams: list = field(default_factory=list)
+
+    def _stream_scope(self) -> StreamScope | None:
+        rm = self.resources
+        if rm is None:
+            return None
+        held = self.out_streams
+        if len(held) >= 16:  # give back the reservations of streams that ended meanwhile
+            live = []
+            for mux, scope in held:
+                if mux.closed or self.closed:
+                    scope.done()
+                else:
+                    live.append((mux, scope))
+            held[:] = live
+        try:
+            return rm.open_stream(self.peer, "outbound")
+        except LimitExceeded as exc:
+            raise StreamError(str(exc)) from None
+
+    def release_streams(self) -> None:
+        for _, scope in self.out_streams:
+            scope.done()
+        self.out_streams.clear()
 
     async def open_stream(self, protocols: Sequence[str], timeout: float, *,
                           lazy: bool = False) -> Stream:
         """A new stream speaking the first of ``protocols`` the peer accepts. ``lazy`` (one
         protocol the peer said it speaks, as go's host does): no round trip here, the
         proposal goes out with the first write and a refusal shows on the first read."""
+        scope = self._stream_scope()
         try:
             mux = await self.session.open_stream()
         except Exception as exc:
+            if scope is not None:
+                scope.done()
             raise StreamError(f"no new stream on the connection: {exc}") from None
+        if scope is not None:
+            self.out_streams.append((mux, scope))
         stream = Stream(self, mux)
         if lazy and len(protocols) == 1:
             stream.protocol = protocols[0]
             stream._lazy = ms.Dialer(protocols)
             stream._lazy_out = stream._lazy.start()
+            if scope is not None:
+                scope.set_protocol(stream.protocol)
             if self.traffic is not None:
                 self.traffic.opened(stream.protocol, "outbound")
             return stream
         try:
             with trio.fail_after(timeout):
                 stream.protocol = await negotiate_out(stream, protocols)
+            if scope is not None:
+                scope.set_protocol(stream.protocol)
             if self.traffic is not None:
                 self.traffic.opened(stream.protocol, "outbound")
         except BaseException as exc:
@@ -476,13 +517,30 @@ class Swarm:
         self._dialing: dict[bytes, trio.Event] = {}
         self._dial_result: dict[bytes, Connection | BaseException] = {}
         self._backoff: dict[bytes, tuple[float, int]] = {}
-        self._pending_inbound = 0
+        o = self.options
+        #: every connection and stream reserves here first (p2pd/net/rcmgr.py)
+        self.rcmgr = ResourceManager(o.limits if o.limits is not None else Limits(
+            max_pending_inbound=o.max_pending_inbound, max_conns_per_peer=o.max_conns_per_peer,
+            max_streams_per_conn=o.max_streams_per_conn))
         self._nursery: trio.Nursery | None = None
         self._push_scheduled = False
         self._tls_security = None
         self.handlers[idproto.ID] = self._serve_identify
         self.handlers[idproto.PUSH] = self._serve_identify_push
         self.handlers[PING] = self._serve_ping
+
+    @property
+    def _pending_inbound(self) -> int:
+        return self.rcmgr.pending
+
+    def _admit(self, host: str | None, what: str) -> ConnScope | None:
+        """The resource manager's scope for a new inbound connection from ``host``, or None
+        (refused, counted, logged at debug): the caller closes it before any handshake."""
+        try:
+            return self.rcmgr.open_inbound(host, trio.current_time())
+        except LimitExceeded as exc:
+            log.debug("inbound %s from %s refused: %s", what, host, exc)
+            return None
 
     # -- lifetime ----------------------------------------------------------------------
     async def run(self, listen: Sequence[bytes] = (), *, task_status=trio.TASK_STATUS_IGNORED):
@@ -550,16 +608,17 @@ class Swarm:
     async def _ws_request(self, request) -> None:
         """One WebSocket client: the same upgrade as TCP over its binary messages; the
         handler lives as long as the connection (trio-websocket closes it on return)."""
-        if self._pending_inbound >= self.options.max_pending_inbound:
+        remote = getattr(request, "remote", None)
+        scope = self._admit(getattr(remote, "address", None), "websocket")
+        if scope is None:
             await request.reject(503)
             return
-        self._pending_inbound += 1
         try:
             ws = await request.accept()
         except Exception:
-            self._pending_inbound -= 1
+            scope.done()
             return
-        conn = await self._inbound(WsByteStream(ws), transport="ws")
+        conn = await self._inbound(WsByteStream(ws), scope, transport="ws")
         if conn is not None:
             await conn.gone.wait()
 
@@ -572,11 +631,15 @@ class Swarm:
                     log.warning("accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                if self._pending_inbound >= self.options.max_pending_inbound:
+                try:
+                    host = stream.socket.getpeername()[0]
+                except OSError:
+                    host = None
+                scope = self._admit(host, "connection")
+                if scope is None:  # over a limit: closed before the security handshake
                     await stream.aclose()
                     continue
-                self._pending_inbound += 1
-                self._nursery.start_soon(self._inbound, stream)
+                self._nursery.start_soon(self._inbound, stream, scope)
 
     # -- the upgrade ---------------------------------------------------------------------
     def _handshake(self, initiator: bool, expected: bytes | None) -> Handshake:
@@ -618,21 +681,23 @@ class Swarm:
             from .yamux import YamuxConnection
 
             return YamuxConnection(secure, peer.hex()[:16], secure.is_initiator,
-                                   backlog=self.options.stream_backlog)
+                                   backlog=self.options.stream_backlog,
+                                   memory=self.rcmgr.memory)
         from .mplex import MplexConnection
 
         return MplexConnection(secure, peer.hex()[:16], secure.is_initiator,
-                               backlog=self.options.stream_backlog)
+                               backlog=self.options.stream_backlog, memory=self.rcmgr.memory)
 
     async def accept_stream(self, raw, remote_addr: bytes, local_addr: bytes,
                             transport: str) -> Connection | None:
         """Upgrade a byte stream another transport accepted (a relayed connection: the
-        stop stream) as an inbound connection, within the pending-handshake limit."""
-        if self._pending_inbound >= self.options.max_pending_inbound:
+        stop stream) as an inbound connection, within the pending-handshake limit (the
+        relay's IP is not the peer's: no per-IP limits)."""
+        scope = self._admit(None, transport)
+        if scope is None:
             await raw.close()
             return None
-        self._pending_inbound += 1
-        return await self._inbound(raw, transport, (remote_addr, local_addr))
+        return await self._inbound(raw, scope, transport, (remote_addr, local_addr))
 
     async def dial_stream(self, raw, peer: bytes, remote_addr: bytes, local_addr: bytes,
                           transport: str) -> Connection:
@@ -643,27 +708,32 @@ class Swarm:
         return Connection(peer, secure.remote_public_key, "outbound", remote_addr, local_addr,
                           muxer, self._session(secure, muxer, peer), transport=transport)
 
-    async def _inbound(self, raw, transport: str = "tcp",
+    async def _inbound(self, raw, scope: ConnScope, transport: str = "tcp",
                        addrs: tuple[bytes, bytes] | None = None) -> Connection | None:
         """Upgrade one accepted connection (``raw``: a trio SocketStream, or a ByteStream
         already) and register it; the pending-handshake slot taken at accept is freed."""
+        upgraded = False
         try:
             if addrs is None and not isinstance(raw, (ByteStream, WsByteStream)):
                 raw = ByteStream(raw, raw.socket.getpeername(), raw.socket.getsockname())
             remote, local = addrs if addrs is not None else (raw.remote, raw.local)
-            with trio.move_on_after(self.options.handshake_timeout) as scope:
+            with trio.move_on_after(self.options.handshake_timeout) as timer:
                 try:
                     secure, muxer = await self._upgrade(raw, False, None)
                 except Exception as exc:  # whatever a stranger sends: that connection ends
                     log.debug("inbound upgrade from %s failed: %r", remote, exc)
+                    scope.done()  # the slot is free once the peer sees the close
                     await raw.close()
                     return None
-            if scope.cancelled_caught:
+            if timer.cancelled_caught:
                 log.debug("inbound upgrade from %s timed out", remote)
+                scope.done()
                 await raw.close()
                 return None
+            upgraded = True
         finally:
-            self._pending_inbound -= 1
+            if not upgraded:
+                scope.done()
         ws = transport == "ws"
         if addrs is None:
             remote, local = _addr_of(remote, ws), _addr_of(local, ws)
@@ -671,24 +741,29 @@ class Swarm:
                           remote, local,
                           muxer, self._session(secure, muxer, secure.remote_peer),
                           transport=transport, security=getattr(secure, "security", NOISE))
-        if len(self.conns.get(conn.peer, ())) >= self.options.max_conns_per_peer:
-            log.info("peer %s: over %d connections, closing the new one",
-                     conn.peer.hex()[:16], self.options.max_conns_per_peer)
+        try:
+            scope.set_peer(conn.peer)
+        except LimitExceeded as exc:
+            log.info("peer %s: closing a new connection: %s", conn.peer.hex()[:16], exc)
             await secure.close()
             return None
-        self._register(conn)
+        self._register(conn, scope)
         return conn
 
     def adopt_inbound(self, conn: Connection) -> bool:
         """Register an inbound connection another transport authenticated (QUIC), within
-        the per-peer connection limit; False (the caller closes it) beyond."""
+        the resource manager's limits; False (the caller closes it) beyond."""
         if self._nursery is None:
             return False
-        if len(self.conns.get(conn.peer, ())) >= self.options.max_conns_per_peer:
-            log.info("peer %s: over %d connections, closing the new one",
-                     conn.peer.hex()[:16], self.options.max_conns_per_peer)
+        try:
+            scope = self.rcmgr.open_inbound(_ip_text(conn.remote_addr), trio.current_time(),
+                                            handshake=False)
+            scope.set_peer(conn.peer)
+        except LimitExceeded as exc:
+            log.info("peer %s: closing a new %s connection: %s", conn.peer.hex()[:16],
+                     conn.transport, exc)
             return False
-        self._register(conn)
+        self._register(conn, scope)
         return True
 
     async def _tcp_connect(self, host: str, port: int, family: int) -> trio.SocketStream:
@@ -788,16 +863,28 @@ class Swarm:
             won.append(conn)
             nursery.cancel_scope.cancel()
 
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for addr in addrs:
-                    if self._dialable(addr) and not _is_circuit(addr):
-                        nursery.start_soon(attempt, addr)
+        scope = self._dial_scope(peer)
+        try:
+            with trio.move_on_after(timeout):
+                async with trio.open_nursery() as nursery:
+                    for addr in addrs:
+                        if self._dialable(addr) and not _is_circuit(addr):
+                            nursery.start_soon(attempt, addr)
+        except BaseException:
+            scope.done()
+            raise
         if not won:
+            scope.done()
             raise DialError(f"no direct connection to {peer.hex()[:16]}: "
                             + ("; ".join(errors) or "timed out"))
-        self._register(won[0])
+        self._register(won[0], scope)
         return won[0]
+
+    def _dial_scope(self, peer: bytes) -> ConnScope:
+        try:
+            return self.rcmgr.open_outbound()
+        except LimitExceeded as exc:
+            raise DialError(f"not dialing {peer.hex()[:16]}: {exc}") from None
 
     async def dial(self, peer: bytes, addrs: Sequence[bytes] = (), *,
                    timeout: float | None = None) -> Connection:
@@ -866,18 +953,24 @@ class Swarm:
             won.append(conn)
             nursery.cancel_scope.cancel()
 
-        with trio.move_on_after(timeout) as overall:
-            async with trio.open_nursery() as nursery:
-                for addr in candidates:
-                    failed = trio.Event()
-                    nursery.start_soon(attempt, addr, failed)
-                    with trio.move_on_after(self.options.dial_stagger):
-                        await failed.wait()
-                    if won:
-                        break
+        scope = self._dial_scope(peer)
+        try:
+            with trio.move_on_after(timeout) as overall:
+                async with trio.open_nursery() as nursery:
+                    for addr in candidates:
+                        failed = trio.Event()
+                        nursery.start_soon(attempt, addr, failed)
+                        with trio.move_on_after(self.options.dial_stagger):
+                            await failed.wait()
+                        if won:
+                            break
+        except BaseException:
+            scope.done()
+            raise
         if won:
-            self._register(won[0])
+            self._register(won[0], scope)
             return won[0]
+        scope.done()
         if overall.cancelled_caught:
             errors.append(f"timed out after {timeout:g} s")
         raise DialError(f"failed to dial {peer.hex()[:16]}: " + "; ".join(errors))
@@ -892,7 +985,14 @@ class Swarm:
             self._backoff.pop(a, None)
 
     # -- connections -------------------------------------------------------------------------
-    def _register(self, conn: Connection) -> None:
+    def _register(self, conn: Connection, scope: ConnScope | None = None) -> None:
+        """``scope``: the connection's reservation (None: counted now, whatever the limits
+        say; the dials reserve before they start)."""
+        if scope is None:
+            scope = self.rcmgr.adopt(conn.direction, conn.peer)
+        elif scope.peer is None:
+            scope.set_peer(conn.peer, enforce=False)
+        conn.scope, conn.resources = scope, self.rcmgr
         conns = self.conns.setdefault(conn.peer, [])
         first = not conns
         conns.append(conn)
@@ -930,6 +1030,9 @@ class Swarm:
         conn.closed = True
         conn.identified.set()
         conn.gone.set()
+        if conn.scope is not None:
+            conn.scope.done()
+            conn.release_streams()
         conns = self.conns.get(conn.peer)
         if conns is None or conn not in conns:
             return
@@ -974,21 +1077,36 @@ class Swarm:
                     mux = await conn.session.accept_stream()
                 except Exception:
                     break
-                if len(conn.session.streams) > self.options.max_streams_per_conn:
-                    log.info("peer %s: over %d streams on one connection, resetting one",
-                             conn.peer.hex()[:16], self.options.max_streams_per_conn)
+                limit = self.rcmgr.limits.max_streams_per_conn
+                if len(conn.session.streams) > limit:
+                    self.rcmgr.refuse("max_streams_per_conn", "")
+                    log.debug("peer %s: over %d streams on one connection, resetting one",
+                              conn.peer.hex()[:16], limit)
                     nursery.start_soon(mux.reset)
                     continue
-                nursery.start_soon(self._inbound_stream, conn, mux)
+                try:
+                    scope = self.rcmgr.open_stream(conn.peer, "inbound")
+                except LimitExceeded as exc:  # reset: the opener sees a reset stream
+                    log.debug("peer %s: inbound stream reset: %s", conn.peer.hex()[:16], exc)
+                    nursery.start_soon(mux.reset)
+                    continue
+                nursery.start_soon(self._inbound_stream, conn, mux, scope)
             nursery.cancel_scope.cancel()
 
-    async def _inbound_stream(self, conn: Connection, mux) -> None:
+    async def _inbound_stream(self, conn: Connection, mux, scope: StreamScope) -> None:
+        try:
+            await self._serve_stream(conn, mux, scope)
+        finally:
+            scope.done()
+
+    async def _serve_stream(self, conn: Connection, mux, scope: StreamScope) -> None:
         stream = Stream(conn, mux)
         handlers = self.handlers
         try:
             with trio.fail_after(self.options.negotiate_timeout):
                 proto = await negotiate_in(stream, handlers.__contains__, lambda: list(handlers))
-        except Exception as exc:  # too slow, not multistream, reset: that stream only
+            scope.set_protocol(proto)
+        except Exception as exc:  # too slow, not multistream, reset, over a limit: that one
             log.debug("inbound stream from %s: %r", conn.peer.hex()[:16], exc)
             await stream.reset()
             return
@@ -1218,6 +1336,19 @@ def _is_quic(addr: bytes) -> bool:
         return any(code == P_QUIC_V1 for code, _ in split_multiaddr(addr))
     except ValueError:
         return False
+
+
+def _ip_text(addr: bytes) -> str | None:
+    """The IP of a binary ``/ip4|ip6/...`` multiaddr, else None."""
+    try:
+        code, value = split_multiaddr(addr)[0]
+    except (ValueError, IndexError):
+        return None
+    if code == P_IP4 and len(value) == 4:
+        return str(ipaddress.IPv4Address(value))
+    if code == P_IP6 and len(value) == 16:
+        return str(ipaddress.IPv6Address(value))
+    return None
 
 
 def _is_ip(host: str) -> bool:

@@ -77,6 +77,7 @@ class SwarmHost:
             dial_timeout=options.dial_timeout,
             max_conns_per_peer=options.max_conns_per_peer,
             max_streams_per_conn=options.max_streams_per_conn,
+            limits=options.limits,
             security=[{"tls": TLS, "noise": NOISE}[name] for name in options.security]))
         self.me = self.swarm.me
         self.tags: dict[bytes, dict[str, int]] = {}

@@ -38,6 +38,7 @@ import trio
 
 from .muxerrors import MuxedConnUnavailable, MuxedStreamError
 from .muxsession import MuxSession, MuxStream, ProtocolError
+from .rcmgr import MemoryBudget
 from .yamux_wire import (
     FLAG_ACK,
     FLAG_FIN,
@@ -84,6 +85,12 @@ class YamuxStream(MuxStream):
         self._last_credit = trio.current_time()
         self._send_window = INITIAL_WINDOW
         self._writable = trio.Event()
+        self._reserved = 0  # bytes of the connection's memory budget this window holds
+
+    def _release(self) -> None:
+        if self._reserved:
+            self.muxed_conn.memory.release(self._reserved)
+            self._reserved = 0
 
     def _fin_frame(self) -> bytes:
         return header(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
@@ -132,8 +139,11 @@ class YamuxStream(MuxStream):
         if self._window_size < conn.max_window and (
                 self._recv_window < self._window_size >> 2 or since < 4 * conn.rtt):
             grown = min(self._window_size * 2, conn.max_window)
-            delta += grown - self._window_size
-            self._window_size = grown
+            if conn.memory is None or conn.memory.reserve(grown - self._window_size):
+                if conn.memory is not None:
+                    self._reserved += grown - self._window_size
+                delta += grown - self._window_size
+                self._window_size = grown
         self._consumed = 0
         self._recv_window += delta
         try:
@@ -171,8 +181,11 @@ class YamuxConnection(MuxSession):
 
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_window: int = MAX_WINDOW,
-                 backlog: int = BACKLOG, keepalive: float = RTT_INTERVAL) -> None:
+                 backlog: int = BACKLOG, keepalive: float = RTT_INTERVAL,
+                 memory: MemoryBudget | None = None) -> None:
         super().__init__(secured_conn, peer_id, is_initiator, on_close, backlog)
+        #: the node's muxer memory budget: every window we grant is reserved from it first
+        self.memory = memory
         self.max_window = max(max_window, INITIAL_WINDOW)
         self.keepalive = keepalive
         self._next_id = 1 if self._initiator else 2
@@ -192,13 +205,17 @@ class YamuxConnection(MuxSession):
         sid = self._next_id
         if sid > 0xFFFFFFFF:
             raise MuxedStreamError("stream ids exhausted on this connection")
+        if self.memory is not None and not self.memory.reserve(INITIAL_WINDOW):
+            raise MuxedStreamError(f"resource limit memory: {self.memory.used} bytes of "
+                                   f"receive windows held (limit {self.memory.limit})")
         self._next_id = sid + 2
         stream = YamuxStream(self, sid, True)
+        stream._reserved = INITIAL_WINDOW if self.memory is not None else 0
         self.streams[sid] = stream
         try:
             await self._send(header(TYPE_WINDOW_UPDATE, FLAG_SYN, sid, 0))
         except MuxedConnUnavailable as exc:
-            self.streams.pop(sid, None)
+            self._forget(stream)
             raise MuxedStreamError(f"could not open a stream: {exc}") from None
         return stream
 
@@ -308,8 +325,15 @@ class YamuxConnection(MuxSession):
         if self._going_away or self._dead:
             self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
             return None
+        if self.memory is not None and not self.memory.reserve(INITIAL_WINDOW):
+            log.debug("%s: stream %d reset: resource limit memory (%d of %d bytes held)",
+                      self.peer_id, sid, self.memory.used, self.memory.limit)
+            self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
+            return None
         stream = YamuxStream(self, sid, False)
+        stream._reserved = INITIAL_WINDOW if self.memory is not None else 0
         if not self._backlog(stream):
+            stream._release()
             self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
             return None
         self.streams[sid] = stream

@@ -66,7 +66,7 @@ async def test_silent_peers_hold_a_bounded_slot_for_a_bounded_time():
             with trio.fail_after(3):
                 while await s.receive_some(100):
                     pass
-        assert a._pending_inbound == 0
+        assert a._pending_inbound == 0, a.rcmgr.summary()
         b, _ = await start(nursery)
         with trio.fail_after(5):
             await b.dial(a.me, [addr])
