@@ -32,8 +32,10 @@ DEFAULT_CONFIG_TOML = """\
 
 [control]
 # Control endpoint multiaddr (/unix/PATH or /ip4/127.0.0.1/tcp/PORT).
-# Empty: the Unix socket $P2PD_HOME/p2pd.sock (mode 0600).
+# Empty: the Unix socket $P2PD_HOME/p2pd.sock (mode 0600). A TCP address beyond loopback
+# gives whoever reaches it this node: refused unless allow_remote (-allowRemoteControl).
 listen = ""
+allow_remote = false
 
 [swarm]
 # Swarm listen addresses (-hostAddrs) and addresses to announce instead (-announceAddrs);
@@ -224,6 +226,9 @@ class Config:
     """Everything a node and its control socket need; defaults are a harness daemon's."""
 
     control_listen: str | None = None
+    #: ``-allowRemoteControl`` / ``[control] allow_remote``: a TCP control listener beyond
+    #: loopback is refused without it
+    allow_remote_control: bool = False
     host_addrs: list[str] = field(default_factory=lambda: list(EPHEMERAL_HOST_ADDRS))
     announce_addrs: list[str] = field(default_factory=list)
     identity_file: str | None = None
@@ -446,6 +451,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
     c = Config()
     if doc is not None:
         c.control_listen = _get(doc, "control", "listen", str, "") or None
+        c.allow_remote_control = _get(doc, "control", "allow_remote", bool, False)
         c.host_addrs = _get(doc, "swarm", "listen", list, list(HOME_HOST_ADDRS))
         c.announce_addrs = _get(doc, "swarm", "announce", list, [])
         c.no_announce = _get(doc, "swarm", "no_announce", list, [])
@@ -501,6 +507,8 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
             c.bootstrap_peers = _split(env_peers)
     if "listen" in flags:
         c.control_listen = flags["listen"]
+    if "allowRemoteControl" in flags:
+        c.allow_remote_control = flags["allowRemoteControl"]
     if "id" in flags:
         c.identity_file = flags["id"]
     if flags.get("hostAddrs"):  # empty, as go: the default addresses

@@ -38,6 +38,7 @@ from .home import (
     ensure_home,
     identity_path,
     resolve_home,
+    secure_path,
     socket_path,
 )
 from .identity import PrivateKeyRecord, load_or_create_identity, new_ed25519, read_identity
@@ -51,12 +52,16 @@ LOCK_NAME = "p2pd.lock"
 def run(flags: dict[str, Any]) -> int:
     """Entry point from the CLI; ``flags`` holds only the flags that were set."""
     with ExitStack() as stack:
-        config, key, control, datastore = _prepare(flags, stack)
+        notes: list[str] = []
+        config, key, control, datastore = _prepare(flags, stack, notes)
         from . import __version__
         from .logs import configure
 
         configure(config.log_level)
         log.info("p2pd %s starting (log level %s)", __version__, config.log_level)
+        for note in notes:  # modes tightened at start (home 0700, key file 0600)
+            log.warning("%s", note)
+        _say_remote_control(control, config)
         try:
             return trio.run(_serve, config, key, control, datastore)
         except OSError as exc:
@@ -64,28 +69,81 @@ def run(flags: dict[str, Any]) -> int:
 
 
 def _prepare(
-    flags: dict[str, Any], stack: ExitStack
+    flags: dict[str, Any], stack: ExitStack, notes: list[str] | None = None
 ) -> tuple[Config, PrivateKeyRecord, str, Datastore | None]:
     """Resolve mode, config, lock, identity and datastore before any network I/O.
 
     Harness mode keeps everything in memory (no datastore); home mode opens
-    ``$P2PD_HOME/datastore`` after taking the lock.
+    ``$P2PD_HOME/datastore`` after taking the lock. The home (0700) and the key file
+    (0600) are closed to group and others first; what was changed goes to ``notes``.
     """
+    notes = [] if notes is None else notes
+
+    def secure(path, mode: int, what: str) -> None:
+        note = secure_path(path, mode, what)
+        if note:
+            notes.append(note)
+
     if "listen" in flags or flags.get("f") or flags.get("i"):  # harness mode
         config = resolve({**_json_config(flags), **flags}, None)
-        key = read_identity(config.identity_file) if config.identity_file else new_ed25519()
+        check_control_exposure(config.control_listen or "", config)
+        if config.identity_file:
+            key = read_identity(config.identity_file)
+            secure(config.identity_file, 0o600, "identity key file")
+        else:
+            key = new_ed25519()
         return config, key, config.control_listen or "", None
     home = ensure_home(resolve_home())
+    secure(home, 0o700, "$P2PD_HOME")
     write_default_config(config_path(home))
     config = resolve(flags, load_toml(config_path(home)))
     stack.enter_context(_HomeLock(home))
     if config.identity_file:
         key = read_identity(config.identity_file)
+        secure(config.identity_file, 0o600, "identity key file")
     else:
         key, _created = load_or_create_identity(identity_path(home))
+        secure(identity_path(home), 0o600, "identity key file")
     control = config.control_listen or "/unix" + str(socket_path(home))
+    check_control_exposure(control, config)
     datastore = stack.enter_context(Datastore.open(datastore_path(home)))
     return config, key, control, datastore
+
+
+def _remote_control_host(control: str) -> str | None:
+    """The host of a TCP control address beyond loopback (0.0.0.0 included), else None."""
+    import ipaddress
+
+    from .control.endpoint import parse_endpoint
+
+    if not control:
+        return None
+    endpoint = parse_endpoint(control)
+    if endpoint.kind != "tcp" or ipaddress.ip_address(endpoint.host).is_loopback:
+        return None
+    return endpoint.host
+
+
+def check_control_exposure(control: str, config: Config) -> None:
+    """A control socket beyond loopback gives whoever reaches it the node (its streams,
+    its store, its identity's signatures): only with ``-allowRemoteControl``."""
+    host = _remote_control_host(control)
+    if host is not None and not config.allow_remote_control:
+        raise ConfigError(
+            f"control address {control} is not a loopback address: anyone who can reach "
+            f"{host} would control this node; use /ip4/127.0.0.1/tcp/PORT or a /unix socket, "
+            f"or pass -allowRemoteControl ([control] allow_remote = true) to listen there "
+            f"anyway")
+
+
+def _say_remote_control(control: str, config: Config) -> None:
+    if _remote_control_host(control) is None:
+        return
+    message = (f"WARNING: the control socket listens on {control}, beyond this machine "
+               f"(-allowRemoteControl): anyone who can reach it controls this node. "
+               f"Firewall it.")
+    print(f"p2pd: {message}", file=sys.stderr, flush=True)  # even with -q
+    log.warning("%s", message)
 
 
 def _json_config(flags: dict[str, Any]) -> dict[str, Any]:

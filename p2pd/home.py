@@ -6,7 +6,9 @@ problem with the directory surfaces as one :class:`HomeError` naming the path,
 before RocksDB or key loading would fail with a less helpful message.
 
 The home holds the node's private key, so a directory we create is mode 0700.
-An existing directory's mode is left as the user set it.
+:func:`ensure_home` leaves an existing directory's mode as the user set it (``p2pd add``
+uses it too); the daemon tightens the home, its key file and its control socket at start
+with :func:`secure_path` (0700 / 0600, logged), and refuses what another user owns.
 """
 
 import os
@@ -65,6 +67,35 @@ def ensure_home(path: str | os.PathLike[str]) -> Path:
             f"fix its permissions (chmod u+rwx) or set {ENV_VAR}"
         )
     return home
+
+
+def secure_path(path: str | os.PathLike[str], mode: int, what: str) -> str | None:
+    """Make ``path`` (the home: 0700; the key file, the control socket: 0600) closed to
+    group and others. Returns what was changed (for the log), or None if nothing was.
+
+    Raises :class:`HomeError` when ``path`` is owned by another user: changing its mode
+    is not ours to do, and a key or socket someone else controls is not safe to use.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise HomeError(f"cannot inspect {what} {path}: {exc.strerror or exc}") from None
+    uid = os.geteuid()
+    current = stat.S_IMODE(st.st_mode)
+    if st.st_uid != uid:
+        raise HomeError(
+            f"{what} {path} is owned by uid {st.st_uid}, not by this user (uid {uid}); "
+            f"p2pd will not use it: chown it to this user (and chmod {mode:o}) or set "
+            f"{ENV_VAR} to a directory of your own")
+    if not current & 0o077 and current & mode == mode:
+        return None
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise HomeError(f"{what} {path} is mode {current:o} and cannot be made {mode:o}: "
+                        f"{exc.strerror or exc}") from None
+    return f"{what} {path} was mode {current:04o}, made {mode:04o}"
 
 
 def _create(home: Path) -> None:

@@ -20,6 +20,9 @@ def daemon_flags() -> FlagSet:
     fs = FlagSet("p2pd")
     add = fs.add
     add("listen", str, None, "daemon control listen multiaddr (default /unix/$P2PD_HOME/p2pd.sock)")
+    add("allowRemoteControl", bool, False,
+        "allow a -listen TCP control address beyond loopback (p2pd's; anyone who reaches it "
+        "controls the node)")
     add("id", str, None, "peer identity; private key file (protobuf-encoded libp2p key)")
     add("hostAddrs", str, None, "comma separated list of multiaddrs the host should listen on")
     add("announceAddrs", str, None,

@@ -113,3 +113,35 @@ def test_paths_inside_the_home(tmp_path: Path):
     assert config_path(tmp_path) == tmp_path / "config.toml"
     assert identity_path(tmp_path) == tmp_path / "identity.key"
     assert socket_path(tmp_path) == tmp_path / "p2pd.sock"
+
+
+def test_secure_path_closes_a_home_and_a_key_to_group_and_others(tmp_path: Path):
+    from p2pd.home import secure_path
+
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o755)
+    key = home / "identity.key"
+    key.write_bytes(b"k")
+    os.chmod(key, 0o644)
+    assert secure_path(home, 0o700, "$P2PD_HOME") == f"$P2PD_HOME {home} was mode 0755, made 0700"
+    assert secure_path(key, 0o600, "identity key file") == \
+        f"identity key file {key} was mode 0644, made 0600"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert secure_path(home, 0o700, "$P2PD_HOME") is None  # nothing to change: nothing said
+    assert secure_path(key, 0o600, "identity key file") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_secure_path_refuses_what_another_user_owns_and_leaves_it_alone(tmp_path: Path):
+    from p2pd.home import secure_path
+
+    key = tmp_path / "identity.key"
+    key.write_bytes(b"k")
+    os.chmod(key, 0o644)
+    os.chown(key, 65534, 65534)
+    with pytest.raises(HomeError, match="owned by uid 65534, not by this user") as info:
+        secure_path(key, 0o600, "identity key file")
+    assert str(key) in str(info.value)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o644
