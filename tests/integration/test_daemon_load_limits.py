@@ -49,18 +49,18 @@ enabled = false
 [bitswap]
 enabled = false
 [limits]
-exempt_loopback = false
 """
 
 
 class LimitedDaemon:
     """``p2pd`` in home mode with ``[limits]`` from the test (and flags such as -echo)."""
 
-    def __init__(self, limits: str = "", *flags: str) -> None:
+    def __init__(self, limits: str = "", *flags: str, exempt_loopback: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="p2pd-l-", dir="/tmp"))
         home = self.dir / "home"
         home.mkdir(mode=0o700)
-        (home / "config.toml").write_text(CONFIG + limits)
+        exempt = f"exempt_loopback = {str(exempt_loopback).lower()}\n"
+        (home / "config.toml").write_text(CONFIG + exempt + limits)
         self.proc = subprocess.Popen([sys.executable, "-m", "p2pd", *flags],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=dict(os.environ, P2PD_HOME=str(home)))
@@ -265,3 +265,58 @@ async def test_streams_with_unread_data_stay_within_the_memory_budget():
     # what peers pushed at us without our reading is bounded by the budget (the echo's
     # pending answers and Python's allocator add about as much again)
     assert grown < 3 * budget, f"RSS grew {grown >> 20} MiB with a {budget >> 20} MiB budget"
+
+
+async def test_a_thousand_inbound_connections_at_200_a_second_are_held_to_the_inbound_limit():
+    """1,000 peers (each its own identity) connect at 200/s; the daemon holds
+    ``max_conns_inbound`` of them, closes the rest, and its control socket keeps answering."""
+    from p2pd.net.swarm import NOISE, DialError
+
+    d = await trio.to_thread.run_sync(lambda: LimitedDaemon(
+        "max_conns_inbound = 600\n", exempt_loopback=True))
+    base_rss = d.rss()
+    addr = tcp_multiaddr("127.0.0.1", d.port)
+    held, failed, answers = [], [], []
+    try:
+        async with trio.open_nursery() as nursery:
+            async def one() -> None:
+                swarm = Swarm(identity(), SwarmOptions(security=(NOISE,), handshake_timeout=20,
+                                                       dial_timeout=20))
+                await nursery.start(swarm.run, [])
+                try:
+                    held.append(await swarm.dial(d.peer_id, [addr], timeout=20))
+                except DialError as exc:
+                    failed.append(str(exc))
+
+            def probe() -> None:
+                while len(held) + len(failed) < 1000:
+                    started = time.monotonic()
+                    d.client.identify()
+                    answers.append(time.monotonic() - started)
+                    time.sleep(0.2)
+
+            nursery.start_soon(trio.to_thread.run_sync, probe)
+            started = trio.current_time()
+            async with trio.open_nursery() as dials:
+                for _ in range(1000):
+                    dials.start_soon(one)
+                    await trio.sleep(1 / 200)
+                offered = trio.current_time() - started
+                with trio.fail_after(60):
+                    while len(held) + len(failed) < 1000:
+                        await trio.sleep(0.1)
+            await trio.sleep(1.0)  # refused ones are closed by now
+            live = [c for c in held if not c.closed]
+            limits = await trio.to_thread.run_sync(d.limits)
+            rss = d.rss()
+            print(f"1000 dials in {offered:.1f} s: {len(live)} held, {len(failed)} failed at "
+                  f"dial, {limits['Refused']}; control answers max {max(answers) * 1000:.0f} ms "
+                  f"(n={len(answers)}); daemon RSS {base_rss >> 20} -> {rss >> 20} MiB")
+            assert limits["Use"]["conns_inbound"] <= 600
+            assert 550 <= len(live) <= 600, (len(live), failed[:3])
+            assert limits["Refused"].get("max_conns_inbound", 0) >= 1000 - 600
+            assert max(answers) < 2.0
+            assert d.client.list_peers()
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.to_thread.run_sync(d.stop)
