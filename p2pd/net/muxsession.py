@@ -53,6 +53,8 @@ class MuxStream:
         self.send_closed = False  # we closed ours
         self.reset_received = False  # reset by either side, or the connection died
         self._reset_reason = "stream was reset"
+        #: called once when the stream is gone (the swarm gives back its reservation)
+        self.on_done: Any = None
 
     # -- subclass hooks ------------------------------------------------------------------
     def _fin_frame(self) -> bytes:
@@ -300,6 +302,10 @@ class MuxSession:
         if self.streams.get(stream.key) is stream:
             del self.streams[stream.key]
             stream._release()
+            done = getattr(stream, "on_done", None)
+            if done is not None:
+                stream.on_done = None
+                done()
 
     async def _read_loop(self) -> None:
         read = self.secured_conn.read

@@ -52,6 +52,7 @@ from .addrs import AddressManager
 from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
 from .multistream import MultistreamError
 from .muxerrors import MuxedStreamReset
+from .muxsession import MuxStream
 from .noise_xx import Handshake, HandshakeError
 from .rcmgr import ConnScope, LimitExceeded, Limits, ResourceManager, StreamScope
 
@@ -387,7 +388,7 @@ class Connection:
         if rm is None:
             return None
         held = self.out_streams
-        if len(held) >= 16:  # give back the reservations of streams that ended meanwhile
+        if held:  # streams without a done hook (QUIC): give back those that ended meanwhile
             live = []
             for mux, scope in held:
                 if mux.closed or self.closed:
@@ -418,7 +419,10 @@ class Connection:
                 scope.done()
             raise StreamError(f"no new stream on the connection: {exc}") from None
         if scope is not None:
-            self.out_streams.append((mux, scope))
+            if isinstance(mux, MuxStream):  # Yamux, mplex: given back when the stream goes
+                mux.on_done = scope.done
+            else:
+                self.out_streams.append((mux, scope))
         stream = Stream(self, mux)
         if lazy and len(protocols) == 1:
             stream.protocol = protocols[0]
