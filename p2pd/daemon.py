@@ -218,6 +218,13 @@ async def _serve(
                 f"cannot listen on control address {control}: {exc.strerror or exc}"
             ) from None
         endpoint = bound_endpoint(listener, endpoint)
+        if endpoint.kind == "unix":  # created 0600; a filesystem may have ignored that
+            st = os.stat(endpoint.path)
+            if st.st_mode & 0o077 or st.st_uid != os.geteuid():
+                listener.socket.close()
+                raise ConfigError(f"control socket {endpoint.path} is mode "
+                                  f"{st.st_mode & 0o777:o} (owner uid {st.st_uid}), not 0600 "
+                                  f"and ours: put it on a filesystem that keeps modes")
         try:
             async with trio.open_nursery() as nursery:
                 try:
