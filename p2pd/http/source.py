@@ -157,6 +157,9 @@ class NodeSource:
             return repo.store.get(cid)
         except BlockNotFound:
             pass
+        if not self._node.net.swarm.conns and self._node.dht is None:
+            raise BlockNotFound(f"block {cid} is not stored here and no peer is connected "
+                                "to ask for it")
         with trio.fail_after(timeout):  # Bitswap stores only blocks that verified
             return await repo.block_get(cid, timeout=timeout)
 
