@@ -147,18 +147,24 @@ class TokenBucket:
 class MemoryBudget:
     """Bytes the muxers may hold for peers; ``reserve`` before granting, ``release`` after."""
 
-    __slots__ = ("limit", "used", "peak", "refused")
+    __slots__ = ("limit", "used", "peak", "refused", "growth_skipped")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.peak = 0
+        #: streams refused for want of budget, and window growths skipped for it
         self.refused = 0
+        self.growth_skipped = 0
 
-    def reserve(self, n: int) -> bool:
-        """Take ``n`` bytes if they fit in the budget; False (counted) if not."""
+    def reserve(self, n: int, *, growth: bool = False) -> bool:
+        """Take ``n`` bytes if they fit in the budget; False (counted: a refused stream,
+        or with ``growth`` a window that stays as it is) if not."""
         if self.used + n > self.limit:
-            self.refused += 1
+            if growth:
+                self.growth_skipped += 1
+            else:
+                self.refused += 1
             return False
         self.force(n)
         return True
@@ -401,6 +407,7 @@ class ResourceManager:
                 "streams_outbound": self.streams["outbound"],
                 "memory": self.memory.used,
                 "memory_peak": self.memory.peak,
+                "window_growth_skipped": self.memory.growth_skipped,
             },
             "Limits": asdict(self.limits),
             "Refused": {**self.refused,

@@ -139,10 +139,11 @@ class YamuxStream(MuxStream):
         if self._window_size < conn.max_window and (
                 self._recv_window < self._window_size >> 2 or since < 4 * conn.rtt):
             grown = min(self._window_size * 2, conn.max_window)
-            if conn.memory is None or conn.memory.reserve(grown - self._window_size):
+            more = grown - self._window_size
+            if conn.memory is None or conn.memory.reserve(more, growth=True):
                 if conn.memory is not None:
-                    self._reserved += grown - self._window_size
-                delta += grown - self._window_size
+                    self._reserved += more
+                delta += more
                 self._window_size = grown
         self._consumed = 0
         self._recv_window += delta

@@ -121,6 +121,9 @@ def test_no_key_material_in_a_debug_log_or_status(base: Path):
         cli = subprocess.run([sys.executable, "-m", "p2pd", "status", "--json", "--api",
                               d.control], capture_output=True, text=True, timeout=60)
         assert cli.returncode == 0, cli.stderr
+        text_status = subprocess.run([sys.executable, "-m", "p2pd", "status", "--api",
+                                      d.control], capture_output=True, text=True, timeout=60)
+        assert "Limits: " in text_status.stdout and " refused" in text_status.stdout
         cli_id = subprocess.run([sys.executable, "-m", "p2pd", "id", "--api", d.control],
                                 capture_output=True, text=True, timeout=60)
         d.stop()
@@ -131,5 +134,6 @@ def test_no_key_material_in_a_debug_log_or_status(base: Path):
         for form in _forms(secret):
             for where, haystack in (("debug log", log), ("STATUS", text),
                                     ("p2pd status --json", cli.stdout),
+                                    ("p2pd status", text_status.stdout),
                                     ("p2pd id", cli_id.stdout)):
                 assert form not in haystack, f"key material ({form[:12]}...) in {where}"

@@ -211,3 +211,10 @@ def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
     assert rm.pending == 0
     assert not (rm.ip_conns or rm.subnet_conns or rm.peer_conns or rm.peer_streams
                 or rm.protocol_streams)
+
+
+def test_a_skipped_window_growth_is_not_a_refused_stream():
+    m = MemoryBudget(100)
+    assert m.reserve(90)
+    assert not m.reserve(20, growth=True) and not m.reserve(20)
+    assert (m.refused, m.growth_skipped) == (1, 1)
