@@ -26,6 +26,7 @@ from ..blocks.importer import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE
 from ..errors import InvalidCID, P2PDError
 from ..proto import daemon_pb2 as pb
 from .codec import encode_message, error_response, ok_response
+from .ports import ControlNode
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ MAX_ADD_ENTRIES = 10_000
 B = pb.BlocksRequest
 
 
-async def serve_blocks(node, request: pb.Request, stream) -> bool:
+async def serve_blocks(node: ControlNode, request: pb.Request, stream) -> bool:
     """Answer one BLOCKS request; returns False when the connection must close (CAT)."""
     repo = node.repo
     if repo is None:

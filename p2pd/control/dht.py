@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import trio
 
-from ..node import NodeError
+from ..errors import NodeError
 from ..proto import daemon_pb2 as pb
 from .codec import ok_response
+from .ports import ControlNode
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -31,7 +32,7 @@ def _stream(values: list[pb.DHTResponse]) -> list:
     return out
 
 
-async def handle_dht(node, req: pb.DHTRequest):
+async def handle_dht(node: ControlNode, req: pb.DHTRequest):
     dht = node.dht
     timeout = DEFAULT_TIMEOUT
     if req.HasField("timeout") and req.timeout > 0:

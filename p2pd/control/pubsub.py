@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import trio
 
-from ..node import NodeError
+from ..errors import NodeError
 from ..proto import daemon_pb2 as pb
 from .codec import encode_message, error_response, ok_response
+from .ports import ControlNode
 
 
-def _service(node):
+def _service(node: ControlNode):
     if node.pubsub is None:
         raise NodeError("pubsub not enabled: start the daemon with -pubsub")
     return node.pubsub
@@ -26,7 +27,7 @@ def _topic(req: pb.PSRequest) -> str:
     return req.topic
 
 
-async def handle_pubsub(node, request: pb.Request) -> pb.Response:
+async def handle_pubsub(node: ControlNode, request: pb.Request) -> pb.Response:
     ps = _service(node)
     if not request.HasField("pubsub"):
         raise NodeError("PUBSUB request without a PSRequest")
@@ -47,7 +48,7 @@ async def handle_pubsub(node, request: pb.Request) -> pb.Response:
     raise NodeError(f"unsupported PUBSUB request type {req.type}")
 
 
-async def serve_subscribe(node, request: pb.Request, stream) -> None:
+async def serve_subscribe(node: ControlNode, request: pb.Request, stream) -> None:
     """SUBSCRIBE: OK, then PSMessages until the client goes away."""
     try:
         ps = _service(node)

@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 import trio
 
+from ..errors import NodeError
 from ..net.streams import read_some
-from ..node import Node, NodeError
 from ..proto import daemon_pb2 as pb
 from .codec import (
     ControlProtocolError,
@@ -41,6 +41,7 @@ from .codec import (
 )
 from .endpoint import Endpoint, endpoint_listening, parse_endpoint
 from .persistent import DEFAULT_MAX_MSG_SIZE, RoundRobin
+from .ports import ControlNode
 from .unary import PersistentConnection, UnaryHub
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class ControlServer:
 
     def __init__(
         self,
-        node: Node,
+        node: ControlNode,
         *,
         max_frame: int,
         idle_timeout: float,
@@ -462,7 +463,7 @@ class ControlServer:
         raise NodeError(f"unsupported PEERSTORE request type {ps.type}")
 
     async def _dht(self, request: pb.Request) -> pb.Response | list:
-        if not self.node.config.dht or self.node.dht is None:
+        if self.node.dht is None:
             raise NodeError("DHT not enabled: start the daemon with -dht (or [dht] enabled)")
         if not request.HasField("dht"):
             raise NodeError("DHT request without a DHTRequest")

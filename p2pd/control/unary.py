@@ -29,11 +29,12 @@ from collections.abc import Callable
 
 import trio
 
+from ..errors import NodeError
 from ..net.streams import read_some
-from ..node import NodeError
 from ..proto import daemon_pb2 as pb
 from . import persistent as wire
 from .codec import encode_message, ok_response
+from .ports import ControlNode
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class UnaryHub:
     held by a STREAM_HANDLER client is refused the same way ("already set").
     """
 
-    def __init__(self, node, max_msg_size: int, claimed: Callable[[str], bool]) -> None:
+    def __init__(self, node: ControlNode, max_msg_size: int,
+                 claimed: Callable[[str], bool]) -> None:
         self.node = node
         self.max_msg_size = max_msg_size
         self._claimed = claimed
