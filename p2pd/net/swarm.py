@@ -321,7 +321,7 @@ class Stream:
                 data, self._early = self._early, b""
             else:
                 data, self._early = self._early[:n], self._early[n:]
-            return data
+            return self._counted(data)
         try:
             data = await self._mux.read(-1 if n is None else n)
         except EOFError:
@@ -330,6 +330,10 @@ class Stream:
             if isinstance(exc, MuxedStreamReset) or self._mux.reset_received:
                 raise StreamReset(str(exc) or "stream reset") from None
             raise
+        return self._counted(data)
+
+    def _counted(self, data: bytes) -> bytes:
+        """``data`` read, added to the protocol's inbound bytes (once it is negotiated)."""
         traffic = self.conn.traffic
         if traffic is not None and self.protocol is not None:
             traffic.bytes_in[self.protocol] = traffic.bytes_in.get(self.protocol, 0) + len(data)

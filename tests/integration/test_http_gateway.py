@@ -272,6 +272,9 @@ def test_metrics_count_connections_protocol_bytes_and_bitswap_between_two_daemon
                          and ("direction", "in") in labels
                          and any(k == "protocol" and "bitswap" in val for k, val in labels))
         assert bitswap_in >= len(data)
+        for m in (ma, mb):  # identify's answer arrives with the negotiation: counted too
+            assert m[("p2pd_protocol_bytes_total",
+                      frozenset({("protocol", "/ipfs/id/1.0.0"), ("direction", "in")}))] > 0
         assert ma[("p2pd_streams_opened_total",
                    frozenset({("protocol", "/ipfs/id/1.0.0"), ("direction", "inbound")}))] >= 1
         assert ("p2pd_info", frozenset({("peer_id", a.peer_id), ("version", "0.1.0")})) in ma

@@ -22,6 +22,15 @@ function duration(s) {
 
 function setText(id, text) { $(id).textContent = text; }
 
+// "key value, key value" of a flat summary object (nested values as JSON, nulls left out)
+function summary(obj) {
+  return Object.entries(obj)
+    .filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => k.replace(/_/g, " ") + " " +
+         (typeof v === "object" ? JSON.stringify(v) : String(v)))
+    .join(", ") || "—";
+}
+
 function fillList(id, items) {
   const ul = $(id);
   ul.replaceChildren(...items.map((t) => {
@@ -85,6 +94,11 @@ function render(s) {
           (r.External && r.External.length ? " — " + r.External.join(", ") : ""));
   setText("dht", s.dht ? (s.dht.server ? "server" : "client") + ", " + s.dht.routing_table +
           " peers in the routing table" : "off");
+  const res = r.Reservations || [];
+  setText("relays", (res.length ? "reserved at " + res.join(", ") : "no reservation") +
+          (r.Relay ? "; as a relay: " + summary(r.Relay) : ""));
+  setText("portmap", r.PortMap ? summary(r.PortMap) : "off");
+  setText("holepunch", r.HolePunch ? summary(r.HolePunch) : "off");
   fillList("addrs", s.addrs);
   setText("total-in", bytes(s.bandwidth.in));
   setText("total-out", bytes(s.bandwidth.out));
@@ -115,8 +129,8 @@ function render(s) {
     setText("repo-size", "no blockstore");
   }
   setText("peer-count", "(" + s.peer_count + ", " + s.connections + " connections)");
-  fillTable("peers", ["peer", "address", "dir", "agent"],
-            s.peers.map((p) => [p.id, p.addr, p.direction, p.agent]));
+  fillTable("peers", ["peer", "address", "transport", "dir", "agent"],
+            s.peers.map((p) => [p.id, p.addr, p.transport, p.direction, p.agent]));
 }
 
 async function poll() {
