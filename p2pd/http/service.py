@@ -29,7 +29,7 @@ async def start_http(nursery: trio.Nursery, node, config) -> list[str]:
         metrics = Metrics(source.counters)
 
         async def metrics_app(request: Request) -> Response:
-            if request.path != "/metrics":
+            if request.path not in ("/metrics", "/debug/metrics/prometheus"):  # ours, kubo's
                 return text_response(404, "only /metrics is served here")
             return Response(200, [("Content-Type", CONTENT_TYPE)], metrics.render())
 

@@ -279,6 +279,9 @@ def test_metrics_count_connections_protocol_bytes_and_bitswap_between_two_daemon
                    frozenset({("protocol", "/ipfs/id/1.0.0"), ("direction", "inbound")}))] >= 1
         assert ("p2pd_info", frozenset({("peer_id", a.peer_id), ("version", "0.1.0")})) in ma
         assert ma[("p2pd_blockstore_disk_bytes", frozenset())] > len(data)
+        kubo_path = _metrics(a.metrics.replace("/metrics", "/debug/metrics/prometheus"))
+        assert ("p2pd_peers", frozenset()) in kubo_path
+        assert get(a.metrics.replace("/metrics", "/other"))[0] == 404
 
 
 def test_scraping_under_load_is_cached_and_keeps_the_node_answering(served):
