@@ -461,3 +461,20 @@ def test_filename_and_download_set_content_disposition_and_roots_name_the_path(s
     _, headers, _ = get(f"{daemon.http}ipfs/{site}/sub%20dir/x.json", method="HEAD")
     roots = headers["X-Ipfs-Roots"].split(",")
     assert roots[0] == site and len(roots) == 3
+
+
+def test_a_taken_port_is_said_in_one_line_and_the_daemon_runs_on():
+    from test_daemon_harness import Daemon
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        d = Daemon("-httpAddr", f"127.0.0.1:{port}")
+        try:
+            assert d.peer_id.startswith("12D3")  # ready lines as always
+        finally:
+            d.stop()
+    err = d.proc.stderr.read()
+    assert f"status page and gateway not started: cannot listen on 127.0.0.1:{port}" in err
+    assert "-httpAddr" in err and "Traceback" not in err
