@@ -183,7 +183,11 @@ class MuxSession:
         self._initiator = secured_conn.is_initiator if is_initiator is None else is_initiator
         self.streams: dict = {}
         self._accept_send, self._accept_recv = trio.open_memory_channel[Any](backlog)
-        self._write_lock = trio.Lock()
+        #: frames waiting for the writer, and the event set once the batch holding them is
+        #: on the wire (or the connection failed): concurrent writers share one write
+        self._queue: list[bytes] = []
+        self._batch_done = trio.Event()
+        self._writing = False
         self._nursery: trio.Nursery | None = None
         self._dead = False
         self._write_failed = False
@@ -266,18 +270,46 @@ class MuxSession:
         return True
 
     async def _send(self, data: bytes) -> None:
+        """Write one frame. Frames that callers hand over while a write is on the socket
+        go out together in the next write (one secure-channel message and one system call
+        for many streams); each caller returns once its frame is written."""
         if self._dead or self._write_failed:
             raise MuxedConnUnavailable(self._close_reason)
+        self._queue.append(data)
+        if self._writing:
+            batch = self._batch_done
+            # whole frames only: the frame is queued and goes out even if this caller is
+            # cancelled, so waiting is shielded too (bounded by the writer's deadline)
+            with trio.CancelScope(shield=True):
+                await batch.wait()
+            if self._write_failed:
+                raise MuxedConnUnavailable(self._close_reason)
+            return
+        self._writing = True
         try:
-            async with self._write_lock:
-                # A frame is written whole or the connection is given up: a caller's
-                # cancellation must not leave half a frame (or half a Noise message) on
-                # the wire, which would break every other stream of the connection.
-                with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + WRITE_TIMEOUT
-                    await self.secured_conn.write(data)
-                if scope.cancelled_caught:
-                    raise TimeoutError(f"peer did not take a frame within {WRITE_TIMEOUT:g} s")
+            while self._queue:
+                frames, self._queue = self._queue, []
+                done, self._batch_done = self._batch_done, trio.Event()
+                try:
+                    await self._write_whole(frames[0] if len(frames) == 1
+                                            else b"".join(frames))
+                finally:
+                    done.set()
+        finally:
+            self._writing = False
+            self._batch_done.set()  # nobody is left waiting on a batch that never goes
+            self._batch_done = trio.Event()
+
+    async def _write_whole(self, data: bytes) -> None:
+        try:
+            # A frame is written whole or the connection is given up: a caller's
+            # cancellation must not leave half a frame (or half a Noise message) on
+            # the wire, which would break every other stream of the connection.
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + WRITE_TIMEOUT
+                await self.secured_conn.write(data)
+            if scope.cancelled_caught:
+                raise TimeoutError(f"peer did not take a frame within {WRITE_TIMEOUT:g} s")
         except (trio.Cancelled, KeyboardInterrupt):
             raise
         except Exception as exc:
