@@ -88,6 +88,29 @@ async def negotiate_in(io, supported, available: Callable[[], list[str]] | None 
     return await _negotiate(io, Listener(supported, available))
 
 
+async def negotiate_in_lazily(io, supported,
+                              available: Callable[[], list[str]] | None = None
+                              ) -> tuple[str, bytes]:
+    """As :func:`negotiate_in`, but when the dialer sent data right behind its accepted
+    proposal (a lazy dialer, which does not wait for our answer), our header and echo are
+    not written here: they are returned, to go out with the handler's first write. Anything
+    else (a dialer waiting for our header, or for an answer after ``na``) is answered at once,
+    so no dialer is kept waiting."""
+    listener = Listener(supported, available)
+    pending = listener.start()
+    while not listener.done:
+        data = await io.read()
+        if not data:
+            raise MultistreamError("the peer closed the stream during negotiation")
+        pending += listener.receive(data)
+        if not (listener.done and listener.leftover) and pending:
+            await io.write(pending)
+            pending = b""
+    if listener.leftover:
+        io.push_back(listener.leftover)
+    return listener.protocol, pending
+
+
 async def noise_handshake(io: ByteStream, hs: Handshake) -> Result:
     """Run the three handshake messages over ``io``."""
     reader = FrameReader()

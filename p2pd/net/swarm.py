@@ -49,7 +49,14 @@ from ..varint import decode_uvarint, encode_uvarint
 from . import identify as idproto
 from . import multistream as ms
 from .addrs import AddressManager
-from .channel import ByteStream, SecureChannel, negotiate_in, negotiate_out, noise_handshake
+from .channel import (
+    ByteStream,
+    SecureChannel,
+    negotiate_in,
+    negotiate_in_lazily,
+    negotiate_out,
+    noise_handshake,
+)
 from .multistream import MultistreamError
 from .muxerrors import MuxedStreamReset
 from .muxsession import MuxStream
@@ -268,7 +275,7 @@ class Stream:
         self._lazy: ms.Dialer | None = None
         self._lazy_out = b""
 
-    async def _send_proposal(self) -> None:
+    async def _send_pending(self) -> None:
         out, self._lazy_out = self._lazy_out, b""
         try:
             await self._mux.write(out)
@@ -281,7 +288,7 @@ class Stream:
         """Read the listener's answer to a lazy proposal; what follows it is kept."""
         dialer = self._lazy
         if self._lazy_out:  # a protocol where the dialer reads first
-            await self._send_proposal()
+            await self._send_pending()
         while not dialer.done:
             try:
                 data = await self._mux.read(-1)
@@ -355,7 +362,7 @@ class Stream:
     async def close(self) -> None:
         """Half-close: the peer reads its end after what we wrote; we may still read."""
         if self._lazy_out:  # nothing written: the proposal still goes first
-            await self._send_proposal()
+            await self._send_pending()
         await self._mux.close()
 
     close_write = close
@@ -1112,7 +1119,9 @@ class Swarm:
         handlers = self.handlers
         try:
             with trio.fail_after(self.options.negotiate_timeout):
-                proto = await negotiate_in(stream, handlers.__contains__, lambda: list(handlers))
+                proto, answer = await negotiate_in_lazily(stream, handlers.__contains__,
+                                                          lambda: list(handlers))
+            stream._lazy_out = answer  # a lazy dialer's answer goes with our first write
             scope.set_protocol(proto)
         except Exception as exc:  # too slow, not multistream, reset, over a limit: that one
             log.debug("inbound stream from %s: %r", conn.peer.hex()[:16], exc)
