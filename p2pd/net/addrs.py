@@ -91,6 +91,11 @@ def with_ip(ip: IPAddress, rest: bytes) -> bytes:
     return (b"\x04" if ip.version == 4 else b"\x29") + ip.packed + rest
 
 
+def is_relayed(addr: bytes) -> bool:
+    """A ``/p2p-circuit`` address (its code, 0x0122, appears in it)."""
+    return b"\xa2\x02" in addr
+
+
 def transport_port(rest: bytes) -> tuple[int, int] | None:
     """``(tcp|udp code, port)`` right after the IP, else None."""
     try:
@@ -311,5 +316,5 @@ class AddressManager:
             self._changed()
 
 
-__all__ = ["ACTIVATION_THRESHOLD", "AddressManager", "classify", "machine_interfaces",
-           "split_ip", "transport_port", "with_ip"]
+__all__ = ["ACTIVATION_THRESHOLD", "AddressManager", "classify", "is_relayed",
+           "machine_interfaces", "split_ip", "transport_port", "with_ip"]

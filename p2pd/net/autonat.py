@@ -36,7 +36,7 @@ import trio
 
 from ..framing import FrameDecoder, FramingError
 from . import autonat_wire as w
-from .addrs import classify, split_ip
+from .addrs import classify, is_relayed, split_ip
 from .ports import Host
 from .streams import close_quietly, read_some, reset_quietly
 
@@ -118,10 +118,6 @@ def _same_ip(a: bytes, b: bytes) -> bool:
     return x is not None and y is not None and x[0] == y[0]
 
 
-def _is_relayed(addr: bytes) -> bool:
-    return b"\xa2\x02" in addr  # /p2p-circuit (0x0122)
-
-
 class AutoNAT:
     def __init__(self, host: Host, addresses: Addresses, dialer: Dialer | None, *,
                  server: bool = False, client: bool = True, force: str | None = None,
@@ -190,7 +186,7 @@ class AutoNAT:
     def to_test(self) -> list[bytes]:
         """Our addresses worth testing: candidates first, then public ones, no relays."""
         out = [*self.addresses.candidates(), *self.addresses.public()]
-        return [a for a in dict.fromkeys(out) if not _is_relayed(a)
+        return [a for a in dict.fromkeys(out) if not is_relayed(a)
                 and (ip := split_ip(a)) is not None and classify(ip[0]) == "public"]
 
     def _servers(self) -> list[tuple[bytes, bool]]:
@@ -281,7 +277,7 @@ class AutoNAT:
             # the address it reached us at: one we asked about, or (nothing to ask about yet:
             # a home whose observed address has too few observers) the one it dialed, a
             # public IP; announced only once CONFIDENCE servers agree on it
-            if reply.addr and (reply.addr in addrs or not addrs and not _is_relayed(reply.addr)
+            if reply.addr and (reply.addr in addrs or not addrs and not is_relayed(reply.addr)
                                and (ip := split_ip(reply.addr)) is not None
                                and classify(ip[0]) == "public"):
                 self._record(reply.addr, peer, True)
@@ -374,7 +370,7 @@ class AutoNAT:
 
         if msg.peer_id and msg.peer_id != peer:
             return answer(w.E_BAD_REQUEST, "the peer id is not the requester's")
-        if _is_relayed(observed) or split_ip(observed) is None:
+        if is_relayed(observed) or split_ip(observed) is None:
             return answer(w.E_DIAL_REFUSED, "no dial-backs over a relayed connection")
         if not self.v1_limit.allow(peer):
             self.served["refused"] += 1
@@ -420,7 +416,7 @@ class AutoNAT:
 
     async def _answer_v2(self, peer: bytes, observed: bytes, msg: w.DialRequest, stream,
                          decoder: FrameDecoder) -> w.DialResponse:
-        if _is_relayed(observed) or not self.v2_limit.allow(peer):
+        if is_relayed(observed) or not self.v2_limit.allow(peer):
             self.served["refused"] += 1
             return w.DialResponse(w.R_REQUEST_REJECTED)
         pick = next((i for i, a in enumerate(msg.addrs) if self._dialable(a)), None)

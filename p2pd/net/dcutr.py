@@ -28,7 +28,7 @@ from ..errors import P2PDError
 from ..framing import FrameDecoder
 from ..protobuf import field_bytes, field_varint, iter_fields
 from ..varint import encode_uvarint
-from .addrs import classify, split_ip
+from .addrs import classify, is_relayed, split_ip
 from .streams import close_quietly, read_some, reset_quietly
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _direct_public(addrs: list[bytes]) -> list[bytes]:
     out = []
     for a in addrs:
         split = split_ip(a)
-        if split is not None and classify(split[0]) == "public" and b"\xa2\x02" not in a:
+        if split is not None and classify(split[0]) == "public" and not is_relayed(a):
             out.append(a)
     return list(dict.fromkeys(out))[:MAX_ADDRS]
 
