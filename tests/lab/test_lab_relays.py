@@ -43,25 +43,39 @@ def _wait_direct(d: LabDaemon, peer: str, want_ip: str, timeout: float = 30) -> 
         time.sleep(0.5)
 
 
-def test_our_home_node_reserves_at_a_js_relay_and_a_public_peer_fetches_through_it(netlab):
-    servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat", "-relayService=false")
-               for i in range(3)]
-    js_relay = _js(netlab, netlab.add_host("jsr"), [], relay_server=True)
+def _autonat_servers(netlab) -> list[LabDaemon]:
+    return [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat", "-relayService=false")
+            for i in range(3)]
+
+
+def _home_through(netlab, servers: list[LabDaemon], relay, tag: str
+                  ) -> tuple[LabDaemon, LabDaemon]:
+    """Our home node behind a port-restricted NAT reserves at ``relay`` (a third-party
+    relay given as its only trusted one); a public peer reaches it through the circuit,
+    DCUtR turns that connection direct, and the peer fetches a file the home added.
+    Returns (home node, outsider)."""
     boot = ",".join(s.addr for s in servers)
-    home = netlab.add_home("h1", Nat.PORT_RESTRICTED)
+    home = netlab.add_home(f"h{tag}", Nat.PORT_RESTRICTED)
     ours = LabDaemon(netlab, home.hosts[0], "-dht", "-autonatClient", "-autoRelay", "-b",
-                     "-bootstrapPeers", boot, "-trustedRelays", js_relay.addr)
+                     "-bootstrapPeers", boot, "-trustedRelays", relay.addr)
     _wait_status(ours, "private")
-    circuit, _ = _reservation(ours, [js_relay])
+    circuit, _ = _reservation(ours, [relay])
     outsider = LabDaemon(netlab, netlab.add_host("out"))
     outsider.cli("connect", f"{circuit}/p2p/{ours.peer_id}")
     _wait_direct(outsider, ours.peer_id, home.public_addr)  # DCUtR: no longer via the relay
-    src = netlab.logdir / "via-js.bin"
+    src = netlab.logdir / f"via-{tag}.bin"
     src.write_bytes(os.urandom(200_000))
     cid = ours.cli("add", "-q", "--cid-version", "1", str(src)).strip()
-    got = netlab.logdir / "via-js-got.bin"
+    got = netlab.logdir / f"via-{tag}-got.bin"
     outsider.cli("get", cid, "-o", str(got), "--timeout", "60")
     assert got.read_bytes() == src.read_bytes()
+    return ours, outsider
+
+
+def test_our_home_node_reserves_at_a_js_relay_and_a_public_peer_fetches_through_it(netlab):
+    servers = _autonat_servers(netlab)
+    js_relay = _js(netlab, netlab.add_host("jsr"), [], relay_server=True)
+    ours, outsider = _home_through(netlab, servers, js_relay, "js")
     conns = js_relay.call(cmd="conns")["conns"]
     assert {ours.peer_id, outsider.peer_id} <= {c["peer"] for c in conns}
 
@@ -91,27 +105,12 @@ def test_a_js_home_node_reserves_at_our_relay_and_is_reached_through_it(netlab):
 def test_our_home_node_reserves_at_a_go_relay_and_a_public_peer_fetches_through_it(netlab):
     from lab.peers import LabGoDaemon
 
-    servers = [LabDaemon(netlab, netlab.add_host(f"an{i}"), "-autonat", "-relayService=false")
-               for i in range(3)]
+    servers = _autonat_servers(netlab)
     try:
         go_relay = LabGoDaemon(netlab, netlab.add_host("gor"))  # -relayService on by default
     except Exception as exc:  # the wheel could not be fetched: said, as the interop tests
         pytest.skip(f"go daemon unavailable: {exc}")
-    boot = ",".join(s.addr for s in servers)
-    home = netlab.add_home("h3", Nat.PORT_RESTRICTED)
-    ours = LabDaemon(netlab, home.hosts[0], "-dht", "-autonatClient", "-autoRelay", "-b",
-                     "-bootstrapPeers", boot, "-trustedRelays", go_relay.addr)
-    _wait_status(ours, "private")
-    circuit, _ = _reservation(ours, [go_relay])
-    outsider = LabDaemon(netlab, netlab.add_host("out"))
-    outsider.cli("connect", f"{circuit}/p2p/{ours.peer_id}")
-    _wait_direct(outsider, ours.peer_id, home.public_addr)  # DCUtR: no longer via the relay
-    src = netlab.logdir / "via-go.bin"
-    src.write_bytes(os.urandom(200_000))
-    cid = ours.cli("add", "-q", "--cid-version", "1", str(src)).strip()
-    got = netlab.logdir / "via-go-got.bin"
-    outsider.cli("get", cid, "-o", str(got), "--timeout", "60")
-    assert got.read_bytes() == src.read_bytes()
+    _home_through(netlab, servers, go_relay, "go")
 
 
 def test_a_fetch_over_a_relay_that_dies_mid_transfer_goes_on_through_the_other_relay(netlab):
