@@ -33,6 +33,9 @@ import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 
 const PYTHON = process.env.P2PD_PYTHON ?? 'python3'
+// our daemons still running: a failed spawn or hook never calls stop(), so at exit
+const running = new Set()
+process.on('exit', () => { for (const proc of running) proc.kill('SIGKILL') })
 // js multiaddr wants the socket path as one URI-encoded component
 const unixAddr = (path) => multiaddr(`/unix/${encodeURIComponent(path)}`)
 
@@ -65,6 +68,8 @@ async function spawnOurs (options) {
   if (options.relay === true) args.push('-relay')
   const log = []
   const proc = spawn(PYTHON, args, { env: { ...process.env, P2PD_HOME: join(dir, 'home') } })
+  running.add(proc)
+  proc.once('exit', () => running.delete(proc))
   proc.stdout.on('data', d => log.push(d.toString()))
   proc.stderr.on('data', d => log.push(d.toString()))
   await waitFor(sock, proc, log)
