@@ -30,6 +30,7 @@ announced once AutoNAT confirms it (:meth:`AddressManager.confirm`).
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +42,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 P_IP4, P_IP6, P_TCP, P_UDP = 0x04, 0x29, 0x06, 0x0111
+P_QUIC_V1, P_P2P = 0x01CD, 0x01A5
+QUIC_V1_SUFFIX = b"\xcd\x03"
 
 #: distinct observers before an observed address is a candidate (go-libp2p: 4)
 ACTIVATION_THRESHOLD = 4
@@ -94,6 +97,43 @@ def with_ip(ip: IPAddress, rest: bytes) -> bytes:
 def is_relayed(addr: bytes) -> bool:
     """A ``/p2p-circuit`` address (its code, 0x0122, appears in it)."""
     return b"\xa2\x02" in addr
+
+
+def quic_target(addr: bytes) -> tuple[str, int, int] | None:
+    """``(host, port, family)`` of ``/ip4|ip6/HOST/udp/PORT/quic-v1[/p2p/ID]``, else None."""
+    try:
+        pos, parts = 0, []
+        while pos < len(addr) and len(parts) < 4:
+            code, pos = decode_uvarint(addr, pos)
+            size = {P_IP4: 4, P_IP6: 16, P_UDP: 2, P_QUIC_V1: 0}.get(code)
+            if size is None:
+                if code != P_P2P:
+                    return None
+                size, pos = decode_uvarint(addr, pos)
+            if pos + size > len(addr):
+                return None
+            parts.append((code, addr[pos : pos + size]))
+            pos += size
+    except ValueError:
+        return None
+    if pos != len(addr) or len(parts) < 3:
+        return None
+    codes = [c for c, _ in parts]
+    if codes[1:3] != [P_UDP, P_QUIC_V1] or codes[0] not in (P_IP4, P_IP6):
+        return None
+    if len(parts) == 4 and codes[3] != P_P2P:
+        return None
+    port = struct.unpack(">H", parts[1][1])[0]
+    if codes[0] == P_IP4:
+        return str(ipaddress.IPv4Address(parts[0][1])), port, socket.AF_INET
+    return str(ipaddress.IPv6Address(parts[0][1])), port, socket.AF_INET6
+
+
+def quic_multiaddr(host: str, port: int) -> bytes:
+    """``/ip4|ip6/HOST/udp/PORT/quic-v1`` in binary form."""
+    ip = ipaddress.ip_address(host.split("%")[0])
+    code = b"\x04" if ip.version == 4 else b"\x29"
+    return code + ip.packed + b"\x91\x02" + struct.pack(">H", port) + QUIC_V1_SUFFIX
 
 
 def transport_port(rest: bytes) -> tuple[int, int] | None:

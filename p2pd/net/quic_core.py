@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
-import socket
 import ssl
-import struct
 from dataclasses import dataclass, field
 
 from aioquic.buffer import Buffer
@@ -49,12 +46,10 @@ from aioquic.tls import Group
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import P2PDError
-from ..varint import decode_uvarint
+from .addrs import quic_multiaddr, quic_target  # noqa: F401  (the addresses live in addrs)
 from .tlscert import TlsCertError, make_certificate, verify_chain
 
 ALPN = "libp2p"
-P_IP4, P_IP6, P_UDP, P_QUIC_V1, P_P2P = 0x04, 0x29, 0x0111, 0x01CD, 0x01A5
-QUIC_V1_SUFFIX = b"\xcd\x03"
 CID_LENGTH = 8
 MIN_INITIAL = 1200
 #: receive windows: how much a peer may send ahead of what the application read
@@ -72,43 +67,6 @@ class QuicTransportError(P2PDError, ConnectionError):
 
 
 # -- addresses -------------------------------------------------------------------------------
-
-
-def quic_target(addr: bytes) -> tuple[str, int, int] | None:
-    """``(host, port, family)`` of ``/ip4|ip6/HOST/udp/PORT/quic-v1[/p2p/ID]``, else None."""
-    try:
-        pos, parts = 0, []
-        while pos < len(addr) and len(parts) < 4:
-            code, pos = decode_uvarint(addr, pos)
-            size = {P_IP4: 4, P_IP6: 16, P_UDP: 2, P_QUIC_V1: 0}.get(code)
-            if size is None:
-                if code != P_P2P:
-                    return None
-                size, pos = decode_uvarint(addr, pos)
-            if pos + size > len(addr):
-                return None
-            parts.append((code, addr[pos : pos + size]))
-            pos += size
-    except ValueError:
-        return None
-    if pos != len(addr) or len(parts) < 3:
-        return None
-    codes = [c for c, _ in parts]
-    if codes[1:3] != [P_UDP, P_QUIC_V1] or codes[0] not in (P_IP4, P_IP6):
-        return None
-    if len(parts) == 4 and codes[3] != P_P2P:
-        return None
-    port = struct.unpack(">H", parts[1][1])[0]
-    if codes[0] == P_IP4:
-        return str(ipaddress.IPv4Address(parts[0][1])), port, socket.AF_INET
-    return str(ipaddress.IPv6Address(parts[0][1])), port, socket.AF_INET6
-
-
-def quic_multiaddr(host: str, port: int) -> bytes:
-    """``/ip4|ip6/HOST/udp/PORT/quic-v1`` in binary form."""
-    ip = ipaddress.ip_address(host.split("%")[0])
-    code = b"\x04" if ip.version == 4 else b"\x29"
-    return code + ip.packed + b"\x91\x02" + struct.pack(">H", port) + QUIC_V1_SUFFIX
 
 
 # -- configuration and the connection ---------------------------------------------------------

@@ -19,6 +19,7 @@ import trio
 from ..blocks.multibase import b58decode, b58encode
 from ..errors import NodeError
 from ..peerkeys import PeerKeyError, peer_id_from_public_key
+from .addrs import quic_target
 from .host import HostOptions
 from .ports import ConnectionListener, InboundHandler, PeerSummary
 from .swarm import (
@@ -85,14 +86,11 @@ class SwarmHost:
         self.last_seen: dict[bytes, float] = {}
         self.swarm.listeners.append(self)
         self._listen = [_swarm_addr(a) for a in options.listen_addrs]
-        self.quic = None
         if options.quic:
-            from .quic import QuicTransport
-
-            self.quic = QuicTransport(self.swarm)
+            # aioquic and its TLS cost ~55 ms to import: a node that neither listens on nor
+            # dials a quic-v1 address never pays it
+            LazyQuic(self.swarm)
         else:
-            from .quic_core import quic_target
-
             skipped = [a for a in self._listen if quic_target(a) is not None]
             if skipped:
                 log.warning("QUIC is off (-quic=false): not listening on %d quic-v1 address(es)",
@@ -430,3 +428,36 @@ class DialBackDialer:
         self.swarm.clear_backoff(peer)
         self.swarm.peerstore.forget(peer)
         return await self.swarm.dial(peer, [addr], timeout=timeout)
+
+
+class LazyQuic:
+    """The QUIC transport's place in ``swarm.transports`` until a quic-v1 address is first
+    listened on or dialed; then the real :class:`~p2pd.net.quic.QuicTransport` is made and
+    takes this place."""
+
+    def __init__(self, swarm) -> None:
+        self.swarm = swarm
+        self._transport = None
+        swarm.transports.append(self)
+
+    def handles(self, addr: bytes) -> bool:
+        return quic_target(addr) is not None
+
+    listens = handles
+
+    def _real(self):
+        if self._transport is None:
+            from .quic import QuicTransport
+
+            transports = self.swarm.transports
+            at = transports.index(self)
+            self._transport = QuicTransport(self.swarm)  # appends itself
+            transports.remove(self._transport)
+            transports[at] = self._transport
+        return self._transport
+
+    async def listen(self, addr: bytes, nursery: trio.Nursery) -> bytes:
+        return await self._real().listen(addr, nursery)
+
+    async def dial(self, peer: bytes, addr: bytes):
+        return await self._real().dial(peer, addr)

@@ -364,3 +364,55 @@ async def test_a_peer_that_lost_the_connection_answers_with_a_stateless_reset():
         assert "stateless reset" in conn.session.close_reason
         assert trio.current_time() - start_time < 2 and sock.router.resets_sent >= 1
         nursery.cancel_scope.cancel()
+
+
+LAZY_SCRIPT = r'''
+import sys, nacl.signing, trio
+from p2pd.net.addrs import quic_multiaddr
+from p2pd.net.swarm import Identity, Swarm, SwarmOptions, tcp_multiaddr
+from p2pd.net.swarmhost import LazyQuic
+from p2pd.peerkeys import peer_id_from_public_key
+
+def identity():
+    sk = nacl.signing.SigningKey.generate()
+    pub = b"\x08\x01\x12\x20" + bytes(sk.verify_key)
+    return Identity(pub, peer_id_from_public_key(pub), lambda d: sk.sign(d).signature)
+
+async def echo(stream):
+    while data := await stream.read():
+        await stream.write(data)
+    await stream.close()
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        a, b = Swarm(identity(), SwarmOptions()), Swarm(identity(), SwarmOptions())
+        LazyQuic(a), LazyQuic(b)
+        await nursery.start(a.run, [tcp_multiaddr("127.0.0.1", 0)])
+        print("tcp only, aioquic imported:", "aioquic" in sys.modules)
+        b.set_stream_handler("/echo/1.0.0", echo)
+        b_addrs = await nursery.start(b.run, [quic_multiaddr("127.0.0.1", 0)])
+        a.peerstore.add_addrs(b.me, b_addrs)
+        stream = await a.new_stream(b.me, ["/echo/1.0.0"])
+        await stream.write(b"over quic")
+        await stream.close()
+        print("echo:", (await stream.read()).decode(), type(a.transports[0]).__name__,
+              a.connection(b.me).transport)
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+'''
+
+
+def test_a_node_that_does_not_use_quic_never_imports_aioquic():
+    """aioquic and its TLS cost ~55 ms of start-up: the QUIC transport is made when a
+    quic-v1 address is first listened on or dialed (in a fresh interpreter: other tests
+    here import aioquic), and then it works as the real one."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", LAZY_SCRIPT], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0] == "tcp only, aioquic imported: False", out.stdout
+    assert lines[1] == "echo: over quic QuicTransport quic", out.stdout
