@@ -38,10 +38,22 @@ class PublicKey:
 class PrivateKey:
     """Signs with one key; ``public_key`` is its :class:`PublicKey`."""
 
-    def __init__(self, key_type: int, impl) -> None:
+    def __init__(self, key_type: int, impl, data: bytes = b"") -> None:
         self.key_type = key_type
         self._impl = impl
+        self._data = bytes(data)
         self.public_key = PublicKey(key_type, self._public_data())
+
+    def derive(self, info: bytes, length: int = 32) -> bytes:
+        """A secret of ``length`` bytes bound to this key and ``info`` (HKDF-SHA256 over the
+        private key data, as go-libp2p derives its QUIC stateless reset key): the same after
+        a restart with the same key, useless to anyone who lacks it."""
+        if not self._data:
+            raise ValueError("this key was made without its data: nothing to derive from")
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(hashes.SHA256(), length, None, info).derive(self._data)
 
     def _public_data(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
@@ -103,7 +115,7 @@ def load_private_key(key_type: int, data: bytes) -> PrivateKey:
 
         if len(data) != 32:
             raise ValueError(f"an Ed25519 seed is 32 bytes, not {len(data)}")
-        return PrivateKey(ED25519, nacl.signing.SigningKey(bytes(data)))
+        return PrivateKey(ED25519, nacl.signing.SigningKey(bytes(data)), data)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -111,15 +123,15 @@ def load_private_key(key_type: int, data: bytes) -> PrivateKey:
         if len(data) != 32:
             raise ValueError(f"a secp256k1 key is 32 bytes, not {len(data)}")
         scalar = int.from_bytes(data, "big")
-        return PrivateKey(SECP256K1, ec.derive_private_key(scalar, ec.SECP256K1()))
+        return PrivateKey(SECP256K1, ec.derive_private_key(scalar, ec.SECP256K1()), data)
     if key_type == RSA:
         impl = serialization.load_der_private_key(bytes(data), password=None)
         if not isinstance(impl, rsa.RSAPrivateKey):
             raise ValueError("not an RSA private key")
-        return PrivateKey(RSA, impl)
+        return PrivateKey(RSA, impl, data)
     if key_type == ECDSA:
         impl = serialization.load_der_private_key(bytes(data), password=None)
         if not isinstance(impl, ec.EllipticCurvePrivateKey):
             raise ValueError("not an ECDSA private key")
-        return PrivateKey(ECDSA, impl)
+        return PrivateKey(ECDSA, impl, data)
     raise ValueError(f"unknown key type {key_type}")

@@ -511,7 +511,8 @@ class QuicSocket:
         host, port = sock.getsockname()[:2]
         self.local_addr = quic_multiaddr(host, port)
         server_config = transport.server_config() if listening else None
-        self.router = DatagramRouter(server_config, transport.settings)
+        self.router = DatagramRouter(server_config, transport.settings,
+                                     reset_key=transport.swarm.identity.reset_key)
         self.sessions: set[QuicSession] = set()
         self.by_conn: dict[int, QuicSession] = {}
         #: UDP segmentation offload (Linux); off after the first refusal

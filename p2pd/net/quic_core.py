@@ -105,7 +105,8 @@ MAX_STATELESS_RESET = 43
 class ResetTokens:
     """Stateless reset tokens as a keyed hash of the connection id (RFC 9000 10.3.2): the
     socket that forgot a connection can still answer its packets with the token its peer
-    was given. The key lives as long as the process."""
+    was given. The key is derived from the host key when one is given (so a restarted node
+    still makes the tokens it gave out), else it lives as long as the process."""
 
     def __init__(self, key: bytes | None = None) -> None:
         self._key = key or os.urandom(32)
@@ -324,14 +325,15 @@ class DatagramRouter:
     """The connection-id table of one UDP socket (see the module docstring)."""
 
     def __init__(self, server_config: QuicConfiguration | None, settings: QuicSettings,
-                 *, retry_secret_handler: QuicRetryTokenHandler | None = None) -> None:
+                 *, retry_secret_handler: QuicRetryTokenHandler | None = None,
+                 reset_key: bytes | None = None) -> None:
         self.server_config = server_config
         self.settings = settings
         self.conns: dict[bytes, Libp2pQuicConnection] = {}
         #: server connections whose handshake has not finished
         self.pending: set[Libp2pQuicConnection] = set()
         self._retry = retry_secret_handler or QuicRetryTokenHandler()
-        self.reset_tokens = ResetTokens()
+        self.reset_tokens = ResetTokens(reset_key)
         self.dropped = 0
         #: stateless resets sent, and the budget left in the current second
         self.resets_sent = 0

@@ -94,11 +94,14 @@ class StreamReset(ConnectionError):
 
 @dataclass(slots=True)
 class Identity:
-    """Who we are: the libp2p PublicKey protobuf, its peer id and a signer."""
+    """Who we are: the libp2p PublicKey protobuf, its peer id and a signer; ``reset_key``, if
+    given, is derived from the private key, so QUIC's stateless resets still match the tokens
+    peers were given before a restart (None: a key per process)."""
 
     public_key: bytes
     peer_id: bytes
     sign: Callable[[bytes], bytes]
+    reset_key: bytes | None = None
 
 
 @dataclass(slots=True)

@@ -61,10 +61,17 @@ def check_peer_id(raw: bytes) -> bytes:
     return raw
 
 
+#: HKDF info of the QUIC stateless reset key (go-libp2p's string)
+QUIC_RESET_KEY_INFO = b"libp2p quic stateless reset key"
+
+
 def identity_of(key_pair) -> Identity:
-    """Our swarm identity from a py-libp2p key pair (any key type it holds)."""
+    """Our swarm identity from a key pair (p2pd.keys, any key type it holds)."""
     public = key_pair.public_key.serialize()
-    return Identity(public, peer_id_from_public_key(public), key_pair.private_key.sign)
+    private = key_pair.private_key
+    derive = getattr(private, "derive", None)
+    return Identity(public, peer_id_from_public_key(public), private.sign,
+                    derive(QUIC_RESET_KEY_INFO) if derive is not None else None)
 
 
 class SwarmHost:

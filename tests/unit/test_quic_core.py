@@ -4,6 +4,7 @@ connections in memory, and receive credit that follows what the application read
 
 from __future__ import annotations
 
+import os
 import socket
 
 import nacl.signing
@@ -158,6 +159,39 @@ def test_the_peer_recognizes_our_reset_by_the_token_it_was_given():
     issued = [c for c in pair.server._host_cids if c.sequence_number > 0]
     assert issued and all(c.stateless_reset_token == pair.router.reset_tokens.token(c.cid)
                           for c in issued)
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "secp256k1", "rsa", "ecdsa"])
+def test_a_router_keyed_by_the_host_key_makes_the_same_tokens_after_a_restart(key_type):
+    """A restarted node (same key, new process) still resets the connections it forgot."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from p2pd.identity import PrivateKeyRecord, new_ed25519, to_key_pair
+    from p2pd.keys import ECDSA, RSA, SECP256K1
+    from p2pd.net.swarmhost import identity_of
+
+    der = serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, \
+        serialization.NoEncryption()
+    records = {
+        "ed25519": new_ed25519,
+        "secp256k1": lambda: PrivateKeyRecord(SECP256K1, os.urandom(31) + b"\x01"),
+        "rsa": lambda: PrivateKeyRecord(RSA, rsa.generate_private_key(65537, 2048)
+                                        .private_bytes(*der)),
+        "ecdsa": lambda: PrivateKeyRecord(ECDSA, ec.generate_private_key(ec.SECP256R1())
+                                          .private_bytes(*der)),
+    }
+    record, other = records[key_type](), records[key_type]()
+    before, after = identity_of(to_key_pair(record)), identity_of(to_key_pair(record))
+    assert before.reset_key == after.reset_key and len(before.reset_key) == 32
+    assert identity_of(to_key_pair(other)).reset_key != before.reset_key
+    settings = QuicSettings()
+    cid = os.urandom(8)
+    first, restarted = (DatagramRouter(None, settings, reset_key=i.reset_key)
+                        for i in (before, after))
+    assert first.reset_tokens.token(cid) == restarted.reset_tokens.token(cid)
+    assert DatagramRouter(None, settings).reset_tokens.token(cid) != \
+        first.reset_tokens.token(cid)
 
 
 def test_router_answers_an_unknown_version_with_version_negotiation_only_when_padded():
