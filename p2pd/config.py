@@ -83,8 +83,10 @@ max_pending_inbound = 64
 max_streams = 8192
 max_streams_inbound_per_peer = 1024
 max_streams_per_protocol = 4096
-# Receive windows and unread buffers all muxers may hold ("256MiB" or bytes).
+# Receive windows and unread buffers all muxers may hold ("256MiB" or bytes), and how
+# much of that one peer's connections may hold ("0": no per-peer cap).
 memory = "256MiB"
+memory_per_peer = "128MiB"
 # New inbound connections per second per IP (0: no cap) and the burst allowed.
 inbound_rate = 5.0
 inbound_burst = 20
@@ -646,7 +648,7 @@ def limits_from_toml(table: Any) -> Limits:
             raise ConfigError(f"config: unknown key limits.{key} (known: {names})")
         default = getattr(limits, key)
         try:
-            if key == "memory" and isinstance(value, str):
+            if key in ("memory", "memory_per_peer") and isinstance(value, str):
                 value = parse_size(value)
             elif isinstance(default, float) and isinstance(value, int) \
                     and not isinstance(value, bool):

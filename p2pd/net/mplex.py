@@ -39,7 +39,7 @@ from .mplex_wire import (
 )
 from .muxerrors import MuxedConnUnavailable, MuxedStreamError
 from .muxsession import MuxSession, MuxStream, ProtocolError
-from .rcmgr import MemoryBudget
+from .rcmgr import MemoryBudget, PeerMemory
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,11 @@ class MplexConnection(MuxSession):
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_buffer: int = MAX_BUFFER,
                  backlog: int = BACKLOG, stall_timeout: float = STALL_TIMEOUT,
-                 memory: MemoryBudget | None = None) -> None:
+                 memory: MemoryBudget | PeerMemory | None = None) -> None:
         super().__init__(secured_conn, peer_id, is_initiator, on_close, backlog)
-        #: the node's muxer memory budget: unread bytes count in it; over it, the
-        #: connection is not read until its streams' readers catch up (backpressure)
+        #: the muxer memory budget (the node's, or the peer's share of it): unread bytes
+        #: count in it; over it, the connection is not read until its streams' readers
+        #: catch up (backpressure)
         self.memory = memory
         self.max_buffer = max_buffer
         self.stall_timeout = stall_timeout

@@ -17,7 +17,9 @@ What is limited (:class:`Limits`, ``[limits]`` in the home config, docs/daemon.m
 * streams: in total, inbound per peer, inbound per protocol (counted once negotiated).
 * memory: one budget the muxers reserve from before they grant a peer receive window
   (Yamux: a stream's initial window and every growth; mplex: bytes buffered unread), so
-  the data peers may push at us without our reading is bounded by it.
+  the data peers may push at us without our reading is bounded by it; and each peer's
+  share of it (``memory_per_peer``, all its connections), so one peer cannot take the
+  whole budget and leave none for the others' streams.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Limits:
     max_streams_per_conn: int = 512
     #: bytes of receive window and unread buffers the muxers may hold, all connections
     memory: int = 256 << 20
+    #: of which one peer's connections may hold at most (0: no per-peer cap)
+    memory_per_peer: int = 128 << 20
     #: new inbound connections per second per IP (token bucket), and its burst
     inbound_rate: float = 5.0
     inbound_burst: int = 20
@@ -93,9 +97,11 @@ class Limits:
                 raise ValueError(f"{f.name} must be an integer (got {value!r})")
             low = 1 if f.name in ("max_pending_inbound", "max_conns_per_peer",
                                   "max_streams_per_conn") else 0
-            high = 1 << 40 if f.name == "memory" else 1 << 24
+            high = 1 << 40 if f.name.startswith("memory") else 1 << 24
             if f.name == "memory":
                 low = 1 << 20
+            if f.name == "memory_per_peer" and value and value < 1 << 20:
+                raise ValueError(f"{f.name} must be 0 (no cap) or at least 1 MiB (got {value})")
             if not low <= value <= high:
                 raise ValueError(f"{f.name} must be between {low} and {high} (got {value})")
         return self
@@ -145,17 +151,30 @@ class TokenBucket:
 
 
 class MemoryBudget:
-    """Bytes the muxers may hold for peers; ``reserve`` before granting, ``release`` after."""
+    """Bytes the muxers may hold for peers; ``reserve`` before granting, ``release`` after.
 
-    __slots__ = ("limit", "used", "peak", "refused", "growth_skipped")
+    The muxers of one peer's connections use :meth:`for_peer`, a view that also holds the
+    peer to ``per_peer`` bytes of it."""
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("limit", "used", "peak", "refused", "growth_skipped", "per_peer",
+                 "peers", "refused_peer")
+
+    def __init__(self, limit: int, per_peer: int = 0) -> None:
         self.limit = limit
         self.used = 0
         self.peak = 0
         #: streams refused for want of budget, and window growths skipped for it
         self.refused = 0
         self.growth_skipped = 0
+        #: the cap on one peer's share (0: none) and each peer's bytes held
+        self.per_peer = per_peer
+        self.peers: dict[bytes, int] = {}
+        #: streams refused because their peer held its share (counted in ``refused`` too)
+        self.refused_peer = 0
+
+    def for_peer(self, peer: bytes) -> PeerMemory:
+        """The budget as one peer's muxers see it (its share and the node's, both)."""
+        return PeerMemory(self, peer)
 
     def reserve(self, n: int, *, growth: bool = False) -> bool:
         """Take ``n`` bytes if they fit in the budget; False (counted: a refused stream,
@@ -181,6 +200,69 @@ class MemoryBudget:
     @property
     def over(self) -> bool:
         return self.used > self.limit
+
+    def describe(self) -> str:
+        return f"{self.used} of {self.limit} bytes of muxer memory held"
+
+
+class PeerMemory:
+    """One peer's view of a :class:`MemoryBudget`: what its muxers reserve counts in the
+    peer's share and in the node's budget, and must fit in both. Same methods as the
+    budget, so a muxer is given either."""
+
+    __slots__ = ("budget", "peer")
+
+    def __init__(self, budget: MemoryBudget, peer: bytes) -> None:
+        self.budget = budget
+        self.peer = peer
+
+    @property
+    def used(self) -> int:
+        return self.budget.peers.get(self.peer, 0)
+
+    @property
+    def limit(self) -> int:
+        b = self.budget
+        return min(b.per_peer, b.limit) if b.per_peer else b.limit
+
+    def reserve(self, n: int, *, growth: bool = False) -> bool:
+        b = self.budget
+        used = b.peers.get(self.peer, 0)
+        if b.per_peer and used + n > b.per_peer:
+            if growth:
+                b.growth_skipped += 1
+            else:
+                b.refused += 1
+                b.refused_peer += 1
+            return False
+        if not b.reserve(n, growth=growth):
+            return False
+        b.peers[self.peer] = used + n
+        return True
+
+    def force(self, n: int) -> None:
+        b = self.budget
+        b.force(n)
+        b.peers[self.peer] = b.peers.get(self.peer, 0) + n
+
+    def release(self, n: int) -> None:
+        b = self.budget
+        left = b.peers.get(self.peer, 0) - n
+        b.release(n)
+        if left > 0:
+            b.peers[self.peer] = left
+        else:
+            b.peers.pop(self.peer, None)
+
+    @property
+    def over(self) -> bool:
+        b = self.budget
+        return b.over or bool(b.per_peer and b.peers.get(self.peer, 0) > b.per_peer)
+
+    def describe(self) -> str:
+        b = self.budget
+        return (f"peer holds {self.used} bytes of muxer memory (limit {b.per_peer or '-'}), "
+                f"all peers {b.used} (limit {b.limit})")
 
 
 class ConnScope:
@@ -280,7 +362,7 @@ class ResourceManager:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self.memory = MemoryBudget(self.limits.memory)
+        self.memory = MemoryBudget(self.limits.memory, self.limits.memory_per_peer)
         self.conns = {"inbound": 0, "outbound": 0}
         self.pending = 0
         self.ip_conns: dict[str, int] = {}
@@ -407,9 +489,12 @@ class ResourceManager:
                 "streams_outbound": self.streams["outbound"],
                 "memory": self.memory.used,
                 "memory_peak": self.memory.peak,
+                "memory_one_peer": max(self.memory.peers.values(), default=0),
                 "window_growth_skipped": self.memory.growth_skipped,
             },
             "Limits": asdict(self.limits),
             "Refused": {**self.refused,
-                        **({"memory": self.memory.refused} if self.memory.refused else {})},
+                        **({"memory": self.memory.refused} if self.memory.refused else {}),
+                        **({"memory_per_peer": self.memory.refused_peer}
+                           if self.memory.refused_peer else {})},
         }

@@ -700,11 +700,12 @@ class Swarm:
 
             return YamuxConnection(secure, peer.hex()[:16], secure.is_initiator,
                                    backlog=self.options.stream_backlog,
-                                   memory=self.rcmgr.memory)
+                                   memory=self.rcmgr.memory.for_peer(peer))
         from .mplex import MplexConnection
 
         return MplexConnection(secure, peer.hex()[:16], secure.is_initiator,
-                               backlog=self.options.stream_backlog, memory=self.rcmgr.memory)
+                               backlog=self.options.stream_backlog,
+                               memory=self.rcmgr.memory.for_peer(peer))
 
     async def accept_stream(self, raw, remote_addr: bytes, local_addr: bytes,
                             transport: str) -> Connection | None:

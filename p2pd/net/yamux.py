@@ -38,7 +38,7 @@ import trio
 
 from .muxerrors import MuxedConnUnavailable, MuxedStreamError
 from .muxsession import MuxSession, MuxStream, ProtocolError
-from .rcmgr import MemoryBudget
+from .rcmgr import MemoryBudget, PeerMemory
 from .yamux_wire import (
     FLAG_ACK,
     FLAG_FIN,
@@ -183,9 +183,10 @@ class YamuxConnection(MuxSession):
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  on_close: Any = None, *, max_window: int = MAX_WINDOW,
                  backlog: int = BACKLOG, keepalive: float = RTT_INTERVAL,
-                 memory: MemoryBudget | None = None) -> None:
+                 memory: MemoryBudget | PeerMemory | None = None) -> None:
         super().__init__(secured_conn, peer_id, is_initiator, on_close, backlog)
-        #: the node's muxer memory budget: every window we grant is reserved from it first
+        #: the muxer memory budget (the node's, or the peer's share of it): every window
+        #: we grant is reserved from it first
         self.memory = memory
         self.max_window = max(max_window, INITIAL_WINDOW)
         self.keepalive = keepalive
@@ -207,8 +208,7 @@ class YamuxConnection(MuxSession):
         if sid > 0xFFFFFFFF:
             raise MuxedStreamError("stream ids exhausted on this connection")
         if self.memory is not None and not self.memory.reserve(INITIAL_WINDOW):
-            raise MuxedStreamError(f"resource limit memory: {self.memory.used} bytes of "
-                                   f"receive windows held (limit {self.memory.limit})")
+            raise MuxedStreamError(f"resource limit memory: {self.memory.describe()}")
         self._next_id = sid + 2
         stream = YamuxStream(self, sid, True)
         stream._reserved = INITIAL_WINDOW if self.memory is not None else 0
@@ -327,8 +327,8 @@ class YamuxConnection(MuxSession):
             self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
             return None
         if self.memory is not None and not self.memory.reserve(INITIAL_WINDOW):
-            log.debug("%s: stream %d reset: resource limit memory (%d of %d bytes held)",
-                      self.peer_id, sid, self.memory.used, self.memory.limit)
+            log.debug("%s: stream %d reset: resource limit memory (%s)",
+                      self.peer_id, sid, self.memory.describe())
             self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
             return None
         stream = YamuxStream(self, sid, False)

@@ -96,3 +96,30 @@ async def test_a_memory_budget_resets_streams_it_cannot_hold_a_window_for():
         assert b.rcmgr.memory.used <= 2 << 20 and b.rcmgr.memory.refused == refused
         assert await roundtrip(held[0], b"fine") == b"fine"
         nursery.cancel_scope.cancel()
+
+
+async def test_one_peer_cannot_take_the_whole_memory_budget_from_another():
+    """A 4 MiB budget with 2 MiB per peer: the first peer's streams stop at its share (8
+    windows of 256 KiB) and the second peer still gets its own 8, echoing, while the first
+    peer's held streams go on working."""
+    async with trio.open_nursery() as nursery:
+        a, b, conn = await pair(nursery, Limits(memory=4 << 20, memory_per_peer=2 << 20))
+        greedy, refused = [], 0
+        for _ in range(16):
+            try:
+                greedy.append(await conn.open_stream(["/echo"], 5))
+            except (StreamError, StreamReset):
+                refused += 1
+        assert len(greedy) <= 8 and refused >= 8
+        assert b.rcmgr.memory.peers[a.me] <= 2 << 20
+        assert b.rcmgr.summary()["Refused"]["memory_per_peer"] == refused
+        c = Swarm(identity(), SwarmOptions())
+        await nursery.start(c.run, [])
+        other = await c.dial(b.me, [b.addresses.local()[0]])
+        await other.identified.wait()
+        streams = [await other.open_stream(["/echo"], 5) for _ in range(8)]
+        for i, s in enumerate(streams):
+            assert await roundtrip(s, b"c%d" % i) == b"c%d" % i
+        assert await roundtrip(greedy[0], b"a still") == b"a still"
+        assert b.rcmgr.memory.used <= 4 << 20
+        nursery.cancel_scope.cancel()

@@ -147,9 +147,30 @@ def test_memory_budget_refuses_what_does_not_fit_and_tracks_its_peak():
     assert m.used == 0
 
 
+def test_one_peer_is_held_to_its_share_of_the_memory_budget_and_others_still_fit():
+    m = MemoryBudget(100, per_peer=60)
+    a, b, c = m.for_peer(b"A"), m.for_peer(b"B"), m.for_peer(b"C")
+    assert a.reserve(50) and not a.reserve(20)  # past A's 60
+    assert m.refused == 1 and m.refused_peer == 1
+    assert not a.reserve(20, growth=True) and m.growth_skipped == 1
+    assert b.reserve(40) and not c.reserve(20)  # C's share is free, the node's 100 is not
+    assert m.refused == 2 and m.refused_peer == 1
+    b.force(15)  # data that arrived: B over its share, the node over its budget
+    assert b.over and a.over and m.over and m.peers == {b"A": 50, b"B": 55}
+    b.release(55)
+    assert not a.over and not b.over and m.used == 50
+    a.force(20)  # A alone over its share: its connection is held back, not B's
+    assert a.over and not b.over and not m.over
+    a.release(500)
+    assert m.peers == {} and m.used == 0
+    free = MemoryBudget(100)  # no per-peer cap: one peer may take all of it
+    assert free.for_peer(b"A").reserve(100) and free.for_peer(b"A").limit == 100
+
+
 def test_limits_check_names_the_bad_field():
     for kw, name in [({"max_conns_per_peer": 0}, "max_conns_per_peer"),
-                     ({"memory": 10}, "memory"), ({"inbound_rate": -1.0}, "inbound_rate"),
+                     ({"memory": 10}, "memory"), ({"memory_per_peer": 1000}, "memory_per_peer"),
+                     ({"inbound_rate": -1.0}, "inbound_rate"),
                      ({"max_streams": 1.5}, "max_streams"), ({"exempt_loopback": 1},
                                                             "exempt_loopback")]:
         with pytest.raises(ValueError, match=name):
