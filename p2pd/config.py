@@ -79,10 +79,13 @@ max_conns_outbound = 768
 max_conns_per_ip = 16
 max_conns_per_subnet = 64
 max_pending_inbound = 64
-# Streams in total, inbound from one peer, inbound of one protocol.
+# Streams in total, inbound from one peer, inbound of one protocol; ours to one peer,
+# ours of one protocol.
 max_streams = 8192
 max_streams_inbound_per_peer = 1024
 max_streams_per_protocol = 4096
+max_streams_outbound_per_peer = 1024
+max_streams_outbound_per_protocol = 4096
 # Receive windows and unread buffers all muxers may hold ("256MiB" or bytes), and how
 # much of that one peer's connections may hold ("0": no per-peer cap).
 memory = "256MiB"

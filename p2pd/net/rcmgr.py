@@ -14,7 +14,8 @@ What is limited (:class:`Limits`, ``[limits]`` in the home config, docs/daemon.m
   inbound connections per second per IP (a token bucket). Loopback peers are exempt from the
   per-IP, per-subnet and rate limits unless ``exempt_loopback`` is off (go-libp2p exempts
   127.0.0.0/8 and ::1 too: local tools are not strangers).
-* streams: in total, inbound per peer, inbound per protocol (counted once negotiated).
+* streams: in total; per peer and per protocol (counted once negotiated), inbound and
+  outbound apart (our own services and control clients open the outbound ones).
 * memory: one budget the muxers reserve from before they grant a peer receive window
   (Yamux: a stream's initial window and every growth; mplex: bytes buffered unread), so
   the data peers may push at us without our reading is bounded by it; and each peer's
@@ -66,6 +67,9 @@ class Limits:
     max_streams_inbound_per_peer: int = 1024
     #: inbound streams of one protocol, once negotiated
     max_streams_per_protocol: int = 4096
+    #: our streams to one peer, and of one protocol (control clients, services)
+    max_streams_outbound_per_peer: int = 1024
+    max_streams_outbound_per_protocol: int = 4096
     #: streams one connection may carry at once (the swarm's older per-connection cap)
     max_streams_per_conn: int = 512
     #: bytes of receive window and unread buffers the muxers may hold, all connections
@@ -324,17 +328,19 @@ class StreamScope:
         self.closed = False
 
     def set_protocol(self, protocol: str) -> None:
-        """The stream's protocol was negotiated: the per-protocol limit applies to inbound
-        streams (a refusal releases the scope)."""
+        """The stream's protocol was negotiated: the per-protocol limit of its direction
+        applies (a refusal releases the scope)."""
         rm = self.rm
-        n = rm.protocol_streams.get(protocol, 0)
-        limit = rm.limits.max_streams_per_protocol
-        if self.direction == "inbound" and limit and n >= limit:
-            self.done()
-            raise rm.refuse("max_streams_per_protocol",
-                            f"{n} inbound streams of {protocol} (limit {limit})")
         if self.direction == "inbound":
-            rm.protocol_streams[protocol] = n + 1
+            table, name = rm.protocol_streams, "max_streams_per_protocol"
+        else:
+            table, name = rm.protocol_streams_out, "max_streams_outbound_per_protocol"
+        n = table.get(protocol, 0)
+        limit = getattr(rm.limits, name)
+        if limit and n >= limit:
+            self.done()
+            raise rm.refuse(name, f"{n} {self.direction} streams of {protocol} (limit {limit})")
+        table[protocol] = n + 1
         self.protocol = protocol
 
     def done(self) -> None:
@@ -343,10 +349,11 @@ class StreamScope:
         self.closed = True
         rm = self.rm
         rm.streams[self.direction] -= 1
-        if self.direction == "inbound":
-            _decrement(rm.peer_streams, self.peer)
-            if self.protocol is not None:
-                _decrement(rm.protocol_streams, self.protocol)
+        inbound = self.direction == "inbound"
+        _decrement(rm.peer_streams if inbound else rm.peer_streams_out, self.peer)
+        if self.protocol is not None:
+            _decrement(rm.protocol_streams if inbound else rm.protocol_streams_out,
+                       self.protocol)
 
 
 def _decrement(table: dict, key) -> None:
@@ -369,8 +376,11 @@ class ResourceManager:
         self.subnet_conns: dict[str, int] = {}
         self.peer_conns: dict[bytes, int] = {}
         self.streams = {"inbound": 0, "outbound": 0}
+        #: inbound streams by peer and by protocol, and our outbound ones
         self.peer_streams: dict[bytes, int] = {}
         self.protocol_streams: dict[str, int] = {}
+        self.peer_streams_out: dict[bytes, int] = {}
+        self.protocol_streams_out: dict[str, int] = {}
         self.buckets: dict[str, TokenBucket] = {}
         #: refusals since start, by the limit that refused (a Limits field name)
         self.refused: dict[str, int] = {}
@@ -462,12 +472,14 @@ class ResourceManager:
         if lim.max_streams and total >= lim.max_streams:
             raise self.refuse("max_streams", f"{total} streams (limit {lim.max_streams})")
         if direction == "inbound":
-            n = self.peer_streams.get(peer, 0)
-            limit = lim.max_streams_inbound_per_peer
-            if limit and n >= limit:
-                raise self.refuse("max_streams_inbound_per_peer",
-                                  f"peer has {n} inbound streams (limit {limit})")
-            self.peer_streams[peer] = n + 1
+            table, name = self.peer_streams, "max_streams_inbound_per_peer"
+        else:
+            table, name = self.peer_streams_out, "max_streams_outbound_per_peer"
+        n = table.get(peer, 0)
+        limit = getattr(lim, name)
+        if limit and n >= limit:
+            raise self.refuse(name, f"{n} {direction} streams with the peer (limit {limit})")
+        table[peer] = n + 1
         self.streams[direction] += 1
         return StreamScope(self, peer, direction)
 

@@ -443,7 +443,7 @@ class Connection:
             stream._lazy = ms.Dialer(protocols)
             stream._lazy_out = stream._lazy.start()
             if scope is not None:
-                scope.set_protocol(stream.protocol)
+                await self._set_protocol(scope, stream)
             if self.traffic is not None:
                 self.traffic.opened(stream.protocol, "outbound")
             return stream
@@ -451,7 +451,7 @@ class Connection:
             with trio.fail_after(timeout):
                 stream.protocol = await negotiate_out(stream, protocols)
             if scope is not None:
-                scope.set_protocol(stream.protocol)
+                await self._set_protocol(scope, stream)
             if self.traffic is not None:
                 self.traffic.opened(stream.protocol, "outbound")
         except BaseException as exc:
@@ -463,6 +463,17 @@ class Connection:
                 raise StreamError(str(exc)) from None
             raise
         return stream
+
+    @staticmethod
+    async def _set_protocol(scope: StreamScope, stream: Stream) -> None:
+        """The outbound per-protocol limit, once the protocol is known; past it the stream
+        is reset and the opener gets a StreamError naming the limit."""
+        try:
+            scope.set_protocol(stream.protocol)
+        except LimitExceeded as exc:
+            with trio.CancelScope(shield=True):
+                await stream.reset()
+            raise StreamError(str(exc)) from None
 
     async def close(self) -> None:
         self.closed = True

@@ -123,3 +123,34 @@ async def test_one_peer_cannot_take_the_whole_memory_budget_from_another():
         assert await roundtrip(greedy[0], b"a still") == b"a still"
         assert b.rcmgr.memory.used <= 4 << 20
         nursery.cancel_scope.cancel()
+
+
+async def test_our_streams_past_the_outbound_limits_fail_on_our_side_and_the_rest_work():
+    async with trio.open_nursery() as nursery:
+        a, b, conn = await pair(nursery)
+        a.rcmgr.limits.max_streams_outbound_per_protocol = 3
+        a.rcmgr.limits.max_streams_outbound_per_peer = 5
+        held = [await conn.open_stream(["/echo"], 5) for _ in range(3)]
+        for lazy in (False, True):
+            try:
+                await conn.open_stream(["/echo"], 5, lazy=lazy)
+            except StreamError as exc:
+                assert "max_streams_outbound_per_protocol" in str(exc)
+            else:
+                raise AssertionError("a fourth /echo stream was opened")
+        held += [await conn.open_stream(["/other"], 5) for _ in range(2)]
+        try:
+            await conn.open_stream(["/other"], 5)
+        except StreamError as exc:
+            assert "max_streams_outbound_per_peer" in str(exc)
+        else:
+            raise AssertionError("a sixth stream to the peer was opened")
+        assert a.rcmgr.refused == {"max_streams_outbound_per_protocol": 2,
+                                   "max_streams_outbound_per_peer": 1}
+        for i, s in enumerate(held):
+            assert await roundtrip(s, b"h%d" % i) == b"h%d" % i
+        await settle(a, b)
+        assert a.rcmgr.peer_streams_out == {} and a.rcmgr.protocol_streams_out == {}
+        again = await conn.open_stream(["/echo"], 5)  # given back: room again
+        assert await roundtrip(again, b"again") == b"again"
+        nursery.cancel_scope.cancel()

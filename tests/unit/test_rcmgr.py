@@ -131,10 +131,30 @@ def test_streams_total_per_peer_inbound_and_per_protocol():
     assert refused(rm, s3.set_protocol, "/x") == "max_streams_per_protocol"
     assert rm.streams["inbound"] == 2 and b"B" not in rm.peer_streams  # released
     rm.open_stream(b"B", "inbound").set_protocol("/y")
-    rm.open_stream(b"C", "outbound").set_protocol("/x")  # outbound: not limited per protocol
+    rm.open_stream(b"C", "outbound").set_protocol("/x")  # outbound has limits of its own
     assert refused(rm, rm.open_stream, b"D", "outbound") == "max_streams"
     s1.done()
-    assert rm.protocol_streams == {"/x": 1, "/y": 1}
+    assert rm.protocol_streams == {"/x": 1, "/y": 1} and rm.protocol_streams_out == {"/x": 1}
+
+
+def test_outbound_streams_are_limited_per_peer_and_per_protocol_apart_from_inbound():
+    rm = ResourceManager(Limits(max_streams_outbound_per_peer=2,
+                                max_streams_outbound_per_protocol=3,
+                                max_streams_inbound_per_peer=1, max_streams_per_protocol=1))
+    a1, a2 = rm.open_stream(b"A", "outbound"), rm.open_stream(b"A", "outbound")
+    assert refused(rm, rm.open_stream, b"A", "outbound") == "max_streams_outbound_per_peer"
+    rm.open_stream(b"A", "inbound").set_protocol("/x")  # inbound counts apart
+    a1.set_protocol("/x")
+    a2.set_protocol("/x")
+    b1 = rm.open_stream(b"B", "outbound")
+    b1.set_protocol("/x")
+    b2 = rm.open_stream(b"B", "outbound")
+    assert refused(rm, b2.set_protocol, "/x") == "max_streams_outbound_per_protocol"
+    assert rm.peer_streams_out == {b"A": 2, b"B": 1}  # the refused one is released
+    a1.done()
+    rm.open_stream(b"A", "outbound").set_protocol("/x")
+    assert rm.summary()["Refused"] == {"max_streams_outbound_per_peer": 1,
+                                       "max_streams_outbound_per_protocol": 1}
 
 
 def test_memory_budget_refuses_what_does_not_fit_and_tracks_its_peak():
@@ -191,7 +211,8 @@ def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
                                 max_conns_per_subnet=3, max_pending_inbound=3,
                                 inbound_rate=3.0, inbound_burst=2, max_streams=6,
                                 max_streams_inbound_per_peer=2, max_streams_per_protocol=2,
-                                exempt_loopback=False))
+                                max_streams_outbound_per_peer=2,
+                                max_streams_outbound_per_protocol=2, exempt_loopback=False))
     conns, streams, now = [], [], 0.0
     for op, a, b in seq:
         now += 0.1
@@ -223,6 +244,8 @@ def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
         assert rm.pending <= lim.max_pending_inbound
         assert sum(rm.streams.values()) <= lim.max_streams
         assert all(n <= lim.max_streams_per_protocol for n in rm.protocol_streams.values())
+        assert all(n <= 2 for n in rm.protocol_streams_out.values())
+        assert all(n <= 2 for n in rm.peer_streams_out.values())
     for c in conns:
         c.done()
     for s in streams:
@@ -231,7 +254,7 @@ def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
                                                                         "outbound": 0}
     assert rm.pending == 0
     assert not (rm.ip_conns or rm.subnet_conns or rm.peer_conns or rm.peer_streams
-                or rm.protocol_streams)
+                or rm.protocol_streams or rm.peer_streams_out or rm.protocol_streams_out)
 
 
 def test_a_skipped_window_growth_is_not_a_refused_stream():
