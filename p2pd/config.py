@@ -331,54 +331,65 @@ class Config:
         if self.conn_low < 0 or self.conn_high < 1 or self.conn_low > self.conn_high:
             raise ConfigError(
                 f"connection manager needs 0 <= connLo <= connHi and connHi >= 1 "
-                f"(got connLo={self.conn_low}, connHi={self.conn_high})"
-            )
+                f"(got connLo={self.conn_low}, connHi={self.conn_high})",
+                key="connmgr.low" if self.conn_low < 0 or self.conn_high >= 1 else "connmgr.high")
         if not 64 <= self.max_control_frame <= 1 << 30:
-            raise ConfigError("limits.max_control_frame must be between 64 and 2**30 bytes")
+            raise ConfigError("limits.max_control_frame must be between 64 and 2**30 bytes",
+                              key="limits.max_control_frame")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"[log] level must be debug, info, warning or error "
-                              f"(got {self.log_level!r})")
+                              f"(got {self.log_level!r})", key="log.level")
         if self.http_block_timeout <= 0:
-            raise ConfigError("[http] block_timeout must be positive")
+            raise ConfigError("[http] block_timeout must be positive", key="http.block_timeout")
         if self.control_idle_timeout <= 0:
-            raise ConfigError("limits.control_idle_timeout must be positive")
+            raise ConfigError("limits.control_idle_timeout must be positive",
+                              key="limits.control_idle_timeout")
         if self.max_conns_per_peer < 1 or self.max_control_clients < 1:
-            raise ConfigError("limits.max_conns_per_peer and max_control_clients must be >= 1")
+            raise ConfigError("limits.max_conns_per_peer and max_control_clients must be >= 1",
+                              key="limits.max_conns_per_peer" if self.max_conns_per_peer < 1
+                              else "limits.max_control_clients")
         if self.max_streams_per_conn < 1:
-            raise ConfigError("limits.max_streams_per_conn must be >= 1")
+            raise ConfigError("limits.max_streams_per_conn must be >= 1",
+                              key="limits.max_streams_per_conn")
         if not 0 <= self.perf_max_bytes <= 1 << 40:
-            raise ConfigError("perf.max_bytes must be between 0 and 2**40")
+            raise ConfigError("perf.max_bytes must be between 0 and 2**40", key="perf.max_bytes")
         if not 0 <= self.blockstore_cache_bytes <= 1 << 40:
-            raise ConfigError("blockstore.cache_mib must be between 0 and 1048576")
+            raise ConfigError("blockstore.cache_mib must be between 0 and 1048576",
+                              key="blockstore.cache_mib")
         if self.storage_max < 0:
-            raise ConfigError("datastore.storage_max must not be negative")
+            raise ConfigError("datastore.storage_max must not be negative",
+                              key="datastore.storage_max")
         if not 1 <= self.gc_watermark <= 100:
             raise ConfigError(f"datastore.gc_watermark is a percent: 1 to 100 "
-                              f"(got {self.gc_watermark})")
+                              f"(got {self.gc_watermark})", key="datastore.gc_watermark")
         if self.pubsub and self.pubsub_router not in ("gossipsub", "floodsub"):
             # as go: only a daemon with pubsub on looks at its router
             raise ConfigError(f"unknown pubsub router {self.pubsub_router!r} "
-                              "(gossipsub or floodsub)")
+                              "(gossipsub or floodsub)", key="pubsub.router")
         if self.provide not in ("roots", "all", "none"):
-            raise ConfigError(f"bitswap.provide must be roots, all or none (got {self.provide!r})")
+            raise ConfigError(f"bitswap.provide must be roots, all or none (got {self.provide!r})",
+                              key="bitswap.provide")
         if self.dht_mode not in ("auto", "server", "client"):
-            raise ConfigError(f"unknown DHT mode {self.dht_mode!r}")
+            raise ConfigError(f"unknown DHT mode {self.dht_mode!r} (auto, server or client)",
+                              key="dht.mode")
         if self.force_reachability not in ("", "public", "private"):
             raise ConfigError(f"[autonat] force must be \"public\", \"private\" or \"\", "
-                              f"not {self.force_reachability!r}")
+                              f"not {self.force_reachability!r}", key="autonat.force")
         if self.autonat_confidence < 1:
-            raise ConfigError("[autonat] confidence must be at least 1")
+            raise ConfigError("[autonat] confidence must be at least 1", key="autonat.confidence")
         if self.muxer not in ("yamux", "mplex"):
             raise ConfigError(f"unknown muxer {self.muxer!r} (yamux or mplex)")
         for name in self.security:
             if name not in SECURITY_PROTOCOLS:
                 raise ConfigError(f"unknown security protocol {name!r} in swarm.security "
-                                  f"(tls or noise; plaintext is never accepted)")
+                                  f"(tls or noise; plaintext is never accepted)",
+                                  key="swarm.security")
         if len(set(self.security)) != len(self.security):
-            raise ConfigError(f"swarm.security names a protocol twice: {self.security}")
+            raise ConfigError(f"swarm.security names a protocol twice: {self.security}",
+                              key="swarm.security")
         if not self.security:
             raise ConfigError("at least one channel security protocol must be enabled "
-                              "(tls or noise; p2pd never runs plaintext)")
+                              "(tls or noise; p2pd never runs plaintext)", key="swarm.security")
         for name, value in (
             ("connGrace", self.conn_grace),
             ("idleTimeout", self.idle_timeout),
@@ -392,15 +403,69 @@ class Config:
                 "-persistentConnMaxMsgSize must be between 1 and 2**31 bytes "
                 f"(got {self.persistent_conn_max_msg_size})"
             )
-        for addr in [*self.host_addrs, *self.announce_addrs, *self.bootstrap_peers,
-                     *self.no_announce]:
-            if not addr.startswith("/"):
-                raise ConfigError(f"{addr!r} is not a multiaddr (it must start with '/')")
+        for key, addrs in (("swarm.listen", self.host_addrs),
+                           ("swarm.announce", self.announce_addrs),
+                           ("bootstrap.peers", self.bootstrap_peers),
+                           ("swarm.no_announce", self.no_announce)):
+            for addr in addrs:
+                if not addr.startswith("/"):
+                    raise ConfigError(f"{addr!r} is not a multiaddr (it must start with '/')",
+                                      key=key)
         for addr in self.trusted_relays:
             if not addr.startswith("/") or "/p2p/" not in addr:
                 raise ConfigError(f"trusted relay {addr!r} must be a multiaddr ending in "
-                                  "/p2p/PEER_ID")
+                                  "/p2p/PEER_ID", key="relay.trusted")
         return self
+
+
+def resolve_file(flags: dict[str, Any], path: Path) -> Config:
+    """:func:`resolve` for a home: ``config.toml`` read from ``path`` and checked alone
+    first, so an unknown key or a bad value in it is named with the file and its line
+    (``config.toml:12: datastore.gc_watermark is a percent ...``); then the flags."""
+    text = read_config_text(path)
+    doc = parse_config_text(text, path)
+    try:
+        resolve({}, doc)
+    except ConfigError as exc:
+        raise located(exc, path, text) from None
+    return resolve(flags, doc)
+
+
+def located(exc: ConfigError, path: Path, text: str) -> ConfigError:
+    """``exc`` with the file and line of each value it names put in front."""
+    from .tomlfile import key_line
+
+    if not exc.problems:
+        return ConfigError(f"{path}: {str(exc).removeprefix('config: ')}")
+    lines = []
+    for key, message in exc.problems:
+        line = key_line(text, key)
+        where = f"{path}:{line}" if line else str(path)
+        lines.append(f"{where}: {message.removeprefix('config: ')}")
+    return ConfigError("\n".join(lines), problems=exc.problems)
+
+
+def read_config_text(path: Path) -> str:
+    """The text of ``config.toml`` ("" when there is none)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def parse_config_text(text: str, path: Path) -> dict[str, Any]:
+    """The TOML document; a syntax error is ``PATH:LINE:COLUMN: what``, as compilers
+    write it (editors jump there)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{m.group(2)}:{m.group(3)}: {m.group(1)}" if m else f"{path}: {exc}"
+        raise ConfigError(f"{where} (TOML syntax)") from None
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -430,20 +495,69 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _get(doc: dict[str, Any], section: str, key: str, kind: type | tuple, default: Any) -> Any:
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false",
+               float: "a number"}
+
+
+def _get_value(doc: dict[str, Any], section: str, key: str, kind: type | tuple,
+               default: Any, seen: set[str] | None = None) -> Any:
+    if seen is not None:
+        seen.add(f"{section}.{key}")
     table = doc.get(section, {})
     if not isinstance(table, dict):
-        raise ConfigError(f"config: [{section}] must be a table")
+        raise ConfigError(f"config: [{section}] must be a table", key=section)
     if key not in table:
         return default
     value = table[key]
+    where = f"{section}.{key}"
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"config: {section}.{key} must be a list of strings")
+            raise ConfigError(f"config: {where} must be a list of strings", key=where)
         return list(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"config: {section}.{key} has the wrong type ({value!r})")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        raise ConfigError(f"config: {where} has the wrong type ({value!r}; it must be "
+                          f"{wanted})", key=where)
     return value
+
+
+def _parsed(key: str, parse, value: Any) -> Any:
+    """``parse(value)`` (a size, a duration, an address) with errors naming ``key``."""
+    try:
+        return parse(value)
+    except ConfigError as exc:
+        message = str(exc)
+        section, name = key.split(".", 1)
+        named = key in message or f"[{section}] {name}" in message
+        raise ConfigError(message if named else f"config: {key}: {message}", key=key) from None
+
+
+def _check_known(doc: dict[str, Any], seen: set[str]) -> None:
+    """Every table and key of ``config.toml`` is one p2pd reads: a misspelt key would
+    otherwise be ignored and its default used without a word."""
+    import difflib
+
+    sections = {k.split(".", 1)[0] for k in seen}
+    problems = []
+    for section, table in doc.items():
+        if section not in sections:
+            near = difflib.get_close_matches(section, sorted(sections), n=1)
+            hint = f" (did you mean [{near[0]}]?)" if near else (
+                f" (known tables: {', '.join(sorted(sections))})")
+            problems.append((section, f"unknown table [{section}]{hint}"))
+            continue
+        if not isinstance(table, dict) or section == "limits":  # limits: checked by
+            continue                                            # limits_from_toml
+        known = sorted(k.split(".", 1)[1] for k in seen if k.startswith(section + "."))
+        for key in table:
+            if f"{section}.{key}" in seen:
+                continue
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
+            problems.append((f"{section}.{key}", f"unknown key {section}.{key} ({hint})"))
+    if problems:
+        raise ConfigError("\n".join(f"config: {m}" for _, m in problems), problems=problems)
 
 
 def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
@@ -455,6 +569,14 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
     """
     c = Config()
     if doc is not None:
+        from dataclasses import fields
+
+        seen: set[str] = {f"limits.{f.name}" for f in fields(Limits)} | {
+            f"limits.{k}" for k in _OTHER_LIMIT_KEYS}
+
+        def _get(doc, section, key, kind, default):  # records what is read
+            return _get_value(doc, section, key, kind, default, seen)
+
         c.control_listen = _get(doc, "control", "listen", str, "") or None
         c.allow_remote_control = _get(doc, "control", "allow_remote", bool, False)
         c.host_addrs = _get(doc, "swarm", "listen", list, list(HOME_HOST_ADDRS))
@@ -465,17 +587,18 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.conn_manager = _get(doc, "connmgr", "enabled", bool, True)
         c.conn_low = _get(doc, "connmgr", "low", int, c.conn_low)
         c.conn_high = _get(doc, "connmgr", "high", int, c.conn_high)
-        c.conn_grace = parse_duration(_get(doc, "connmgr", "grace", (str, int, float), "120s"))
+        c.conn_grace = _parsed("connmgr.grace", parse_duration,
+                               _get(doc, "connmgr", "grace", (str, int, float), "120s"))
         c.max_control_frame = _get(doc, "limits", "max_control_frame", int, c.max_control_frame)
-        c.control_idle_timeout = parse_duration(
-            _get(doc, "limits", "control_idle_timeout", (str, int, float), "30s")
-        )
+        c.control_idle_timeout = _parsed("limits.control_idle_timeout", parse_duration,
+            _get(doc, "limits", "control_idle_timeout", (str, int, float), "30s"))
         c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 8)
         c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
         c.limits = limits_from_toml(doc.get("limits", {}))
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
-        c.storage_max = parse_size(_get(doc, "datastore", "storage_max", (str, int), "10GB"))
+        c.storage_max = _parsed("datastore.storage_max", parse_size,
+                                _get(doc, "datastore", "storage_max", (str, int), "10GB"))
         c.gc_watermark = _get(doc, "datastore", "gc_watermark", int, 90)
         c.perf = _get(doc, "perf", "enabled", bool, False)
         c.perf_max_bytes = _get(doc, "perf", "max_bytes", int, 1 << 30)
@@ -497,13 +620,15 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.bootstrap = _get(doc, "bootstrap", "enabled", bool, False)
         c.bootstrap_peers = _get(doc, "bootstrap", "peers", list, [])
         c.dns_resolver = _get(doc, "bootstrap", "dns_resolver", str, "")
-        c.http_listen = parse_http_addr(_get(doc, "http", "listen", str, "127.0.0.1:8080"),
-                                        "[http] listen")
+        c.http_listen = _parsed("http.listen", lambda v: parse_http_addr(v, "[http] listen"),
+                                _get(doc, "http", "listen", str, "127.0.0.1:8080"))
         c.log_level = _get(doc, "log", "level", str, "warning").lower()
-        c.http_block_timeout = parse_duration(
+        c.http_block_timeout = _parsed("http.block_timeout", parse_duration,
             _get(doc, "http", "block_timeout", (str, int, float), "30s"))
-        c.metrics_listen = parse_http_addr(_get(doc, "metrics", "listen", str, ""),
-                                           "[metrics] listen")
+        c.metrics_listen = _parsed("metrics.listen",
+                                   lambda v: parse_http_addr(v, "[metrics] listen"),
+                                   _get(doc, "metrics", "listen", str, ""))
+        _check_known(doc, seen)
     env_peers = os.environ.get("P2PD_BOOTSTRAP_PEERS")
     if env_peers is not None:  # between config.toml and the flags
         if env_peers.strip().lower() == "none":
@@ -648,7 +773,8 @@ def limits_from_toml(table: Any) -> Limits:
             continue
         if key not in known:
             names = ", ".join(sorted(set(known) - set(_OTHER_LIMIT_KEYS)))
-            raise ConfigError(f"config: unknown key limits.{key} (known: {names})")
+            raise ConfigError(f"config: unknown key limits.{key} (known: {names})",
+                              key=f"limits.{key}")
         default = getattr(limits, key)
         try:
             if key in ("memory", "memory_per_peer") and isinstance(value, str):
@@ -662,7 +788,7 @@ def limits_from_toml(table: Any) -> Limits:
             Limits(**{key: value}).check()
         except (ConfigError, ValueError) as exc:
             message = str(exc).removeprefix(f"{key} ")
-            raise ConfigError(f"config: limits.{key} {message}") from None
+            raise ConfigError(f"config: limits.{key}: {message}", key=f"limits.{key}") from None
     return limits
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from .config import Config, json_config_flags, load_toml, resolve, write_default_config
+from .config import Config, json_config_flags, resolve, resolve_file, write_default_config
 from .errors import ConfigError, HomeError, P2PDError
 from .home import (
     config_path,
@@ -96,7 +96,7 @@ def _prepare(
     home = ensure_home(resolve_home())
     secure(home, 0o700, "$P2PD_HOME")
     write_default_config(config_path(home))
-    config = resolve(flags, load_toml(config_path(home)))
+    config = resolve_file(flags, config_path(home))
     stack.enter_context(_HomeLock(home))
     if config.identity_file:
         key = read_identity(config.identity_file)

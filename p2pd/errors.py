@@ -54,4 +54,14 @@ class StoreError(P2PDError):
 
 
 class ConfigError(P2PDError, ValueError):
-    """A configuration file or command-line option is invalid."""
+    """A configuration file or command-line option is invalid.
+
+    ``problems`` holds ``(key, message)`` pairs for values of ``config.toml`` (key as
+    ``section.name``), so the file's path and line can be put in front of each.
+    """
+
+    def __init__(self, message: str, key: str | None = None,
+                 problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else (
+            [(key, message)] if key else [])

@@ -104,3 +104,17 @@ def test_status_json_without_a_daemon_is_json(tmp_path):
     assert json.loads(r.stdout) == {"Running": False, "API": f"/unix{tmp_path}/none.sock",
                                     "Error": json.loads(r.stdout)["Error"]}
     assert "no daemon is running" in json.loads(r.stdout)["Error"]
+
+
+def test_a_misspelt_config_key_stops_the_daemon_with_the_file_and_line(tmp_path):
+    from p2pd.config import DEFAULT_CONFIG_TOML
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    text = DEFAULT_CONFIG_TOML.replace("gc_watermark = 90", "gc_watermak = 80")
+    (home / "config.toml").write_text(text)
+    line = text.splitlines().index("gc_watermak = 80") + 1
+    out = p2pd(home=home)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == (f"p2pd: {home}/config.toml:{line}: unknown key "
+                          "datastore.gc_watermak (did you mean gc_watermark?)\n")
