@@ -7,11 +7,12 @@
 * A malformed RPC resets that stream and adds behaviour penalty; the peer's next stream
   starts clean, its score remembers.
 * One writer task per peer sends what the router queued, at most ``MAX_QUEUED`` RPC frames
-  deep (beyond that the newest are dropped and counted: a slow peer cannot make us buffer
-  without bound).
+  and ``MAX_QUEUED_BYTES`` deep (beyond that the newest are dropped and counted: a slow peer
+  cannot make us buffer without bound).
 * A heartbeat task runs :meth:`Router.heartbeat` every second.
-* Local subscribers (control clients) get messages through bounded channels; a subscriber
-  that does not keep up loses messages, never the daemon's memory.
+* Local subscribers (control clients) get messages through a :class:`Subscription`, at most
+  ``SUBSCRIBER_BUFFER`` messages and ``SUBSCRIBER_BYTES`` waiting; a subscriber that does
+  not keep up loses messages (counted), never the daemon's memory.
 """
 
 from __future__ import annotations
@@ -39,24 +40,73 @@ from .wire import (
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = 1024
+#: bytes of RPC frames queued for one peer (messages are up to 1 MiB each)
+MAX_QUEUED_BYTES = 16 << 20
 SUBSCRIBER_BUFFER = 1024
+#: bytes of message data waiting for one local subscriber
+SUBSCRIBER_BYTES = 8 << 20
 OPEN_TIMEOUT = 10.0
 SWEEP_INTERVAL = 1.0
 RETRY_NON_PUBSUB = 30.0
+
+
+class Subscription:
+    """One local subscriber's messages, ``(msg_id, Message)`` in arrival order (iterate
+    it). At most ``SUBSCRIBER_BUFFER`` messages and ``SUBSCRIBER_BYTES`` of data wait for
+    the reader; beyond that a new message is dropped and counted in ``dropped``."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._send, self._recv = trio.open_memory_channel(float("inf"))
+        self.queued = 0
+        self.queued_bytes = 0
+        self.dropped = 0
+
+    def offer(self, msg_id: bytes, msg: Message) -> bool:
+        n = len(msg.data)
+        if self.queued >= SUBSCRIBER_BUFFER or (
+                self.queued and self.queued_bytes + n > SUBSCRIBER_BYTES):
+            self.dropped += 1
+            return False
+        try:
+            self._send.send_nowait((msg_id, msg))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        self.queued += 1
+        self.queued_bytes += n
+        return True
+
+    def close(self) -> None:
+        self._send.close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> tuple[bytes, Message]:
+        try:
+            item = await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        self.queued -= 1
+        self.queued_bytes -= len(item[1].data)
+        return item
 
 
 class _Writer:
     def __init__(self, service: PubsubService, peer: bytes, stream, protocol: str) -> None:
         self.service, self.peer, self.stream, self.protocol = service, peer, stream, protocol
         self.frames: list[bytes] = []
+        self.queued_bytes = 0
         self.wake = trio.Event()
         self.dropped = 0
 
     def push(self, frame: bytes) -> None:
-        if len(self.frames) >= MAX_QUEUED:
+        if len(self.frames) >= MAX_QUEUED or (
+                self.frames and self.queued_bytes + len(frame) > MAX_QUEUED_BYTES):
             self.dropped += 1
             return
         self.frames.append(frame)
+        self.queued_bytes += len(frame)
         self.wake.set()
 
     async def run(self) -> None:
@@ -66,7 +116,7 @@ class _Writer:
                     self.wake = trio.Event()
                     await self.wake.wait()
                     continue
-                frames, self.frames = self.frames, []
+                frames, self.frames, self.queued_bytes = self.frames, [], 0
                 await self.stream.write(b"".join(frames))
         except Exception as exc:
             log.debug("pubsub: writing to %s failed: %r", self.peer.hex()[:16], exc)
@@ -98,7 +148,9 @@ class PubsubService:
         self._opening: set[bytes] = set()
         self._pending: dict[bytes, list[bytes]] = {}
         self._not_pubsub: dict[bytes, float] = {}
-        self._subscribers: dict[str, list[tuple]] = {}  # topic -> [(send, receive)]
+        self._subscribers: dict[str, list[Subscription]] = {}
+        #: messages dropped for local subscribers that have unsubscribed since
+        self.subscriber_dropped = 0
         self._nursery: trio.Nursery | None = None
         self._events_send, self._events = trio.open_memory_channel(4096)
 
@@ -149,19 +201,22 @@ class PubsubService:
         self._flush()
         return msg_id
 
-    def subscribe(self, topic: str) -> trio.MemoryReceiveChannel:
-        """A channel of ``(msg_id, Message)`` for ``topic``; close it to unsubscribe."""
+    def subscribe(self, topic: str) -> Subscription:
+        """``topic``'s messages from now on; :meth:`unsubscribe` it when done."""
         if not topic:
             raise ValueError("subscribe needs a topic")
-        send, recv = trio.open_memory_channel(SUBSCRIBER_BUFFER)
-        self._subscribers.setdefault(topic, []).append((send, recv))
+        sub = Subscription(topic)
+        self._subscribers.setdefault(topic, []).append(sub)
         self.router.subscribe(topic, trio.current_time())
         self._flush()
-        return recv
+        return sub
 
-    def unsubscribe(self, topic: str, channel: trio.MemoryReceiveChannel | None = None) -> None:
+    def unsubscribe(self, topic: str, channel: Subscription | None = None) -> None:
         subs = self._subscribers.get(topic, [])
-        self._subscribers[topic] = [(s, r) for s, r in subs if r is not channel]
+        if channel is not None:
+            self.subscriber_dropped += channel.dropped
+            channel.close()
+        self._subscribers[topic] = [s for s in subs if s is not channel]
         if not self._subscribers[topic]:
             del self._subscribers[topic]
             self.router.unsubscribe(topic, trio.current_time())
@@ -178,13 +233,9 @@ class PubsubService:
                 if len(pending) < MAX_QUEUED:
                     pending.append(encode_rpc(rpc))
         for msg_id, msg in self.router.take_deliveries():
-            for send, recv in list(self._subscribers.get(msg.topic, ())):
-                try:
-                    send.send_nowait((msg_id, msg))
-                except trio.WouldBlock:
-                    log.info("pubsub: a slow subscriber of %r missed a message", msg.topic)
-                except trio.BrokenResourceError:
-                    self.unsubscribe(msg.topic, recv)
+            for sub in self._subscribers.get(msg.topic, ()):
+                if not sub.offer(msg_id, msg) and sub.dropped == 1:
+                    log.info("pubsub: a slow subscriber of %r misses messages", msg.topic)
         if self.router.px_candidates:
             cands, self.router.px_candidates = self.router.px_candidates[:8], []
             for peer in cands:
@@ -303,7 +354,9 @@ class PubsubService:
     def stats(self) -> dict:
         return {"peers": len(self.router.peers), "topics": self.topics(),
                 **self.router.counters,
-                "dropped_frames": sum(w.dropped for w in self._writers.values())}
+                "dropped_frames": sum(w.dropped for w in self._writers.values()),
+                "subscriber_dropped": self.subscriber_dropped + sum(
+                    s.dropped for subs in self._subscribers.values() for s in subs)}
 
 
 class _Events:
