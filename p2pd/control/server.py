@@ -250,7 +250,7 @@ class ControlServer:
             return
         finally:
             if not handed_off:
-                await trio.aclose_forcefully(stream)
+                _close_now(stream)
 
     async def _read_frame(self, stream: trio.SocketStream, decoder: FrameDecoder) -> bytes | None:
         """Next frame, ``None`` at a clean end of stream; TooSlowError if the client idles."""
@@ -481,6 +481,13 @@ def _timeout(message) -> float | None:
     if message.HasField("timeout") and message.timeout > 0:
         return float(min(message.timeout, 3600))
     return None
+
+
+def _close_now(stream: trio.SocketStream) -> None:
+    """Close a client's socket at once: what ``aclose_forcefully`` does without its cancel
+    scope and scheduling round, a large part of a one-request client's cost (a profile of
+    50 clients at once); trio's socket close wakes any task still waiting on it."""
+    stream.socket.close()
 
 
 async def _send_quietly(stream: trio.abc.SendStream, response: pb.Response) -> None:
