@@ -9,6 +9,8 @@ daemon and the go daemon alike (the daemon protocol, libp2p connections).
   every dial ended (``held``, ``failed``, the first errors, ``seconds``), holds what it got
   until stdin closes, then prints how many the daemon had closed meanwhile. One process per
   source address (the lab runs one in each internet host's namespace).
+* ``python -m tests.harness.loadgen streams ADDR N``: one connection to ADDR carrying N ping
+  streams, each one round trip, then held until stdin closes.
 """
 
 from __future__ import annotations
@@ -159,6 +161,52 @@ async def dial_many(addr: str, n: int, rate: float, start_at: float = 0.0) -> No
         nursery.cancel_scope.cancel()
 
 
+async def hold_streams(addr: str, n: int) -> None:
+    """The ``streams`` mode: one connection, ``n`` ping streams (/ipfs/ping/1.0.0, which
+    every daemon serves) each doing one round trip, held open until stdin closes. At most
+    64 are being opened at once: a burst beyond the muxer's accept backlog (256 in
+    go-yamux and ours) is reset by either daemon, which is not what this measures."""
+    import os
+
+    from p2pd.net.swarm import PING, StreamError, StreamReset, Swarm, SwarmOptions
+
+    peer, addrs = _target(addr)
+    held, failed = [], []
+    async with trio.open_nursery() as nursery:
+        swarm = Swarm(_identity(), SwarmOptions())
+        await nursery.start(swarm.run, [])
+        conn = await swarm.dial(peer, addrs, timeout=20)
+        started = trio.current_time()
+        opening = trio.CapacityLimiter(64)
+
+        async def one() -> None:
+            try:
+                async with opening:
+                    stream = await conn.open_stream([PING], 20)
+                    payload = os.urandom(32)
+                    await stream.write(payload)
+                    got = b""
+                    while len(got) < 32:
+                        data = await stream.read()
+                        if not data:
+                            raise StreamError("ping stream closed")
+                        got += data
+                if got != payload:
+                    raise StreamError("ping came back different")
+            except (StreamError, StreamReset, trio.TooSlowError) as exc:
+                failed.append(str(exc))
+                return
+            held.append(stream)
+
+        async with trio.open_nursery() as opens:
+            for _ in range(n):
+                opens.start_soon(one)
+        print(json.dumps({"held": len(held), "failed": len(failed), "errors": failed[:3],
+                          "seconds": round(trio.current_time() - started, 2)}), flush=True)
+        await trio.to_thread.run_sync(sys.stdin.read)
+        nursery.cancel_scope.cancel()
+
+
 def wait_listening(control: str, timeout: float = 30.0) -> None:
     """Block until the control socket accepts."""
     deadline = time.monotonic() + timeout
@@ -182,8 +230,11 @@ def main() -> None:
     if mode == "dial":
         addr, n, rate, *start = args
         trio.run(dial_many, addr, int(n), float(rate), float(start[0]) if start else 0.0)
+    elif mode == "streams":
+        addr, n = args
+        trio.run(hold_streams, addr, int(n))
     else:
-        raise SystemExit("modes: dial ADDR N RATE [START_AT]")
+        raise SystemExit("modes: dial ADDR N RATE [START_AT] | streams ADDR N")
 
 
 if __name__ == "__main__":
