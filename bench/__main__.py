@@ -7,6 +7,7 @@ one JSON object per row on stdout and nothing else; progress goes to stderr.
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 import time
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", help=f"one of {', '.join(BENCHES)}, or 'all'")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--security", choices=["noise", "tls"],
+                        help="channel security of the TCP benchmarks that take it (stream)")
     args = parser.parse_args(argv)
     names = BENCHES if args.name == "all" else [args.name]
     for name in names:
@@ -37,8 +40,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown benchmark {name!r}; known: {', '.join(BENCHES)}")
     for name in names:
         module = importlib.import_module(f"bench.{name.replace('-', '_')}")
+        extra = {}
+        if args.security is not None:
+            if "security" not in inspect.signature(module.run).parameters:
+                if args.name != "all":
+                    parser.error(f"{name} does not take --security")
+            else:
+                extra["security"] = args.security
         start = time.perf_counter()
-        for row in module.run(quick=args.quick):
+        for row in module.run(quick=args.quick, **extra):
             emit(row)
         print(f"[bench] {name} took {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

@@ -5,10 +5,12 @@ own stack, p2pd.node.Node) acting as perf client, connection maker or connection
     python -m bench.ourpeer connect ADDR N        -> {"connections","seconds"}
     python -m bench.ourpeer hold ADDR N           -> {"connected"}; holds until stdin closes
 
-Mirrors tests/interop/perf.mjs, so both sides are driven the same way.
+Mirrors tests/interop/perf.mjs, so both sides are driven the same way; ``SECURITY=noise``
+(default) or ``tls`` in the environment picks the channel security, as for perf.mjs.
 """
 
 import json
+import os
 import sys
 
 import trio
@@ -22,6 +24,7 @@ from p2pd.node import Node
 def _node() -> Node:
     config = resolve({"hostAddrs": "/ip4/127.0.0.1/tcp/0"}, None)
     config.perf = False
+    config.security = [os.environ.get("SECURITY", "noise")]
     return Node(config, new_ed25519())
 
 

@@ -1,5 +1,5 @@
 // js-libp2p 3.x peers for the daemon benchmarks (bench/stream.py, connect.py, idle.py).
-// TCP + Noise + Yamux on 127.0.0.1. The libp2p perf protocol /perf/1.0.0 (libp2p/specs
+// TCP + Noise (or TLS 1.3 with SECURITY=tls in the environment) + Yamux on 127.0.0.1. The libp2p perf protocol /perf/1.0.0 (libp2p/specs
 // perf/perf.md) is implemented here from the spec: @libp2p/perf is not in the registry
 // this project installs from.
 //   node perf.mjs server                  -> {"peerId","addrs"}; serves /perf/1.0.0 until killed
@@ -12,10 +12,14 @@ import './polyfill.mjs'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
+import { tls } from '@libp2p/tls'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 
 const PERF = '/perf/1.0.0'
+const ENCRYPTERS = { noise, tls }
+const SECURITY = process.env.SECURITY || 'noise'
+if (!ENCRYPTERS[SECURITY]) throw new Error(`SECURITY is noise or tls, not ${SECURITY}`)
 const CHUNK = 64 * 1024
 const ZEROS = new Uint8Array(CHUNK)
 const bytes = (chunk) => chunk instanceof Uint8Array ? chunk : chunk.subarray()
@@ -25,7 +29,7 @@ async function newNode (listen) {
   return await createLibp2p({
     addresses: { listen: listen ? ['/ip4/127.0.0.1/tcp/0'] : [] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [ENCRYPTERS[SECURITY]()],
     streamMuxers: [yamux()],
     connectionManager: { inboundConnectionThreshold: 100000, maxConnections: 100000 }
   })
