@@ -20,6 +20,10 @@ the UDP sockets and the timers and calls into this module with bytes and the tim
   Negotiation; a short-header packet for a connection id we do not know is answered with a
   stateless reset (its token a keyed hash of the id, at most 100 a second, always shorter
   than what came); anything else (garbage, truncated headers) is dropped without an answer.
+- Packet protection: once a key is set up (handshake and 1-RTT keys, and every key
+  update) its AEAD and header protection objects are replaced by the native core's
+  (:mod:`p2pd.native_quic`, OpenSSL's libcrypto with the key schedule kept per key) when
+  it is built and ``QuicSettings.native_protection`` is on; Initial packets keep aioquic's.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import os
 import ssl
 from dataclasses import dataclass, field
 
+from aioquic._crypto import CryptoError
 from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.crypto import CIPHER_SUITES, derive_key_iv_hp
 from aioquic.quic.packet import (
     QuicFrameType,
     QuicPacketType,
@@ -42,9 +48,10 @@ from aioquic.quic.packet import (
     pull_quic_transport_parameters,
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
-from aioquic.tls import Group
+from aioquic.tls import Epoch, Group
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from .. import native_quic
 from ..errors import P2PDError
 from .addrs import quic_multiaddr, quic_target  # noqa: F401  (the addresses live in addrs)
 from .tlscert import TlsCertError, make_certificate, verify_chain
@@ -94,6 +101,8 @@ class QuicSettings:
     max_pending: int = 256
     #: handshakes in progress above which new clients must answer a Retry first
     retry_above: int = 64
+    #: AEAD and header protection in the native core when it is built (else aioquic's)
+    native_protection: bool = True
 
 
 MIN_STATELESS_RESET = 21  # 1 + 4 unpredictable bytes + 16 of token
@@ -144,6 +153,19 @@ class Libp2pQuicConnection(QuicConnection):
         self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = (
             settings.max_streams)
         self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
+
+    _EPOCHS = {"initial": Epoch.INITIAL, "0rtt": Epoch.ZERO_RTT,
+               "handshake": Epoch.HANDSHAKE, "1rtt": Epoch.ONE_RTT}
+
+    def _log_key_updated(self, key_type: str, trigger: str) -> None:
+        """aioquic calls this after every key setup and key update of the handshake and
+        1-RTT packet spaces: the moment to put the native AEAD and header protection in."""
+        super()._log_key_updated(key_type, trigger)
+        if native_quic.AVAILABLE and self.settings.native_protection:
+            role, epoch_name, _ = key_type.split("_", 2)
+            pair = self._cryptos[self._EPOCHS[epoch_name]]
+            sending = (role == "client") == self._is_client
+            use_native_protection(pair.send if sending else pair.recv, trigger == "tls")
 
     def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
         super()._parse_transport_parameters(data, from_session_ticket)
@@ -239,6 +261,18 @@ class Libp2pQuicConnection(QuicConnection):
                     handler=self._on_connection_limit_delivery, handler_args=(limit,))
                 buf.push_uint_var(limit.value)
                 limit.sent = limit.value
+
+
+def use_native_protection(ctx, new_key: bool) -> None:
+    """Replace the AEAD (and, for a new key rather than a key update, the header
+    protection) of aioquic's CryptoContext ``ctx`` with the native core's, keyed from the
+    context's secret exactly as aioquic keys its own."""
+    key, iv, hp = derive_key_iv_hp(cipher_suite=ctx.cipher_suite, secret=ctx.secret,
+                                   version=ctx.version)
+    hp_name, aead_name = CIPHER_SUITES[ctx.cipher_suite]
+    ctx.aead = native_quic.Aead(aead_name, key, iv, error=CryptoError)
+    if new_key:
+        ctx.hp = native_quic.HeaderProtection(hp_name, hp, error=CryptoError)
 
 
 def make_configuration(identity, settings: QuicSettings, *, is_client: bool,
