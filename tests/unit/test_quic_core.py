@@ -317,3 +317,34 @@ def test_hole_punch_packets_are_dropped_without_an_answer():
         routed = router.route(_punch_packet(), CLIENT_ADDR, 1.0)
         assert routed.conn is None and not routed.replies  # no reset, no VN, no state
     assert router.resets_sent == 0 and not router.conns
+
+
+def _authenticated(conn: Libp2pQuicConnection, payload: bytes) -> bytes:
+    """A 1-RTT packet from ``conn`` with ``payload`` as its frames, properly protected (what
+    a peer with broken framing sends: it passes decryption and reaches the frame parser)."""
+    from aioquic.tls import Epoch
+
+    crypto = conn._cryptos[Epoch.ONE_RTT]
+    pn = conn._packet_number
+    conn._packet_number += 1
+    header = bytes([0x40 | (crypto.send.key_phase << 2) | 0x03]) + conn._peer_cid.cid + \
+        pn.to_bytes(4, "big")
+    return crypto.encrypt_packet(header, payload.ljust(24, b"\x00"), pn)  # PADDING after
+
+
+@pytest.mark.parametrize("frames, error", [
+    (b"\x0a\x00\x43\xe8" + b"x" * 10, 0x07),  # STREAM with length 1000, 10 bytes there
+    (b"\x40\x99", 0x07),  # a frame type nobody defined
+    (b"\x0e\x00" + b"\xc0\x00\x00\x01\x00\x00\x00\x00" + b"\x05" + b"hello", 0x03),  # at 4 TiB
+    (b"\x02\x05\x00\x00\x09", 0x07),  # ACK: its first range reaches below packet 0
+], ids=["truncated-stream", "unknown-type", "beyond-flow-control", "bad-ack"])
+def test_malformed_frames_in_an_authenticated_packet_close_with_the_right_error(frames, error):
+    pair = Pair()
+    pair.pump()
+    pair.events(pair.client), pair.events(pair.server)
+    pair.server.receive_datagram(_authenticated(pair.client, frames), CLIENT_ADDR, now=pair.now)
+    close = pair.server._close_event
+    assert close is not None and close.error_code == error, close
+    pair.pump()  # the CONNECTION_CLOSE reaches the peer with the code
+    told = pair.client._close_event
+    assert told is not None and told.error_code == error, told
