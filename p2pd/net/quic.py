@@ -262,7 +262,9 @@ class QuicSession:
         self._dead = False  # no more streams or writes (closing, or gone)
         self._terminated = False  # aioquic is done with it
         self._last_activity = 0.0
-        self._datagram_size = 0  # to use once the handshake is confirmed
+        #: a loopback path: datagram size (0: unchanged) to use once the handshake is
+        #: confirmed, and no pacing (Libp2pQuicConnection.use_loopback_path)
+        self._loopback: int | None = None
         self._cid_seq = 0  # aioquic's count of our connection ids, when last routed
 
     # -- the swarm's session interface -------------------------------------------------------
@@ -345,9 +347,9 @@ class QuicSession:
             if self.handshake_error is None and not self.handshake_done.is_set():
                 self.handshake_error = f"the peer closed the handshake: {reason}"
             self._end(f"connection closed: {reason}")
-        if self._datagram_size and self.quic._handshake_confirmed:
-            self.quic.use_datagram_size(self._datagram_size)
-            self._datagram_size = 0
+        if self._loopback is not None and self.quic._handshake_confirmed:
+            self.quic.use_loopback_path(self._loopback)
+            self._loopback = None
         self._transmit(now)
         progress, self._progress = self._progress, trio.Event()
         progress.set()
@@ -441,11 +443,10 @@ class QuicSession:
             self.shut(self.handshake_error, BAD_CERTIFICATE)
             return
         self.sock.router.established(self.quic)
-        size = self.quic.settings.loopback_datagram_size
-        if size and _is_loopback(self.remote_sockaddr[0]):
+        if _is_loopback(self.remote_sockaddr[0]):
             # once the handshake is confirmed: aioquic pads datagrams that carry handshake
             # packets to the full size
-            self._datagram_size = size
+            self._loopback = self.quic.settings.loopback_datagram_size
         self.handshake_done.set()
 
     def _end(self, reason: str) -> None:

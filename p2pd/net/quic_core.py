@@ -47,6 +47,7 @@ from aioquic.quic.packet import (
     pull_quic_header,
     pull_quic_transport_parameters,
 )
+from aioquic.quic.recovery import QuicPacketPacer
 from aioquic.quic.retry import QuicRetryTokenHandler
 from aioquic.tls import Epoch, Group
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -134,6 +135,14 @@ class ResetTokens:
         return bytes(head) + self.token(dcid)
 
 
+class Unpaced(QuicPacketPacer):
+    """A pacer that never holds a packet back (loopback paths: see
+    :meth:`Libp2pQuicConnection.use_loopback_path`)."""
+
+    def next_send_time(self, now: float) -> float | None:
+        return None
+
+
 class Libp2pQuicConnection(QuicConnection):
     """aioquic's QuicConnection, mutual TLS and read-driven receive credit (see the
     module docstring). ``consumed(stream_id, n)`` says the application read ``n`` bytes."""
@@ -174,14 +183,23 @@ class Libp2pQuicConnection(QuicConnection):
             # absent: the RFC default (65527); quic-go says 1452
             self.peer_max_udp_payload = params.max_udp_payload_size or 65527
 
-    def use_datagram_size(self, size: int) -> None:
-        """Send datagrams of up to ``size`` bytes from now on (a loopback path whose peer
-        takes them): fewer, larger packets, the same bytes."""
+    def use_loopback_path(self, size: int) -> None:
+        """The path is loopback (once the handshake is confirmed): no pacing, and
+        datagrams of up to ``size`` bytes (never above what the peer takes; 0: keep them).
+
+        aioquic's pacer lets out at most a quarter of the congestion window (16 packets at
+        most) per timer wakeup; on loopback, where there is no queue to spare, each wakeup
+        then cost more than its packets (the wakeup, a system call, and as many wakeups at
+        the peer): a stream to the go daemon (1452-byte packets) moved 14-20 MiB/s paced
+        and 55-69 MiB/s unpaced, with a quarter of the CPU per byte on both sides. The
+        congestion window still bounds what is in flight."""
+        loss = self._loss
+        if not isinstance(loss._pacer, Unpaced):
+            loss._pacer = Unpaced(max_datagram_size=loss._pacer._max_datagram_size)
         size = min(size, getattr(self, "peer_max_udp_payload", 1200))
         if size <= self._max_datagram_size:
             return
         self._max_datagram_size = size
-        loss = self._loss
         loss._max_datagram_size = size
         loss._pacer._max_datagram_size = size
         loss._cc._max_datagram_size = size

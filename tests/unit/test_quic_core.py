@@ -278,7 +278,7 @@ def test_larger_datagrams_only_up_to_what_the_peer_takes():
     pair = Pair()
     pair.pump()
     assert pair.client.peer_max_udp_payload == 65527  # aioquic's peer says nothing: the default
-    pair.client.use_datagram_size(16384)
+    pair.client.use_loopback_path(16384)
     sid = pair.client.get_next_available_stream_id()
     pair.client.send_stream_data(sid, bytes(200_000))
     sizes = [len(d) for d, _ in pair.client.datagrams_to_send(now=pair.now)]
@@ -286,11 +286,30 @@ def test_larger_datagrams_only_up_to_what_the_peer_takes():
     quic_go_like = Pair()
     quic_go_like.pump()
     quic_go_like.client.peer_max_udp_payload = 1452  # what quic-go announces
-    quic_go_like.client.use_datagram_size(16384)
+    quic_go_like.client.use_loopback_path(16384)
     sid = quic_go_like.client.get_next_available_stream_id()
     quic_go_like.client.send_stream_data(sid, bytes(200_000))
     sizes = [len(d) for d, _ in quic_go_like.client.datagrams_to_send(now=quic_go_like.now)]
     assert max(sizes) <= 1452
+
+
+def test_a_loopback_path_is_not_paced_but_stays_within_the_window():
+    def burst(loopback: bool) -> tuple[int, int]:
+        pair = Pair()
+        pair.pump()
+        if loopback:
+            pair.client.use_loopback_path(0)
+        sid = pair.client.get_next_available_stream_id()
+        pair.client.send_stream_data(sid, bytes(1 << 20))
+        pair.pump(40)  # acknowledgements: a window, an RTT and a pacing rate
+        pair.client.send_stream_data(sid, bytes(1 << 20))
+        sizes = [len(d) for d, _ in pair.client.datagrams_to_send(now=pair.now)]
+        return len(sizes), pair.client._loss._cc.congestion_window // 1350
+
+    paced, _ = burst(False)
+    unpaced, window = burst(True)
+    # paced: aioquic's bucket (at most 16 packets, plus the one that empties it)
+    assert paced <= 17 and 17 * 10 < unpaced <= window + 1
 
 
 def test_segmentation_batches_keep_order_and_the_kernels_rules():
