@@ -16,7 +16,7 @@ from test_tls_interop import KEY_TYPES, identity
 
 from p2pd.net.quic import QuicTransport
 from p2pd.net.quic_core import quic_multiaddr, quic_target
-from p2pd.net.swarm import TLS, Swarm, SwarmOptions
+from p2pd.net.swarm import TLS, Swarm, SwarmOptions, tcp_multiaddr
 
 pytestmark = [pytest.mark.interop]
 ECHO = "/echo/1.0.0"
@@ -119,6 +119,39 @@ async def test_64_mib_echo_each_way_between_ours_and_the_go_daemon_over_quic():
                 got = await trio.to_thread.run_sync(go_side)
                 assert len(got) == BIG and got == blob
             assert [c.transport for c in swarm.conns[go.peer]] == ["quic"]
+            nursery.cancel_scope.cancel()
+    finally:
+        go.stop()
+
+
+@pytest.mark.slow
+async def test_64_mib_echo_each_way_between_ours_and_the_go_daemon_over_tcp_tls():
+    """The same over TCP with TLS 1.3 only on both sides (the go daemon's -noise=false)."""
+    try:
+        go = GoPeer("/ip4/127.0.0.1/tcp/0", "-noise=false")
+    except Exception as exc:
+        pytest.skip(f"go daemon unavailable: {exc}")
+    try:
+        go.handle(ECHO, "echo")
+        swarm = Swarm(identity(), SwarmOptions(security=(TLS,)))
+        swarm.set_stream_handler(ECHO, echo_handler)
+        async with trio.open_nursery() as nursery:
+            [addr] = await nursery.start(swarm.run, [tcp_multiaddr("127.0.0.1", 0)])
+            with trio.fail_after(120):
+                conn = await swarm.dial(go.peer, go.addrs)
+                assert (conn.transport, conn.security) == ("tcp", TLS)
+                await echo_through_swarm(swarm, go.peer, BIG)
+                while go.received.get(ECHO) is None:
+                    await trio.sleep(0.02)
+                assert go.received[ECHO] == BIG
+                blob = os.urandom(BIG)
+
+                def go_side() -> bytes:
+                    with go.open_stream(swarm.me, ECHO) as sock:
+                        return echo_over(sock, blob)
+
+                got = await trio.to_thread.run_sync(go_side)
+                assert len(got) == BIG and got == blob
             nursery.cancel_scope.cancel()
     finally:
         go.stop()
