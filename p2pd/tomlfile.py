@@ -55,7 +55,8 @@ def literal(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+        # a TOML basic string, but for DEL: JSON leaves it bare, TOML wants it escaped
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(literal(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
