@@ -53,6 +53,11 @@ class StoreError(P2PDError):
     """The datastore (RocksDB) could not be opened or written."""
 
 
+class StoreFull(StoreError, OSError):
+    """The disk holding the datastore has no room for a write: it was refused whole, and
+    nothing stored before is affected. Writes work again once space is freed."""
+
+
 class ConfigError(P2PDError, ValueError):
     """A configuration file or command-line option is invalid.
 

@@ -45,6 +45,7 @@ from ..errors import (
     InvalidCID,
     InvalidVarint,
     StoreError,
+    StoreFull,
 )
 from ..store import Datastore
 from ..varint import decode_uvarint, encode_uvarint
@@ -171,7 +172,8 @@ class Blockstore:
         block written through it survives a crash. Until then nothing written through
         it is acknowledged, so write what points at the blocks (a pin, a root) after
         the ``with`` block. On an exception the blocks written so far are still
-        flushed (they are valid blocks; garbage collection removes them if unpinned).
+        flushed (they are valid blocks; garbage collection removes them if unpinned),
+        except on :class:`StoreFull`: the disk is full and the flush would fail too.
 
         ``prehashed=True`` is for a caller whose CIDs were computed from these very
         bytes by :mod:`p2pd.native` a moment before, in this process (the UnixFS
@@ -180,10 +182,21 @@ class Blockstore:
         else (a client's block put, a peer's claim of a CID) always take the verified path.
         """
         ds = self._live()
+        reopens = ds.reopens
         try:
             yield BulkWriter(self, prehashed)
-        finally:
+        except StoreFull:
+            raise  # flushing would only meet the full disk again; nothing here is acked
+        except BaseException:
             ds.flush()
+            raise
+        ds.flush()
+        if ds.reopens != reopens:
+            raise StoreFull(
+                f"the disk holding datastore {ds.path} filled up during this write and the "
+                "database was reopened, which dropped the blocks written before; nothing of "
+                "this write is kept: retry it"
+            )
 
     def put_many(self, blocks: Iterable[tuple[CIDLike, Buffer]], *, _logged: bool = True,
                  prehashed: bool = False) -> int:

@@ -16,6 +16,14 @@ write on ordinary disks) when that matters more than throughput. On reopen
 RocksDB replays the WAL in ``point_in_time`` recovery, so a torn last record is
 dropped instead of refusing to open.
 
+A full disk: every write first checks the free space (one statvfs, about a microsecond)
+and is refused with :class:`StoreFull` when it would leave less
+than :attr:`Datastore.reserve` bytes, so RocksDB itself rarely meets ``ENOSPC``. When it does
+anyway (another program filled the disk between two checks), RocksDB stops writing for good
+(its WAL writer keeps the error) while reads go on; the write is reported as
+:class:`StoreFull`, and the first write after enough space is back closes and reopens the
+database (replaying its WAL, nothing acknowledged is lost) before it is tried.
+
 Keys and values are raw bytes (rocksdict raw mode): nothing is pickled, so the
 files are readable by any RocksDB tool and by later versions of p2pd.
 """
@@ -23,6 +31,7 @@ files are readable by any RocksDB tool and by later versions of p2pd.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +46,7 @@ from rocksdict import (
     WriteOptions,
 )
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreFull
 
 Buffer = bytes | bytearray | memoryview
 
@@ -210,10 +219,25 @@ class Datastore:
     twice is fine, using it after closing raises :class:`StoreError`.
     """
 
-    def __init__(self, db: Rdict, path: Path, sync: bool) -> None:
+    #: Bytes a write must leave free on the datastore's disk (RocksDB needs some for its
+    #: manifest, options and the flush of what is in memory).
+    reserve = 2 << 20
+
+    def __init__(self, db: Rdict, path: Path, sync: bool, opts: Options | None = None) -> None:
         self._db: Rdict | None = db
         self.path = path
         self.sync = sync
+        self._opts = opts
+        #: free bytes at the last statvfs
+        self._room = -1
+        #: bytes written without the WAL since the last flush (a flush writes them out)
+        self._unflushed = 0
+        #: RocksDB met ENOSPC and refuses writes until the database is reopened
+        self._wedged = False
+        self._reopen_lock = threading.Lock()
+        #: times the database was reopened after ENOSPC: unlogged writes made before a
+        #: reopen are gone (see :meth:`Blockstore.bulk`)
+        self.reopens = 0
         self._wopt = WriteOptions()
         self._wopt.sync = sync
         self._unlogged = WriteOptions()
@@ -251,7 +275,7 @@ class Datastore:
             db = Rdict(str(path), opts)
         except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status text
             raise StoreError(_open_error(path, exc)) from None
-        store = cls(db, path, sync)
+        store = cls(db, path, sync, opts)
         try:
             fmt = store.meta.get(b"format")
             if fmt is None:
@@ -289,11 +313,12 @@ class Datastore:
 
     def flush(self) -> None:
         """Flush memtables to SST files: makes unlogged batches durable (logged ones are)."""
-        db = self._live()
+        db = self._writable(self._unflushed)
         try:
             db.flush(True)
         except Exception as exc:
-            raise StoreError(f"datastore {self.path}: flush failed: {exc}") from None
+            raise self._failed("flush failed", exc) from None
+        self._unflushed = 0
 
     def compact(self, *names: str) -> None:
         """Compact the key spaces ``names`` (all when none is named) now.
@@ -302,14 +327,15 @@ class Datastore:
         compaction rewrites them, which RocksDB may not start for a long time (a
         restart does not either). After a large delete (``repo gc``), this gives the
         space back to the disk at once."""
-        db = self._live()
+        db = self._writable(self._unflushed)
         spaces = [self.space(n) for n in names] if names else list(self._spaces.values())
         try:
             db.flush(True)  # memtable tombstones reach the files the compaction rewrites
+            self._unflushed = 0
             for space in spaces:
                 db.compact_range(space.prefix, prefix_end(space.prefix))
         except Exception as exc:
-            raise StoreError(f"datastore {self.path}: compaction failed: {exc}") from None
+            raise self._failed("compaction failed", exc) from None
 
     def disk_usage(self) -> int:
         """Bytes the database's files take on disk (SST files, WAL, manifest)."""
@@ -329,6 +355,8 @@ class Datastore:
             try:
                 db.close()
             except Exception as exc:
+                if self._wedged:  # its WAL writer keeps the ENOSPC; the files are released
+                    return
                 raise StoreError(f"datastore {self.path}: close failed: {exc}") from None
 
     def __enter__(self) -> Datastore:
@@ -357,28 +385,109 @@ class Datastore:
         try:
             return db.get(key)
         except Exception as exc:
+            if self._db is not db or self._reopen_lock.locked():  # reopened under us
+                with self._reopen_lock:
+                    return self._get(key)
             raise StoreError(f"datastore {self.path}: read failed: {exc}") from None
 
     def _put(self, key: bytes, value: bytes) -> None:
-        db = self._live()
+        db = self._writable(len(key) + len(value))
         try:
             db.put(key, value, self._wopt)
         except Exception as exc:
-            raise StoreError(f"datastore {self.path}: write failed: {exc}") from None
+            raise self._failed("write failed", exc) from None
 
     def _delete(self, key: bytes) -> None:
-        db = self._live()
+        db = self._writable(len(key))
         try:
             db.delete(key, self._wopt)
         except Exception as exc:
-            raise StoreError(f"datastore {self.path}: delete failed: {exc}") from None
+            raise self._failed("delete failed", exc) from None
 
     def _write(self, wb: WriteBatch, logged: bool = True) -> None:
-        db = self._live()
+        size = wb.size_in_bytes()
+        db = self._writable(size + (0 if logged else self._unflushed))
         try:
             db.write(wb, self._wopt if logged else self._unlogged)
         except Exception as exc:
-            raise StoreError(f"datastore {self.path}: batch write failed: {exc}") from None
+            raise self._failed("batch write failed", exc) from None
+        if not logged:
+            self._unflushed += size
+
+    # -- a full disk ------------------------------------------------------------------
+    def free_bytes(self) -> int:
+        """Bytes free for us on the disk holding the datastore."""
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def _writable(self, size: int) -> Rdict:
+        """The database, once a write of ``size`` bytes is sure to leave :attr:`reserve`
+        bytes free (:class:`StoreFull` otherwise); reopened first if ENOSPC wedged it."""
+        db = self._live()
+        self._room = self.free_bytes()  # ~1 us; RocksDB preallocates, so count nothing
+        if size > self._room - self.reserve:
+            raise StoreFull(self._full_message(size))
+        if self._wedged:
+            # Reopening replays the WAL into a new table file: that needs its size free.
+            need = size + self._wal_bytes() + max(self.reserve, 1 << 20)
+            if self._room < need:
+                raise StoreFull(self._full_message(size, need))
+            db = self._reopen()
+        return db
+
+    def _wal_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.glob("*.log"))
+
+    def _full_message(self, size: int, need: int = 0) -> str:
+        need = need or size + self.reserve
+        return (
+            f"no space left on device: the disk holding datastore {self.path} has "
+            f"{max(self._room, 0) / (1 << 20):.1f} MiB free, too little for a write of "
+            f"{size / (1 << 20):.1f} MiB (it needs {need / (1 << 20):.1f} MiB free); "
+            "nothing was stored and what was stored before is intact. Free some space "
+            "(unpin and `p2pd repo gc`, or delete other files on that disk) and retry"
+        )
+
+    def _failed(self, what: str, exc: Exception) -> StoreError:
+        """The error to raise for a failed write: :class:`StoreFull` for ENOSPC (and the
+        database is marked to be reopened once there is room), else :class:`StoreError`."""
+        text = str(exc)
+        if "No space left on device" in text or "NoSpace" in text:
+            self._wedged = True
+            return StoreFull(
+                f"no space left on device: the disk holding datastore {self.path} filled up "
+                f"during a write ({what}); it was not stored and what was stored before is "
+                "intact. Free some space (delete other files on that disk, or unpin and "
+                "`p2pd repo gc`) and retry: the next write reopens the database"
+            )
+        return StoreError(f"datastore {self.path}: {what}: {text}")
+
+    def _reopen(self) -> Rdict:
+        """Close the wedged database and open it again (its WAL is replayed); reads that
+        meet the swap wait for it and retry."""
+        with self._reopen_lock:
+            old = self._db
+            if old is None:
+                raise StoreError(f"datastore {self.path} is closed")
+            if not self._wedged:
+                return old
+            try:
+                old.close()  # "Writer has previous error": the files are released anyway
+            except Exception:
+                pass
+            try:
+                db = Rdict(str(self.path), self._opts)
+            except Exception as exc:
+                self._db = None
+                raise StoreError(
+                    f"datastore {self.path}: could not reopen it after the disk was full: "
+                    f"{exc}; restart p2pd once there is space"
+                ) from None
+            self._db = db
+            self.reopens += 1
+            self._wedged = False
+            self._unflushed = 0  # what was unflushed is gone with the old memtable
+            return db
 
     def _scan(self, lo: bytes, hi: bytes | None, values: bool) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` in ``[lo, hi)``, reading in short pages.
