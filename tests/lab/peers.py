@@ -58,7 +58,7 @@ class LabDaemon:
     def cli(self, *args: str, timeout: float = 120) -> str:
         """A ``p2pd`` client command against this daemon (its socket is a file: no netns)."""
         done = subprocess.run(
-            [sys.executable, "-m", "p2pd", *args[:1], "--api", self.control, *args[1:]],
+            [sys.executable, "-m", "p2pd", *args, "--api", self.control],
             capture_output=True,
             text=True,
             timeout=timeout,
