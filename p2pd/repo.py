@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from .blocks.exporter import export_file, export_path, stat
 from .blocks.importer import ImportResult, import_path
 from .blocks.multicodec import Codec
 from .blocks.pins import Pins
-from .errors import P2PDError
+from .errors import CorruptBlock, P2PDError
 from .exchange.service import BitswapService, FetchStats
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,15 @@ class Repo:
         progress = progress or Progress()
         async with self.holding(cid):
             await self.fetch(cid, timeout=timeout, offline=offline, progress=progress)
+            try:
+                return await trio.to_thread.run_sync(export_path, self.store, cid, dest)
+            except CorruptBlock as exc:
+                if offline:
+                    raise
+                # The bad block is quarantined now and reads as missing: fetch it again.
+                log.warning("get %s: %s; fetching it again", cid, exc)
+                await trio.to_thread.run_sync(_remove, dest)  # it did not exist before
+            await self.fetch(cid, timeout=timeout, progress=progress)
             return await trio.to_thread.run_sync(export_path, self.store, cid, dest)
 
     async def cat_size(self, cid: CID, *, timeout: float | None = None,
@@ -374,7 +384,7 @@ class Repo:
         """Re-hash every stored block (a bad one is quarantined) and check that every
         pin's DAG is complete."""
         from .blocks.pins import missing_blocks
-        from .errors import BlockNotFound, CorruptBlock
+        from .errors import BlockNotFound
 
         def work() -> dict:
             ok = bad = 0
@@ -401,7 +411,15 @@ class Repo:
                 "storage_max": self.storage_max, "gc_watermark": self.gc_watermark,
                 "path": str(self.datastore.path), "pins": len(self.pins.list()),
                 "gc_runs": self.gc_runs, "auto_gc_runs": self.auto_gc_runs,
-                "fetches_in_flight": self.fetches_in_flight, **self.bitswap.stats()}
+                "fetches_in_flight": self.fetches_in_flight,
+                "wal_dropped": self.datastore.recovery_drops, **self.bitswap.stats()}
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
 
 
 def _tree_size(path: str) -> int:

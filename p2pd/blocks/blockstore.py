@@ -22,7 +22,9 @@ bad copy, tampering) raises :class:`CorruptBlock`, is logged, and the bad
 bytes are moved to ``/quarantine/<multihash>`` in one batch with the removal
 of the block and its info. The block then simply reads as missing, so
 :meth:`~Blockstore.has` is false and Bitswap fetches a good copy from peers,
-while the bad bytes stay for inspection until the next put of that block.
+while the bad bytes stay for inspection until the next put of that block. A block
+RocksDB itself cannot read back (a damaged table file fails its checksum) is also a
+:class:`CorruptBlock`; its keys are removed, so it too reads as missing.
 Cache hits are not re-hashed: they were verified when they entered the cache.
 
 Identity-multihash CIDs carry their block inline; they are never stored, and
@@ -276,7 +278,16 @@ class Blockstore:
         cached = self.cache.get(mh)
         if cached is not None:
             return cached
-        data = self._blocks.get(mh)
+        try:
+            data = self._blocks.get(mh)
+        except StoreError as exc:
+            if "Corruption" not in str(exc):
+                raise
+            self._drop_unreadable(cid, exc)
+            raise CorruptBlock(
+                f"block {cid} is unreadable on disk (RocksDB found its file damaged); it was "
+                "not served and was removed (fetch it again from the network)"
+            ) from None
         if data is None:
             raise BlockNotFound(f"block {cid} is not in the blockstore")
         if native.sha256(data) != digest:
@@ -294,7 +305,15 @@ class Blockstore:
         if _is_identity(cid):
             return True
         mh = cid.multihash
-        return mh in self.cache or self._info.has(mh)
+        if mh in self.cache:
+            return True
+        try:
+            return self._info.has(mh)
+        except StoreError as exc:  # its index entry is in a damaged table file
+            if "Corruption" not in str(exc):
+                raise
+            self._drop_unreadable(cid, exc)
+            return False
 
     def size(self, cid: CIDLike) -> int:
         """The block's length in bytes, without reading or hashing the block."""
@@ -307,7 +326,13 @@ class Blockstore:
         cached = self.cache.get(mh)
         if cached is not None:
             return len(cached)
-        info = self._info.get(mh)
+        try:
+            info = self._info.get(mh)
+        except StoreError as exc:
+            if "Corruption" not in str(exc):
+                raise
+            self._drop_unreadable(cid, exc)
+            info = None
         if info is None:
             raise BlockNotFound(f"block {cid} is not in the blockstore")
         return _parse_info(info, mh)[1]
@@ -377,6 +402,21 @@ class Blockstore:
                 batch.delete(self._info, mh)
         except Exception:  # the CorruptBlock being raised matters more than the cleanup
             log.exception("blockstore: could not quarantine corrupt block %s", cid)
+
+
+    def _drop_unreadable(self, cid: CID, exc: Exception) -> None:
+        """A block RocksDB cannot read back (a checksum mismatch in its table file): no
+        bytes to quarantine, so only the keys go, and the block reads as missing."""
+        mh = cid.multihash
+        self.cache.discard(mh)
+        log.error("blockstore: block %s is unreadable on disk (%s); removed, not served",
+                  cid, exc)
+        try:
+            with self._live().batch() as batch:
+                batch.delete(self._blocks, mh)
+                batch.delete(self._info, mh)
+        except Exception:
+            log.exception("blockstore: could not remove unreadable block %s", cid)
 
 
 def _cid(value: CIDLike) -> CID:

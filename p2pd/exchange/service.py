@@ -32,7 +32,7 @@ from ..blocks.blockstore import Blockstore
 from ..blocks.cid import CID
 from ..blocks.multicodec import Codec
 from ..blocks.pins import children
-from ..errors import P2PDError
+from ..errors import CorruptBlock, P2PDError
 from ..net.ports import ContentRouting, Host
 from ..net.streams import close_quietly, read_some, reset_quietly
 from .engine import Engine
@@ -460,12 +460,20 @@ class BitswapService:
             while local:
                 cid = local.pop()
                 if self.store.has(cid):
-                    stats.blocks_local += 1
                     if recurse and cid.codec == Codec.DAG_PB:  # raw leaves link to nothing
-                        local.extend(children(cid, self.store.get(cid)))
-                else:
-                    session.want([cid])
-                    self._wanted.setdefault(cid.multihash, set()).add(fetch)
+                        try:
+                            block = self.store.get(cid)
+                        except CorruptBlock:  # quarantined now: fetched again below
+                            block = None
+                        if block is not None:
+                            local.extend(children(cid, block))
+                            stats.blocks_local += 1
+                            continue
+                    else:
+                        stats.blocks_local += 1
+                        continue
+                session.want([cid])
+                self._wanted.setdefault(cid.multihash, set()).add(fetch)
             for cid, data in fetch.inbox:
                 stats.blocks_fetched += 1
                 stats.bytes_fetched += len(data)

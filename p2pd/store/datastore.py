@@ -30,7 +30,9 @@ files are readable by any RocksDB tool and by later versions of p2pd.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +49,8 @@ from rocksdict import (
 )
 
 from ..errors import StoreError, StoreFull
+
+log = logging.getLogger(__name__)
 
 Buffer = bytes | bytearray | memoryview
 
@@ -238,6 +242,8 @@ class Datastore:
         #: times the database was reopened after ENOSPC: unlogged writes made before a
         #: reopen are gone (see :meth:`Blockstore.bulk`)
         self.reopens = 0
+        #: what RocksDB dropped from a cut or damaged WAL at open (from its LOG file)
+        self.recovery_drops: list[str] = []
         self._wopt = WriteOptions()
         self._wopt.sync = sync
         self._unlogged = WriteOptions()
@@ -276,6 +282,13 @@ class Datastore:
         except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status text
             raise StoreError(_open_error(path, exc)) from None
         store = cls(db, path, sync, opts)
+        store.recovery_drops = _recovery_drops(path)
+        for what in store.recovery_drops:
+            log.warning(
+                "datastore %s: its write-ahead log was cut or damaged, and RocksDB dropped "
+                "what could not be replayed (%s). Writes made before that point are here; "
+                "the dropped ones are gone. `p2pd repo verify` checks blocks and pins", path,
+                what)
         try:
             fmt = store.meta.get(b"format")
             if fmt is None:
@@ -533,6 +546,23 @@ class Datastore:
 #: (block values are up to a few MiB) to keep a page's memory small.
 _PAGE_KEYS = 512
 _PAGE_BYTES = 4 << 20
+
+
+_DROPPED = re.compile(rb"\[WARN\] .*?([^ /]+\.log): dropping (\d+) bytes; ([^\n]*)")
+
+
+def _recovery_drops(path: Path) -> list[str]:
+    """What RocksDB's recovery just dropped from a WAL, as it wrote in its LOG (RocksDB
+    rotates LOG at each open, so the file holds only this open's recovery). With
+    ``point_in_time`` recovery a torn or damaged record ends the replay silently: this is
+    the only place it is said."""
+    try:
+        with open(path / "LOG", "rb") as f:
+            text = f.read(1 << 20)
+    except OSError:
+        return []
+    return [f"{m[1].decode(errors='replace')}: {int(m[2])} bytes, "
+            f"{m[3].decode(errors='replace').strip()}" for m in _DROPPED.finditer(text)]
 
 
 def _open_error(path: Path, exc: Exception) -> str:

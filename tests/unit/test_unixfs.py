@@ -308,3 +308,15 @@ def test_a_fifo_is_refused_before_anything_reads_it(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(InvalidUnixFS, match="not a regular file or directory"):
         import_path(str(fifo), None)  # opening it for reading would block for good
+
+
+def test_a_raw_block_file_has_its_length_as_content_size():
+    """`p2pd cat` of a small file added with raw leaves (its root is one raw block) sized
+    it 0 and then stopped with "cat stopped after 26 of 0 bytes"."""
+
+    class One:
+        def get(self, cid):
+            return b"written after the restart\n"
+
+    cid = CID.for_block(b"written after the restart\n", Codec.RAW)
+    assert stat(One(), cid).content_size() == 26
