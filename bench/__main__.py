@@ -15,7 +15,7 @@ import time
 #: Benchmark names in the order ``all`` runs them.
 BENCHES = ["hash", "import", "ed25519", "stream", "connect", "quic", "idle", "kad-sim", "kad",
            "add", "bitswap", "bitswap-multi", "gossip-sim", "gossip", "daemon", "hivemind",
-           "lab-bitswap", "lab-kad", "natlab", "gateway", "load"]
+           "lab-bitswap", "lab-kad", "natlab", "gateway", "load", "cli"]
 
 FIELDS = ("bench", "metric", "value", "unit", "peer", "peer_value", "ratio")
 

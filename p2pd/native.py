@@ -294,9 +294,12 @@ class PyNaClEd25519:
         pubkey, sig = bytes(pubkey), bytes(sig)
         if not _rule_set_allows(pubkey, sig):
             return False
+        from nacl.bindings import crypto_sign_open  # here: ~10 ms of imports nobody else needs
+        from nacl.exceptions import BadSignatureError
+
         try:
-            _nacl_open(sig + bytes(msg), pubkey)
-        except _NaClBadSignature:
+            crypto_sign_open(sig + bytes(msg), pubkey)
+        except BadSignatureError:
             return False
         return True
 
@@ -351,13 +354,6 @@ class NativeEd25519:
 
 
 _ED_SPLIT_MIN = 128
-
-try:
-    from nacl.bindings import crypto_sign_open as _nacl_open
-    from nacl.exceptions import BadSignatureError as _NaClBadSignature
-except ImportError:  # pragma: no cover - PyNaCl is a dependency
-    _nacl_open = None
-
 
 def ed25519_implementations(threads: int | None = None) -> dict[str, PyNaClEd25519 | NativeEd25519]:
     """Every Ed25519 verifier this machine can run, by name ("pynacl", "native")."""

@@ -37,13 +37,11 @@ from typing import BinaryIO, Protocol
 from .. import native
 from ..errors import InvalidUnixFS
 from . import dagpb, unixfs
+from .chunker import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, parse_chunker  # noqa: F401 (also here)
 from .cid import CID
 from .multicodec import Codec
 
-DEFAULT_CHUNK_SIZE = 262_144
 DEFAULT_MAX_LINKS = 174
-#: Largest chunk we make: kubo refuses chunkers above 1 MiB (blocks must cross Bitswap).
-MAX_CHUNK_SIZE = 1 << 20
 #: Bytes read (and hashed) per step, rounded to whole chunks. Measured here: 8 MiB beats
 #: 4, 16 and 32 MiB both hashing-only and into RocksDB (stays in cache, smaller batches).
 READ_BUFFER = 8 << 20
@@ -91,19 +89,6 @@ class ImportOptions:
     def node_cid(self, block: bytes) -> CID:
         """CID of a dag-pb node we built."""
         return _dagpb_cid(native.sha256(block), self.cid_version)
-
-
-def parse_chunker(spec: str) -> int:
-    """Chunk size from kubo's ``--chunker`` syntax; only ``size-N`` is supported."""
-    if not spec.startswith("size-"):
-        raise ValueError(f"unsupported chunker {spec!r}: only 'size-N' (fixed size) is implemented")
-    try:
-        size = int(spec[5:])
-    except ValueError:
-        raise ValueError(f"chunker {spec!r}: N in 'size-N' must be a number of bytes") from None
-    if not 1 <= size <= MAX_CHUNK_SIZE:
-        raise ValueError(f"chunker {spec!r}: size must be 1..{MAX_CHUNK_SIZE} bytes")
-    return size
 
 
 @dataclass(slots=True)

@@ -4,7 +4,6 @@ p2pd accepts sha2-256 (32-byte digests) and identity (the data itself, bounded);
 any other function is refused with :class:`InvalidCID` naming it.
 """
 
-from .. import native
 from ..errors import InvalidCID, InvalidVarint
 from ..varint import decode_uvarint, encode_uvarint
 from .multicodec import HashCode
@@ -23,6 +22,8 @@ def encode(code: int, digest: bytes) -> bytes:
 
 def sha2_256(data: bytes) -> bytes:
     """The sha2-256 multihash of ``data``."""
+    from .. import native  # hashing only: parsing a CID needs none of it
+
     return b"\x12\x20" + native.sha256(data)
 
 
@@ -65,6 +66,8 @@ def verify(mh: bytes, data: bytes) -> bool:
     """True when ``data`` hashes to the multihash ``mh``."""
     code, dig = decode_exact(mh)
     if code is HashCode.SHA2_256:
+        from .. import native
+
         return native.sha256(data) == dig
     return bytes(data) == dig
 

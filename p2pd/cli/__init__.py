@@ -41,9 +41,14 @@ usage:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from ..logs import configure, level_from_env
+    import os
 
-    configure(level_from_env())  # the daemon sets its own level once its config is read
+    if os.environ.get("P2PD_DEBUG_LOG") or not (argv and argv[0] in SUBCOMMANDS):
+        # the daemon sets its own level once its config is read; a client command logs
+        # nothing of its own (its errors are one line on stderr), so it skips the imports
+        from ..logs import configure, level_from_env
+
+        configure(level_from_env())
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _run_subcommand(argv)
@@ -57,17 +62,40 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help format, with the terminal width from ``os`` (argparse imports
+    shutil for it in every parser, help or not: ~2 ms of each command's start)."""
+
+    def __init__(self, prog: str, **kwargs) -> None:
+        if kwargs.get("width") is None:
+            import os
+
+            try:
+                columns = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                try:
+                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, OSError, ValueError):
+                    columns = 80
+            kwargs["width"] = max(columns - 2, 20)
+        super().__init__(prog, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def _run_subcommand(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="p2pd")
-    sub = parser.add_subparsers(dest="command", required=True)
-    modules = {name: importlib.import_module(f".{name}", __name__) for name in GROUPS}
-    for module in modules.values():
-        module.add_parsers(sub)
-    args = parser.parse_args(argv)
-    for name, commands in GROUPS.items():
-        if args.command in commands:
-            return modules[name].run(args)
-    return 2  # pragma: no cover - argparse enforces the choices
+    """Only the group that has the command is imported (each start of the CLI pays for
+    its imports: bench/cli.py)."""
+    group = next(name for name, commands in GROUPS.items() if argv[0] in commands)
+    module = importlib.import_module(f".{group}", __name__)
+    parser = _Parser(prog="p2pd")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    module.add_parsers(sub)
+    return module.run(parser.parse_args(argv))
 
 
 

@@ -43,7 +43,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
     for every file and directory, the root last."""
     import os
 
-    from ..blocks.importer import import_path, parse_chunker
+    from ..blocks.chunker import parse_chunker  # the importer only where it runs here
     from ..errors import ConfigError, InvalidUnixFS
 
     try:
@@ -58,6 +58,8 @@ def _cmd_add(args: argparse.Namespace) -> int:
     more = 0
     try:
         if args.only_hash:
+            from ..blocks.importer import import_path
+
             result = import_path(path, None, on_entry=_collect(entries), **options)
         else:
             added = _add_through_daemon(args, path, options)

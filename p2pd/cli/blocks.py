@@ -75,6 +75,8 @@ def _resolve(client: ControlClient, args, text: str) -> CID:
     """The CID ``text`` names: a CID, or a path through UnixFS directories
     (``CID/a/b``, ``/ipfs/CID/a/b``) walked with the daemon's blocks, each checked
     against its CID here too."""
+    if "/" not in text:  # a bare CID: no need to import the path walker
+        return _parse_cid(text)
     from ..blocks.paths import parse_path, step
 
     path = parse_path(text)
@@ -86,6 +88,8 @@ def _resolve(client: ControlClient, args, text: str) -> CID:
 
 
 def _default_name(text: str, cid: CID) -> str:
+    if "/" not in text:
+        return str(cid)
     from ..blocks.paths import parse_path
 
     segments = parse_path(text).segments
@@ -275,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parse_cid(text: str) -> CID:
+    if "/" not in text:  # the same errors as parse_path's, without importing it
+        return CID.decode(text.strip())
     from ..blocks.paths import PathError, parse_path
 
     path = parse_path(text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from ..control.codec import FrameDecoder, decode_response, encode_message
 from ..control.endpoint import Endpoint, parse_endpoint
@@ -37,10 +36,13 @@ def default_endpoint() -> Endpoint:
     return Endpoint("unix", path=str(socket_path(resolve_home())))
 
 
-@dataclass(slots=True)
 class ControlClient:
-    endpoint: Endpoint
-    timeout: float = DEFAULT_TIMEOUT
+    """A client of the control socket (a plain class: see Endpoint on dataclasses)."""
+
+    __slots__ = ("endpoint", "timeout")
+
+    def __init__(self, endpoint: Endpoint, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.endpoint, self.timeout = endpoint, timeout
 
     @classmethod
     def for_address(cls, address: str | None, timeout: float = DEFAULT_TIMEOUT) -> ControlClient:

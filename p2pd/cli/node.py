@@ -77,7 +77,12 @@ def _split_p2p(address: str) -> tuple[bytes, bytes | None]:
 
 
 def _addr_text(raw: bytes) -> str:
-    import multiaddr
+    from ..maddr import to_text
+
+    text = to_text(raw)
+    if text is not None:
+        return text
+    import multiaddr  # a protocol p2pd.maddr does not list
 
     try:
         return str(multiaddr.Multiaddr(raw))

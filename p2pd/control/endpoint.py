@@ -8,19 +8,22 @@ importing py-libp2p.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ..errors import ConfigError
 
 
-@dataclass(slots=True, frozen=True)
-class Endpoint:
-    """``kind`` is ``"unix"`` (``path`` set) or ``"tcp"`` (``host`` and ``port`` set)."""
+class Endpoint(namedtuple("Endpoint", "kind path host port", defaults=("", "", 0))):
+    """``kind`` is ``"unix"`` (``path`` set) or ``"tcp"`` (``host`` and ``port`` set).
 
+    A named tuple rather than a dataclass: every CLI command imports this module, and
+    dataclasses costs ~7 ms of imports (inspect) at each start (bench/cli.py)."""
+
+    __slots__ = ()
     kind: str
-    path: str = ""
-    host: str = ""
-    port: int = 0
+    path: str
+    host: str
+    port: int
 
     def multiaddr(self) -> str:
         if self.kind == "unix":
