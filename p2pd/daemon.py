@@ -244,6 +244,7 @@ async def _serve(
                     ),
                     exit_when_idle=getattr(config, "idle_timeout", 0.0),
                     on_idle=nursery.cancel_scope.cancel,  # -idleTimeout: a clean exit, 0
+                    on_shutdown=nursery.cancel_scope.cancel,  # p2pd shutdown: the same
                 )
                 await nursery.start(server.serve, [listener])
                 if config.http_listen or config.metrics_listen or config.pprof:

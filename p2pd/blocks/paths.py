@@ -65,6 +65,28 @@ def parse_path(text: str) -> IPFSPath:
     return IPFSPath(root, segments)
 
 
+def _unixfs(cid: CID, block: bytes):
+    try:
+        node = dagpb.decode_node(block)
+        return node, unixfs.decode_node(node)
+    except (InvalidDagPB, InvalidUnixFS) as exc:
+        raise PathError(f"{cid} is not a UnixFS node: {exc}") from None
+
+
+def list_links(cid: CID, block: bytes) -> list[tuple[str, CID, int]]:
+    """``(name, CID, size)`` of each link of the node ``cid`` whose bytes are ``block``,
+    as kubo's ``ipfs ls``: a directory's entries, a file's chunks (no names); a raw
+    block has none. Size is the link's Tsize (everything under it)."""
+    if not cid.verify(block):
+        raise PathError(f"block {cid} does not match its CID; not used")
+    if cid.codec != Codec.DAG_PB:
+        return []
+    node, data = _unixfs(cid, block)
+    if data.type is unixfs.DataType.HAMT_SHARD:
+        raise PathError(f"{cid} is a HAMT-sharded directory; listing it is not supported yet")
+    return [(link.name or "", link.cid, link.tsize or 0) for link in node.links]
+
+
 def step(cid: CID, block: bytes, name: str) -> CID:
     """The CID of entry ``name`` of the UnixFS directory ``cid`` whose bytes are ``block``."""
     if not cid.verify(block):
@@ -72,11 +94,7 @@ def step(cid: CID, block: bytes, name: str) -> CID:
     if cid.codec != Codec.DAG_PB:
         raise PathError(f"{cid} is a {cid.codec.name.lower()} block, not a directory; "
                         f"it has no entry {name!r}")
-    try:
-        node = dagpb.decode_node(block)
-        data = unixfs.decode_node(node)
-    except (InvalidDagPB, InvalidUnixFS) as exc:
-        raise PathError(f"{cid} is not a UnixFS node: {exc}") from None
+    node, data = _unixfs(cid, block)
     if data.type is unixfs.DataType.HAMT_SHARD:
         raise PathError(f"{cid} is a HAMT-sharded directory; looking names up in it is not "
                         "supported yet")

@@ -16,8 +16,9 @@ GROUPS = {
     "add": ("add",),
     "node": ("id", "peers", "connect", "disconnect", "ping", "status"),
     "dht": ("dht",),
-    "blocks": ("cat", "get", "pin", "repo", "block"),
+    "blocks": ("cat", "get", "ls", "pin", "repo", "block"),
     "pubsub": ("pubsub",),
+    "setup": ("init", "config", "version", "shutdown"),
 }
 SUBCOMMANDS = tuple(name for names in GROUPS.values() for name in names)
 
@@ -28,13 +29,16 @@ usage:
   p2pd [flags]                 run the daemon (go libp2p daemon flags, below)
   p2pd add [options] PATH      import a file or directory as UnixFS, pinned and provided
                                (through the running daemon; --only-hash: print the CID only)
-  p2pd cat CID | get CID -o PATH                             fetch over Bitswap
+  p2pd cat CID | get CID -o PATH | ls CID                    fetch over Bitswap, list a directory
   p2pd pin add|rm|ls | repo gc|stat | block get|put|stat     blocks and pins
   p2pd id|peers|status         the running daemon's identity, peers, status (--json for scripts)
   p2pd connect MULTIADDR/p2p/ID | disconnect ID | ping ID    act through the running daemon
   p2pd dht findpeer|findprovs|get|put|provide ...            the running daemon's DHT
   p2pd pubsub sub|pub|peers|topics ...                       pubsub (daemon started with -pubsub)
-  p2pd --version               print the version
+  p2pd init                    create $P2PD_HOME (config.toml, identity key), print the peer id
+  p2pd config show|get KEY|set KEY VALUE                     read and edit config.toml
+  p2pd shutdown                stop the running daemon (as SIGTERM)
+  p2pd version | --version     print the version
   p2pd SUBCOMMAND --help       help for a subcommand
 """
 

@@ -18,7 +18,7 @@ from ..proto import daemon_pb2 as pb
 from .client import ControlClient, RequestFailed
 
 B = pb.BlocksRequest
-COMMANDS = ("cat", "get", "pin", "repo", "block")
+COMMANDS = ("cat", "get", "ls", "pin", "repo", "block")
 
 
 def add_parsers(sub) -> None:
@@ -43,6 +43,9 @@ def add_parsers(sub) -> None:
     p.add_argument("-o", "--output", default=None,
                    help="where to write it; - for stdout (a file only); default: its name")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p = json_flag(common(sub.add_parser("ls", help="list a directory: CID, size, name of "
+                                                  "each entry (a file: its chunks)")))
+    p.add_argument("cid", help="CID, CID/path/in/dir or /ipfs/CID/path")
     pin = sub.add_parser("pin", help="pin add|rm|ls")
     pin_sub = pin.add_subparsers(dest="pin_command", required=True)
     p = json_flag(common(pin_sub.add_parser("add", help="fetch (if needed) and pin a DAG")))
@@ -203,6 +206,23 @@ def _cat(client: ControlClient, args, cid: CID, bar: ProgressBar) -> int:
     return done
 
 
+def _ls(client: ControlClient, args) -> int:
+    """``p2pd ls``: kubo's ``ipfs ls`` (``CID SIZE NAME`` per link; a directory's entries,
+    a file's chunks), from the node's block, checked against its CID here."""
+    from ..blocks.paths import list_links
+
+    cid = _resolve(client, args, args.cid)
+    block = bytes(client.request(_request(args, type=B.BLOCK_GET, cid=cid.to_bytes()))
+                  .blocks.data)
+    links = list_links(cid, block)
+    if args.json:
+        print(json.dumps({"Hash": str(cid), "Links": [
+            {"Name": name, "Hash": str(c), "Size": size} for name, c, size in links]}))
+    else:
+        print("\n".join(f"{c} {size} {name}".rstrip() for name, c, size in links), flush=True)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     client = _client(args)
     cmd = args.command
@@ -211,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "get":
         return _get(client, args)
+    if cmd == "ls":
+        return _ls(client, args)
     if cmd == "pin":
         sub = args.pin_command
         if sub == "ls":

@@ -171,6 +171,41 @@ class ControlClient:
 
         return json.loads(self.request(pb.Request(type=pb.Request.STATUS)).status)
 
+    def shutdown(self, wait: float) -> None:
+        """Ask the daemon to stop (SHUTDOWN, p2pd extension), then wait up to ``wait``
+        seconds until its control endpoint no longer answers."""
+        self.request(pb.Request(type=pb.Request.SHUTDOWN))
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                self._connect().close()
+            except DaemonNotRunning:
+                if self._home_unlocked():
+                    return
+            time.sleep(0.05)
+        raise P2PDError(f"the daemon at {self.endpoint.multiaddr()} was asked to stop but "
+                        f"still answers after {wait:g} s")
+
+    def _home_unlocked(self) -> bool:
+        """A home daemon's lock (``p2pd.lock`` beside its socket) is free: it has closed
+        its datastore and exited, so ``p2pd`` may start again at once."""
+        if self.endpoint.kind != "unix":
+            return True
+        import fcntl
+
+        try:
+            fd = os.open(os.path.join(os.path.dirname(self.endpoint.path), "p2pd.lock"),
+                         os.O_RDONLY)
+        except OSError:
+            return True  # not a home daemon's socket
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # drops our shared lock too
+        return True
+
     def list_peers(self) -> list[pb.PeerInfo]:
         return list(self.request(pb.Request(type=pb.Request.LIST_PEERS)).peers)
 

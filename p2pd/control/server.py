@@ -122,9 +122,11 @@ class ControlServer:
         persistent_max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
         exit_when_idle: float = 0.0,
         on_idle: Callable[[], None] | None = None,
+        on_shutdown: Callable[[], None] | None = None,
     ) -> None:
         """``exit_when_idle`` > 0 (seconds, the fork's ``-idleTimeout``): call ``on_idle``
-        once no persistent connection has been open for that long."""
+        once no persistent connection has been open for that long. ``on_shutdown``: what
+        a SHUTDOWN request (``p2pd shutdown``) calls once it is answered."""
         self.node = node
         self.max_frame = max_frame
         self.idle_timeout = idle_timeout
@@ -134,6 +136,7 @@ class ControlServer:
         self.unary = UnaryHub(node, persistent_max_msg_size, self.handlers.__contains__)
         self.exit_when_idle = exit_when_idle
         self.on_idle = on_idle
+        self.on_shutdown = on_shutdown
         self._persistent_open = 0
         self._persistent_changed = trio.Event()
         self._dispatch: dict[int, Callable] = {
@@ -147,6 +150,7 @@ class ControlServer:
             pb.Request.DHT: self._dht,
             pb.Request.PUBSUB: self._pubsub,
             pb.Request.STATUS: self._status,
+            pb.Request.SHUTDOWN: self._shutdown_refused,  # answered above when it can be
         }
 
     async def serve(
@@ -233,6 +237,11 @@ class ControlServer:
                 if is_persistent_upgrade(request):
                     await self._persistent(stream, decoder)
                     return
+                if request.type == pb.Request.SHUTDOWN and self.on_shutdown is not None:
+                    await stream.send_all(encode_message(ok_response()))
+                    log.info("shutting down: asked by a control client")
+                    self.on_shutdown()
+                    return
                 try:
                     if request.type == pb.Request.REMOVE_STREAM_HANDLER:
                         removal = decode_remove_stream_handler(frame)
@@ -282,6 +291,9 @@ class ControlServer:
                 addrs=[a.to_bytes() for a in self.node.listen_addrs()],
             )
         )
+
+    async def _shutdown_refused(self, request: pb.Request) -> pb.Response:
+        raise NodeError("this control server cannot stop its daemon")
 
     async def _status(self, request: pb.Request) -> pb.Response:
         import json
