@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 log = logging.getLogger("p2pd.native")
 
@@ -34,14 +35,25 @@ AVAILABLE = _lib is not None
 CIPHERS = {b"aes-128-gcm": 0, b"aes-256-gcm": 1, b"chacha20-poly1305": 2}
 HP_CIPHERS = {b"aes-128-ecb": 0, b"aes-256-ecb": 1, b"chacha20": 2}
 TAG = 16
-#: packets up to this size use the object's scratch buffer (no allocation per packet)
+#: packets up to this size go through the thread's scratch buffer (no allocation per
+#: packet, and none per key: a connection sets up eight contexts)
 SCRATCH = 65536 + 64
+_local = threading.local()
+
+
+def _out(size: int):
+    if size > SCRATCH:
+        return _ffi.new("uint8_t[]", size)
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = _ffi.new("uint8_t[]", SCRATCH)
+    return buf
 
 
 class Aead:
     """AEAD of one key (RFC 9001 5.3); ``error`` is raised when a packet fails to open."""
 
-    __slots__ = ("_ctx", "_out", "_error")
+    __slots__ = ("_ctx", "_error")
 
     def __init__(self, cipher_name: bytes, key: bytes, iv: bytes,
                  error: type[Exception] = ValueError) -> None:
@@ -54,12 +66,10 @@ class Aead:
         if ctx == _ffi.NULL:
             raise ValueError(f"{cipher_name.decode()} refused a {len(key)}-byte key")
         self._ctx = _ffi.gc(ctx, _lib.p2pd_quic_aead_free)
-        self._out = _ffi.new("uint8_t[]", SCRATCH)
         self._error = error
 
     def encrypt(self, data: bytes, associated_data: bytes, packet_number: int) -> bytes:
-        size = len(data) + TAG
-        out = self._out if size <= SCRATCH else _ffi.new("uint8_t[]", size)
+        out = _out(len(data) + TAG)
         n = _lib.p2pd_quic_seal(self._ctx, packet_number, associated_data,
                                 len(associated_data), data, len(data), out)
         if n < 0:
@@ -67,8 +77,7 @@ class Aead:
         return _ffi.buffer(out, n)[:]
 
     def decrypt(self, data: bytes, associated_data: bytes, packet_number: int) -> bytes:
-        size = max(len(data), TAG)
-        out = self._out if size <= SCRATCH else _ffi.new("uint8_t[]", size)
+        out = _out(max(len(data), TAG))
         n = _lib.p2pd_quic_open(self._ctx, packet_number, associated_data,
                                 len(associated_data), data, len(data), out)
         if n < 0:
@@ -79,7 +88,7 @@ class Aead:
 class HeaderProtection:
     """Header protection of one key (RFC 9001 5.4)."""
 
-    __slots__ = ("_ctx", "_out", "_pn", "_error")
+    __slots__ = ("_ctx", "_pn", "_error")
 
     def __init__(self, cipher_name: bytes, key: bytes,
                  error: type[Exception] = ValueError) -> None:
@@ -92,13 +101,11 @@ class HeaderProtection:
         if ctx == _ffi.NULL:
             raise ValueError(f"{cipher_name.decode()} refused a {len(key)}-byte key")
         self._ctx = _ffi.gc(ctx, _lib.p2pd_quic_hp_free)
-        self._out = _ffi.new("uint8_t[]", SCRATCH)
         self._pn = _ffi.new("uint32_t *")
         self._error = error
 
     def apply(self, plain_header: bytes, protected_payload: bytes) -> bytes:
-        size = len(plain_header) + len(protected_payload)
-        out = self._out if size <= SCRATCH else _ffi.new("uint8_t[]", size)
+        out = _out(len(plain_header) + len(protected_payload))
         n = _lib.p2pd_quic_hp_apply(self._ctx, plain_header, len(plain_header),
                                     protected_payload, len(protected_payload), out)
         if n < 0:
@@ -108,8 +115,8 @@ class HeaderProtection:
     def remove(self, packet: bytes, pn_offset: int) -> tuple[bytes, int]:
         if pn_offset + 4 > SCRATCH:
             raise self._error("packet number offset out of range")
-        n = _lib.p2pd_quic_hp_remove(self._ctx, packet, len(packet), pn_offset, self._out,
-                                     self._pn)
+        out = _out(pn_offset + 4)
+        n = _lib.p2pd_quic_hp_remove(self._ctx, packet, len(packet), pn_offset, out, self._pn)
         if n < 0:
             raise self._error("Packet is too short to sample")
-        return _ffi.buffer(self._out, n)[:], self._pn[0]
+        return _ffi.buffer(out, n)[:], self._pn[0]
