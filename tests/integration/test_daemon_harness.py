@@ -107,6 +107,47 @@ def test_sigterm_and_sigint_shut_down_cleanly_and_remove_the_socket():
         d.stop()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_pubsub_daemon_with_subscribers_and_a_peer(sig):
+    """Issue 15's bug: a -pubsub daemon with `pubsub sub` clients once closed its control
+    socket on SIGTERM and then ignored SIGTERM and SIGINT for over a minute."""
+    a, b = Daemon("-pubsub"), Daemon("-pubsub")
+    subs = []
+    try:
+        subprocess.run([sys.executable, "-m", "p2pd", "connect", "--api", b.control,
+                        f"{a.addrs[0]}/p2p/{a.peer_id}"], check=True, capture_output=True,
+                       timeout=30)
+        subs = [subprocess.Popen([sys.executable, "-m", "p2pd", "pubsub", "sub", "news",
+                                  "--api", d.control], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for d in (a, b, b)]
+        import select
+
+        deadline = time.monotonic() + 20
+        waiting = {subs[1].stdout, subs[2].stdout}
+        while waiting:  # until a's messages reach both of b's subscribers
+            assert time.monotonic() < deadline, "no message reached b's subscribers"
+            subprocess.run([sys.executable, "-m", "p2pd", "pubsub", "pub", "news", "hello",
+                            "--api", a.control], check=True, capture_output=True, timeout=30)
+            for out in select.select(list(waiting), [], [], 0.5)[0]:
+                assert out.readline().endswith(" hello\n")
+                waiting.discard(out)
+        started = time.monotonic()
+        b.proc.send_signal(sig)
+        assert b.proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        assert not b.sock.exists()
+        for sub in subs[1:]:  # its subscribers are told, and end
+            assert sub.wait(timeout=10) == 1
+            assert "the daemon closed the subscription" in sub.stderr.read()
+        assert subs[0].poll() is None  # a's subscriber goes on
+    finally:
+        for sub in subs:
+            sub.kill()
+            sub.wait()
+        a.stop()
+        b.stop()
+
+
 def test_id_flag_gives_the_same_peer_id_every_start(tmp_path):
     from p2pd.identity import encode_private_key, new_ed25519
 
