@@ -159,6 +159,8 @@ class Libp2pQuicConnection(QuicConnection):
             first.stateless_reset_token = reset_tokens.token(first.cid)
         self._read_offsets: dict[int, int] = {}
         self._read_total = 0
+        #: what the socket's router answers for a datagram of this connection
+        self.routed = Routed(self)
         self._local_max_streams_bidi.value = self._local_max_streams_bidi.sent = (
             settings.max_streams)
         self._local_max_streams_uni.value = self._local_max_streams_uni.sent = 0
@@ -360,9 +362,10 @@ def gso_batches(datagrams, max_segments: int = GSO_MAX_SEGMENTS,
 # -- the datagram router ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Routed:
-    """What :meth:`DatagramRouter.route` decided for one datagram."""
+    """What :meth:`DatagramRouter.route` decided for one datagram (frozen: a connection
+    keeps the one that routes a datagram to it)."""
 
     conn: Libp2pQuicConnection | None = None
     #: a server connection made for this datagram (the edge starts driving it)
@@ -442,6 +445,13 @@ class DatagramRouter:
 
     # -- one datagram -----------------------------------------------------------------------
     def route(self, data: bytes, addr, now: float) -> Routed:
+        if data and not data[0] & 0x80:
+            # a short header (nearly every packet): our connection ids are CID_LENGTH
+            # bytes right after the first byte; the connection checks the rest as it
+            # decrypts. Parsing the whole header here took ~3 us a packet
+            conn = self.conns.get(data[1 : 1 + CID_LENGTH])
+            if conn is not None:
+                return conn.routed
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=CID_LENGTH)
         except ValueError:
@@ -449,7 +459,7 @@ class DatagramRouter:
             return Routed()
         conn = self.conns.get(header.destination_cid)
         if conn is not None:
-            return Routed(conn)
+            return conn.routed
         config = self.server_config
         if header.packet_type == QuicPacketType.ONE_RTT:
             # a peer that lost our connection says so with a stateless reset (its
