@@ -390,6 +390,8 @@ class DatagramRouter:
         self._retry = retry_secret_handler or QuicRetryTokenHandler()
         self.reset_tokens = ResetTokens(reset_key)
         self.dropped = 0
+        #: Retry packets sent (new clients above ``retry_above`` handshakes in progress)
+        self.retries_sent = 0
         #: stateless resets sent, and the budget left in the current second
         self.resets_sent = 0
         self._reset_budget = (0.0, MAX_RESETS_PER_SECOND)
@@ -501,6 +503,7 @@ class DatagramRouter:
                 token = self._retry.create_token(
                     address=addr, original_destination_connection_id=header.destination_cid,
                     retry_source_connection_id=scid, now=now)
+                self.retries_sent += 1
                 return Routed(replies=[encode_quic_retry(
                     version=header.version, source_cid=scid,
                     destination_cid=header.source_cid,

@@ -201,6 +201,51 @@ async def test_garbage_datagrams_do_not_disturb_a_working_connection():
         nursery.cancel_scope.cancel()
 
 
+async def test_an_initial_flood_from_many_sources_gets_retries_and_a_real_peer_connects():
+    """300 valid Initials from 300 source addresses (127.0.0.2-127.0.1.45, as spoofed ones
+    would arrive) that never go on: the listener keeps at most ``max_pending`` handshakes,
+    answers beyond ``retry_above`` with a Retry (no state kept), and a real peer dialing
+    during the flood answers its Retry, connects and echoes."""
+    async with trio.open_nursery() as nursery:
+        a, a_quic, a_addr = await start(nursery)
+        b, _, _ = await start(nursery)
+        host, port, _ = quic_target(a_addr)
+        settings = a_quic.settings
+        config = make_configuration(identity(), settings, is_client=True)
+        flooders = []
+        for i in range(300):
+            raw = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            await raw.bind((f"127.0.{(i + 2) // 256}.{(i + 2) % 256}", 0))
+            c = Libp2pQuicConnection(configuration=config, settings=settings)
+            c.connect((host, port), now=trio.current_time())
+            [(initial, _)] = c.datagrams_to_send(now=trio.current_time())[:1]
+            flooders.append((raw, initial))
+        [sock] = a_quic.sockets
+        with trio.fail_after(30):
+            for raw, initial in flooders:
+                await raw.sendto(initial, (host, port))
+            while sock.router.retries_sent < 300 - settings.retry_above:
+                await trio.sleep(0.01)
+            # the flood holds retry_above handshakes (they never go on); ours must answer
+            # a Retry to be let in
+            assert len(sock.router.pending) == settings.retry_above
+            conn = await b.dial(a.me, [a_addr])
+            await echo_through(b, a, 1 << 20)
+        assert conn.transport == "quic"
+        assert sock.router.retries_sent == 300 - settings.retry_above + 1  # the flood's, ours
+        retried = 0
+        for raw, _ in flooders:  # what came back to the flooders: Retry packets
+            with trio.move_on_after(0.5):
+                data, _ = await raw.recvfrom(2048)
+                retried += (data[0] & 0xF0) == 0xF0  # long header, v1 Retry (type 3)
+            if retried == 300 - settings.retry_above:
+                break
+        for raw, _ in flooders:
+            raw.close()
+        assert retried == 300 - settings.retry_above
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_handshake_that_never_finishes_is_bounded():
     async with trio.open_nursery() as nursery:
         a, a_quic, a_addr = await start(nursery, handshake_timeout=1.0)
