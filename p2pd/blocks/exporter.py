@@ -51,10 +51,10 @@ def _node(cid: CID, block: bytes) -> tuple[dagpb.PBNode, unixfs.UnixFSData]:
 
 
 def stat(store: BlockSource, cid: CID, *, verify: bool = True) -> unixfs.UnixFSData:
-    """The UnixFS metadata of ``cid`` (a raw block reads as a Raw node of its length)."""
+    """The UnixFS metadata of ``cid`` (a raw block reads as a Raw node holding its bytes)."""
     block = _fetch(store, cid, verify)
     if cid.codec == Codec.RAW:
-        return unixfs.UnixFSData(unixfs.DataType.RAW, filesize=len(block))
+        return unixfs.UnixFSData(unixfs.DataType.RAW, data=block, filesize=len(block))
     return _node(cid, block)[1]
 
 

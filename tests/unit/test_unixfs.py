@@ -208,6 +208,16 @@ def test_parent_nodes_carry_sizes_the_exporter_checks():
     assert info.filesize == 2500 and info.blocksizes == (1000, 1000, 500)
 
 
+def test_a_single_raw_block_file_states_its_length_as_content_size():
+    # CAT announces content_size() before the bytes: it was 0 for a one-block raw-leaves
+    # file, and every client that checks the count (p2pd cat) called it truncated.
+    store = MemoryStore()
+    result = import_file(io.BytesIO(_data(4614)), store, raw_leaves=True)
+    assert result.cid.codec == Codec.RAW
+    assert stat(store, result.cid).content_size() == 4614
+    assert b"".join(export_file(store, result.cid)) == _data(4614)
+
+
 def test_balanced_layout_refuses_to_finish_without_leaves():
     with pytest.raises(ValueError):
         BalancedLayout(ImportOptions()).finish([])
