@@ -16,6 +16,7 @@ from functools import partial
 
 import trio
 
+from . import runtime
 from .config import Config
 from .errors import NodeError, P2PDError
 from .identity import PrivateKeyRecord, to_key_pair
@@ -259,6 +260,7 @@ class Node:
             "Connections": [{**c, "Addr": str(text(c["Addr"]))}
                             for c in self.net.connection_info()],
             "Limits": self.net.swarm.rcmgr.summary(),
+            "Runtime": runtime.summary(),
         }
 
     async def _serve_perf(self, stream) -> None:

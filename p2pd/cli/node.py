@@ -219,6 +219,10 @@ def _cmd_status(client: ControlClient, args) -> int:
                      f"{use.get('streams')}/{lim.get('max_streams')} streams, "
                      f"{use.get('memory', 0) >> 20}/{lim.get('memory', 0) >> 20} MiB muxer "
                      f"memory, {refused} refused")
+    rt = data.get("Runtime")
+    if isinstance(rt, dict):
+        lines.append(f"Runtime: {rt.get('Tasks')} tasks, {rt.get('Fds')} fds, "
+                     f"{rt.get('RSS', 0) >> 20} MiB RSS, {rt.get('Threads')} threads")
     lines += ["Addresses:", *(f"  {a}" for a in data["Addresses"])]
     text = "\n".join(lines)
     return _emit(args, data, text)

@@ -499,6 +499,9 @@ class ResourceManager:
                 "streams": self.streams["inbound"] + self.streams["outbound"],
                 "streams_inbound": self.streams["inbound"],
                 "streams_outbound": self.streams["outbound"],
+                "streams_by_protocol": {
+                    "inbound": dict(self.protocol_streams),
+                    "outbound": dict(self.protocol_streams_out)},
                 "memory": self.memory.used,
                 "memory_peak": self.memory.peak,
                 "memory_one_peer": max(self.memory.peers.values(), default=0),
