@@ -255,31 +255,13 @@ class DHTService:
 
     # -- server side ---------------------------------------------------------------------
     async def _serve_stream(self, stream) -> None:
+        """Answer requests on one inbound stream until the peer closes its side, it idles
+        or it reaches MAX_REQUESTS_PER_STREAM; then close ours. Every way out closes or
+        resets the stream: one left half-open stays in the muxer (and in the opener's
+        stream count) until the connection ends, one per query (the soak found that)."""
         sender = self.host.stream_peer(stream)
-        decoder = KadFrameDecoder()
         try:
-            for _ in range(MAX_REQUESTS_PER_STREAM):
-                frame = None
-                with trio.move_on_after(STREAM_IDLE):
-                    while frame is None:
-                        frame = decoder.next_frame()
-                        if frame is None:
-                            data = await read_some(stream)
-                            decoder.receive_data(data)
-                            if not data:
-                                frame = decoder.next_frame()
-                                if frame is None:
-                                    return
-                if frame is None:
-                    return  # idle
-                request = decode_message(frame)
-                # a peer that connected a moment ago belongs in the answer: wait (briefly) for
-                # its check, as a lookup does
-                await self._settled(bound=SERVE_SETTLE, besides=sender)
-                reply = self.answer(sender, request)
-                self.queries_served += 1
-                if reply is not None:
-                    await stream.write(encode_message(reply))
+            await self._serve_requests(stream, sender)
         except KadWireError as exc:
             log.info("kad: malformed message from %s: %s", sender.hex()[:16], exc)
             await reset_quietly(stream)
@@ -289,6 +271,31 @@ class DHTService:
             await reset_quietly(stream)
             return
         await close_quietly(stream)
+
+    async def _serve_requests(self, stream, sender: bytes) -> None:
+        decoder = KadFrameDecoder()
+        for _ in range(MAX_REQUESTS_PER_STREAM):
+            frame = None
+            with trio.move_on_after(STREAM_IDLE):
+                while frame is None:
+                    frame = decoder.next_frame()
+                    if frame is None:
+                        data = await read_some(stream)
+                        decoder.receive_data(data)
+                        if not data:
+                            frame = decoder.next_frame()
+                            if frame is None:
+                                return  # the peer closed its side
+            if frame is None:
+                return  # idle
+            request = decode_message(frame)
+            # a peer that connected a moment ago belongs in the answer: wait (briefly) for
+            # its check, as a lookup does
+            await self._settled(bound=SERVE_SETTLE, besides=sender)
+            reply = self.answer(sender, request)
+            self.queries_served += 1
+            if reply is not None:
+                await stream.write(encode_message(reply))
 
     def answer(self, sender: bytes, msg: KadMessage) -> KadMessage | None:
         """The response to one request (sans-IO but for the node's peerstore)."""

@@ -84,6 +84,28 @@ def test_find_peer_and_closest_peers(network):
     assert closest and set(closest) <= set(ids)
 
 
+def test_kad_queries_leave_no_stream_open_on_either_side(network):
+    # The server returned on the asker's end-of-stream without closing its side, so every
+    # query left a half-open stream in both muxers (and in the asker's stream count) until
+    # the connection ended: the soak saw ~20 per peer after two minutes.
+    ds, ids = network
+
+    def kad_streams(d: Daemon) -> int:
+        use = client(d).status()["Limits"]["Use"]["streams_by_protocol"]
+        return sum(use[side].get("/ipfs/kad/1.0.0", 0) for side in ("inbound", "outbound"))
+
+    before = kad_streams(ds[1]), kad_streams(ds[0])
+    for i in range(30):
+        cid = CID.for_block(b"kad stream %d" % i, Codec.RAW)
+        [ok] = dht(ds[1], type=pb.DHTRequest.PROVIDE, cid=bytes(cid))
+        assert ok.type == pb.Response.OK, ok.error.msg
+        dht(ds[1], type=pb.DHTRequest.FIND_PEER, peer=ids[4])
+    deadline = time.monotonic() + 10
+    while kad_streams(ds[1]) > before[0] or kad_streams(ds[0]) > before[1]:
+        assert time.monotonic() < deadline, (before, kad_streams(ds[1]), kad_streams(ds[0]))
+        time.sleep(0.1)
+
+
 def test_put_and_get_a_public_key_record(network):
     ds, ids = network
     sk = nacl.signing.SigningKey(bytes(range(32)))
