@@ -3,7 +3,8 @@
 
 The page is loaded, its script fills in the peer id from /api/status and the test reads
 it from the rendered DOM; a screenshot is taken; a file added with ``p2pd add`` is fetched
-through the gateway by the browser (its SHA-256 computed in the page) and by curl.
+through the gateway by the browser (its SHA-256 computed in the page) and by curl; a file
+added while the page is open appears in its pins without a reload (the page polls).
 """
 
 from __future__ import annotations
@@ -135,6 +136,17 @@ async def test_the_status_page_renders_the_peer_id_and_the_gateway_serves_the_br
                     return [r.status, await r.text()];
                 }})()""")
                 assert tail == [206, "the end"]
+                # live: a pin added now shows up on the open page, not reloaded
+                (tmp_path / "later.txt").write_bytes(b"added while the page is open\n")
+                later = daemon.add(tmp_path / "later.txt")
+                loaded_at = await page.evaluate("performance.timeOrigin")
+                with trio.fail_after(15):
+                    while later not in await page.evaluate(
+                            "document.getElementById('pins').textContent"):
+                        await trio.sleep(0.2)
+                assert await page.evaluate("performance.timeOrigin") == loaded_at
+                assert await page.evaluate("document.getElementById('state').textContent") \
+                    == "live"
         finally:
             browser.close()
         fetched = subprocess.run([CURL, "-sSf", f"{daemon.http}ipfs/{cid}"],
