@@ -36,7 +36,7 @@ from ..errors import (
     InvalidUnixFS,
     P2PDError,
 )
-from .ranges import RangeNotSatisfiable, content_range, parse_range
+from .ranges import RangeNotSatisfiable, content_range, multipart_parts, parse_ranges
 from .server import BodyAborted, Response, text_response
 from .wire import Request
 
@@ -236,9 +236,13 @@ class Gateway:
             kind = "attachment" if request.query.get("download") == "true" else "inline"
             headers.append(("Content-Disposition", f'{kind}; filename="{shown}"'))
         try:
-            span = parse_range(request.header("range") or None, size)
+            spans = parse_ranges(request.header("range") or None, size)
         except RangeNotSatisfiable:
             return Response(416, [*headers, ("Content-Range", f"bytes */{size}")], b"")
+        if spans is not None and len(spans) > 1:
+            return await self._multipart(request, gp, cid, block, size, spans, headers,
+                                         wanted_name)
+        span = spans[0] if spans else None
         first, last = span if span is not None else (0, size - 1)
         status = 206 if span is not None else 200
         if status == 206:
@@ -258,6 +262,42 @@ class Gateway:
         headers.append(("Content-Type", content_type(name, head_chunk if first == 0 else b"")))
         return Response(status, headers, _prepend(head_chunk, body), length=last + 1 - first,
                         background=None if miss is None else partial(self._prefetch, cid, miss))
+
+    async def _multipart(self, request: Request, gp: GatewayPath, cid: CID, block: bytes,
+                         size: int, spans: list[tuple[int, int]],
+                         headers: list[tuple[str, str]], wanted_name: str) -> Response:
+        """Several ranges: one ``multipart/byteranges`` body, each part with its
+        Content-Range (RFC 9110 14.6); only the blocks holding them are fetched."""
+        name = gp.segments[-1] if gp.segments else wanted_name
+        first_body = self._range(cid, block, *_stop(spans[0]))
+        try:  # as for one range: a missing block is a 504 before the head, and a sniff
+            head_chunk = await first_body.__anext__()
+        except StopAsyncIteration:
+            head_chunk = b""
+        except BaseException:
+            await first_body.aclose()
+            raise
+        kind = content_type(name, head_chunk if spans[0][0] == 0 else b"")
+        boundary = f"p2pd-{cid}"[:70]
+        heads, tail, length = multipart_parts(spans, size, kind, boundary)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield heads[0]
+            async for piece in _prepend(head_chunk, first_body):
+                yield piece
+            for head, span in zip(heads[1:], spans[1:], strict=True):
+                yield head
+                part = self._range(cid, block, *_stop(span))
+                try:
+                    async for piece in part:
+                        yield piece
+                finally:
+                    await part.aclose()
+            yield tail
+
+        return Response(206, [*headers, ("Content-Type",
+                                         f"multipart/byteranges; boundary={boundary}")],
+                        body(), length=length)
 
     async def _prefetch(self, cid: CID, miss: trio.Event) -> None:
         """Runs beside the body (the server cancels it when the body ends): once a block
@@ -402,6 +442,11 @@ def _safe_filename(name: str) -> str:
     """A name for Content-Disposition: printable ASCII, no quotes or path separators."""
     cleaned = "".join(c if 32 <= ord(c) < 127 and c not in '"\\/;' else "_" for c in name)
     return cleaned[:200] or "download"
+
+
+def _stop(span: tuple[int, int]) -> tuple[int, int]:
+    """``(first, last)`` inclusive as ``(start, stop)``."""
+    return span[0], span[1] + 1
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

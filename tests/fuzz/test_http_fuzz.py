@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pd.http.gateway import GatewayError, parse_gateway_path
-from p2pd.http.ranges import RangeNotSatisfiable, parse_range
+from p2pd.http.ranges import MAX_RANGES, RangeNotSatisfiable, parse_range, parse_ranges
 from p2pd.http.wire import MAX_HEAD, BadRequest, HTTPConnection
 
 CID_TEXT = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
@@ -76,6 +76,24 @@ def test_a_range_is_inside_the_content_or_refused(header, size):
     if got is not None:
         first, last = got
         assert 0 <= first <= last < size
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(range_text, st.lists(range_text.map(lambda t: t.removeprefix("bytes=")),
+                                      max_size=20).map(lambda xs: "bytes=" + ",".join(xs))),
+       st.integers(0, 1 << 40))
+def test_several_ranges_are_inside_sorted_and_apart_or_refused(header, size):
+    try:
+        got = parse_ranges(header, size)
+    except RangeNotSatisfiable as exc:
+        assert exc.size == size
+        return
+    if got is not None:
+        assert 1 <= len(got) <= MAX_RANGES
+        for (first, last), after in zip(got, [*got[1:], None], strict=True):
+            assert 0 <= first <= last < size
+            if after is not None:
+                assert after[0] > last + 1  # sorted, neither overlapping nor touching
 
 
 segment = st.one_of(st.text(max_size=12), st.sampled_from(["..", ".", "%2e%2e", "%2F", "%00",

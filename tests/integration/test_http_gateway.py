@@ -72,6 +72,44 @@ def test_range_requests_give_206_with_exactly_the_bytes_asked(served):
         assert headers["Content-Range"] == f"bytes {lo}-{hi}/{len(data)}"
 
 
+def _byteranges(content_type: str, body: bytes) -> list[tuple[str, str, bytes]]:
+    """(Content-Type, Content-Range, bytes) of each part of a multipart/byteranges body."""
+    boundary = content_type.split("boundary=", 1)[1].encode()
+    assert body.endswith(b"\r\n--" + boundary + b"--\r\n")
+    parts = body[:-len(boundary) - 8].split(b"\r\n--" + boundary + b"\r\n")
+    assert parts[0] == b""
+    out = []
+    for part in parts[1:]:
+        head, _, data = part.partition(b"\r\n\r\n")
+        fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+        out.append((fields["Content-Type"], fields["Content-Range"], data))
+    return out
+
+
+def test_several_ranges_are_one_multipart_byteranges_answer(served):
+    daemon, big, data, _ = served
+    size = len(data)
+    status, headers, body = get(f"{daemon.http}ipfs/{big}",
+                                {"Range": "bytes=0-9, 262140-262150,-5,5-12"})
+    assert status == 206 and "Content-Range" not in headers
+    assert headers["Content-Type"].startswith("multipart/byteranges; boundary=")
+    assert int(headers["Content-Length"]) == len(body)
+    parts = _byteranges(headers["Content-Type"], body)
+    # 0-9 and 5-12 overlap: merged; the parts come in byte order
+    assert [(r, d) for _t, r, d in parts] == [
+        (f"bytes 0-12/{size}", data[:13]), (f"bytes 262140-262150/{size}", data[262140:262151]),
+        (f"bytes {size - 5}-{size - 1}/{size}", data[-5:])]
+    assert {t for t, _r, _d in parts} == {"application/octet-stream"}
+    # one of them outside the content: dropped; all outside: 416
+    status, headers, body = get(f"{daemon.http}ipfs/{big}", {"Range": f"bytes=0-1,{size}-"})
+    assert (status, headers["Content-Range"], body) == (206, f"bytes 0-1/{size}", data[:2])
+    status, _, _ = get(f"{daemon.http}ipfs/{big}", {"Range": f"bytes={size}-,{size + 5}-"})
+    assert status == 416
+    many = "bytes=" + ",".join(f"{i * 10}-{i * 10 + 1}" for i in range(17))
+    status, _, body = get(f"{daemon.http}ipfs/{big}", {"Range": many})
+    assert status == 200 and body == data  # past 16 ranges the header is ignored
+
+
 def test_unsatisfiable_and_huge_ranges_are_416_or_ignored(served):
     daemon, big, data, _ = served
     status, headers, _ = get(f"{daemon.http}ipfs/{big}", {"Range": f"bytes={len(data)}-"})

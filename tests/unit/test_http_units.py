@@ -18,7 +18,7 @@ from p2pd.http.gateway import (
     response_format,
 )
 from p2pd.http.metrics import Metrics
-from p2pd.http.ranges import RangeNotSatisfiable, parse_range
+from p2pd.http.ranges import RangeNotSatisfiable, multipart_parts, parse_range, parse_ranges
 from p2pd.http.source import Counters
 from p2pd.http.wire import BadRequest, HTTPConnection, Request
 from p2pd.stats import Histogram
@@ -65,6 +65,27 @@ def test_metrics_and_http_are_off_in_harness_mode_and_the_home_config_has_the_pa
 ])
 def test_one_byte_range_is_read_and_anything_else_ignored(header, size, want):
     assert parse_range(header, size) == want
+
+
+@pytest.mark.parametrize("header, size, want", [
+    ("bytes=0-1,5-6", 100, [(0, 1), (5, 6)]), ("bytes=0-10,5-20,-5", 100, [(0, 20), (95, 99)]),
+    ("bytes=0-1, 2-3", 100, [(0, 3)]), ("bytes=50-,0-0", 100, [(0, 0), (50, 99)]),
+    ("bytes=0-1,200-", 100, [(0, 1)]), ("bytes=0-9", 100, [(0, 9)]),
+    ("bytes=0-1,x", 100, None), ("bytes=0-1,9-1", 100, None), ("bytes=0-1,", 100, None),
+    ("items=0-1,2-3", 100, None), ("bytes=" + ",".join(["0-0"] * 17), 100, None),
+])
+def test_several_ranges_are_read_sorted_and_merged(header, size, want):
+    assert parse_ranges(header, size) == want
+
+
+def test_several_ranges_none_inside_is_not_satisfiable_and_the_multipart_length_is_exact():
+    with pytest.raises(RangeNotSatisfiable):
+        parse_ranges("bytes=100-,200-300", 100)
+    heads, tail, length = multipart_parts([(0, 1), (5, 9)], 100, "text/plain", "B")
+    assert heads[0] == (b"\r\n--B\r\nContent-Type: text/plain\r\n"
+                        b"Content-Range: bytes 0-1/100\r\n\r\n")
+    assert tail == b"\r\n--B--\r\n"
+    assert length == sum(map(len, heads)) + len(tail) + 2 + 5
 
 
 @pytest.mark.parametrize("header, size", [("bytes=100-", 100), ("bytes=-0", 100),
