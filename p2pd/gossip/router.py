@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -114,8 +114,8 @@ class _MessageCache:
         counts[peer] = counts.get(peer, 0) + 1
         return msg, counts[peer]
 
-    def gossip_ids(self, topic: str) -> list[bytes]:
-        return [i for w in self.windows[: self.gossip] for i, t in w if t == topic]
+    def gossip_ids(self, topic: str, windows: int | None = None) -> list[bytes]:
+        return [i for w in self.windows[: windows or self.gossip] for i, t in w if t == topic]
 
     def shift(self) -> None:
         for msg_id, _t in self.windows.pop():
@@ -156,7 +156,7 @@ class Router:
         self._deliveries: list[tuple[bytes, Message]] = []
         self.px_candidates: list[bytes] = []
         self.counters = {"delivered": 0, "duplicates": 0, "invalid": 0, "ignored_rpcs": 0,
-                         "forwarded": 0}
+                         "forwarded": 0, "catch_up_ihaves": 0}
 
     # -- output -----------------------------------------------------------------------------
     def take_outgoing(self) -> dict[bytes, RPC]:
@@ -187,6 +187,37 @@ class Router:
             self.score.add_peer(peer, ip)
             if self.subscriptions:  # hello: our subscriptions
                 self._rpc(peer).subscriptions += [(True, t) for t in sorted(self.subscriptions)]
+
+    def stream_reopened(self, peer: bytes, now: float) -> None:
+        """Our stream to a known peer was opened again after the last one died (its old
+        connection broke, a new one is up: a partition that healed, a router that
+        rebooted). The far end may be a fresh view of us: say our subscriptions again,
+        and offer what it may have missed (:meth:`catch_up`)."""
+        if peer not in self.peers:
+            return
+        if self.subscriptions:
+            self._rpc(peer).subscriptions += [(True, t) for t in sorted(self.subscriptions)]
+        self.catch_up(peer, now)
+
+    def catch_up(self, peer: bytes, now: float, topics: Iterable[str] | None = None) -> None:
+        """IHAVE, at once, for every message of the cache (its whole history, not only
+        the gossip windows) in ``topics`` (default: those we and ``peer`` share).
+
+        Heartbeat gossip goes only to peers outside the mesh, so a peer that comes back and
+        is grafted at once (in a small network every topic peer is in the mesh) would never
+        hear of what was published while it was away; this lets it ask with IWANT."""
+        st = self.peers.get(peer)
+        if st is None or st.protocol == FLOODSUB or self.mode == "floodsub":
+            return
+        if self.score.score(peer, now) < self.th.gossip:
+            return
+        for topic in sorted(st.topics if topics is None else topics):
+            if topic not in self.subscriptions or topic not in st.topics:
+                continue
+            ids = self.mcache.gossip_ids(topic, len(self.mcache.windows))
+            if ids:
+                self._rpc(peer).control.ihave.append((topic, ids[-self.p.max_ihave_length:]))
+                self.counters["catch_up_ihaves"] += 1
 
     def remove_peer(self, peer: bytes, now: float) -> None:
         st = self.peers.pop(peer, None)
@@ -260,10 +291,13 @@ class Router:
         st = self.peers.get(peer)
         if st is None:
             return
+        joined = []
         for sub, topic in rpc.subscriptions:
             if sub:
                 if topic not in st.topics and len(st.topics) >= self.p.max_topics_per_peer:
                     continue
+                if topic not in st.topics:
+                    joined.append(topic)
                 st.topics.add(topic)
                 self.topics.setdefault(topic, set()).add(peer)
             else:
@@ -275,6 +309,8 @@ class Router:
         if self.score.score(peer, now) < self.th.graylist:
             self.counters["ignored_rpcs"] += 1
             return
+        if joined:
+            self.catch_up(peer, now, joined)
         if rpc.messages:
             self._handle_messages(peer, rpc.messages, now)
         if self.mode != "floodsub" and st.protocol != FLOODSUB:

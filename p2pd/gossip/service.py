@@ -145,6 +145,8 @@ class PubsubService:
         self.router = Router(self.me, params=params, mode=mode, validator=self._validate,
                              signer=self._sign if sign else None)
         self._writers: dict[bytes, _Writer] = {}
+        #: peers whose stream died while another connection of theirs stayed up
+        self._reopen: set[bytes] = set()
         self._opening: set[bytes] = set()
         self._pending: dict[bytes, list[bytes]] = {}
         self._not_pubsub: dict[bytes, float] = {}
@@ -298,12 +300,16 @@ class PubsubService:
         finally:
             self._opening.discard(peer)
         ip = _ip_of(self.host.stream_remote_addr(stream))
+        writer_lost = peer in self._reopen
+        self._reopen.discard(peer)
         writer = _Writer(self, peer, stream, proto)
         self._writers[peer] = writer
         for frame in self._pending.pop(peer, []):
             writer.push(frame)
         if peer in self.router.peers:
             self.router.peers[peer].outbound = True
+            if writer_lost:
+                self.router.stream_reopened(peer, trio.current_time())
         else:
             self.router.add_peer(peer, proto, trio.current_time(), outbound=True, ip=ip)
         self._nursery.start_soon(writer.run)
@@ -312,9 +318,17 @@ class PubsubService:
     def _writer_gone(self, writer: _Writer) -> None:
         if self._writers.get(writer.peer) is writer:
             del self._writers[writer.peer]
-            self.router.remove_peer(writer.peer, trio.current_time())
+            if self._connected(writer.peer):
+                # Its connection died but another is up (the peer came back on a new one
+                # while the old was still open here): keep what the router knows of it,
+                # its subscriptions came on the stream that is alive, and open ours again.
+                self._reopen.add(writer.peer)
+                self._ensure_outbound(writer.peer)
+            else:
+                self.router.remove_peer(writer.peer, trio.current_time())
 
     def _drop(self, peer: bytes) -> None:
+        self._reopen.discard(peer)
         writer = self._writers.pop(peer, None)
         if writer is not None:
             self._nursery.start_soon(reset_quietly, writer.stream)

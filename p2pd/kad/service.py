@@ -58,6 +58,9 @@ MAINTENANCE_INTERVAL = 60.0  # bucket refresh + provider sweep only
 #: (a machine offline at start joins once it is online).
 REBOOTSTRAP_MIN = 10.0
 REBOOTSTRAP_MAX = 300.0
+#: A node that loses its last connection (its link went down, its router rebooted) tries
+#: again after this long, doubling from there: it is back as soon as the network is.
+REBOOTSTRAP_LOST = 1.0
 
 
 class DHTService:
@@ -197,10 +200,17 @@ class DHTService:
         last_maintain = -math.inf
         retry = REBOOTSTRAP_MIN
         next_retry = last_save + retry
+        connected = joined
         while True:
             now = trio.current_time()
             if self.host.peers():
+                connected = True
                 retry, next_retry = REBOOTSTRAP_MIN, now + REBOOTSTRAP_MIN
+            elif connected:  # the last connection just went: rejoin soon, then back off
+                connected = False
+                log.info("kad: every connection is gone; bootstrapping again in %g s",
+                         REBOOTSTRAP_LOST)
+                retry, next_retry = REBOOTSTRAP_LOST, now + REBOOTSTRAP_LOST
             elif now >= next_retry:
                 joined = await self._join(await bootstrap(), saved, again=not joined)
                 retry = REBOOTSTRAP_MIN if joined else min(retry * 2, REBOOTSTRAP_MAX)
@@ -212,7 +222,9 @@ class DHTService:
                 self.save_table()
                 last_save = trio.current_time()
             wake = min(last_maintain + MAINTENANCE_INTERVAL, next_retry)
-            await trio.sleep(max(1.0, wake - trio.current_time()))
+            if connected:  # look each second whether the last connection went
+                wake = min(wake, trio.current_time() + REBOOTSTRAP_LOST)
+            await trio.sleep(max(REBOOTSTRAP_LOST, wake - trio.current_time()))
 
     async def _join(self, peers: list[tuple[bytes, list[bytes]]], saved: list[bytes], *,
                     again: bool = False) -> bool:

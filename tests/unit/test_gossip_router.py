@@ -268,3 +268,48 @@ def test_replayed_messages_are_dropped_as_duplicates():
     assert len(b.router.take_deliveries()) == 1
     assert b.router.counters["duplicates"] == 5
     assert b.router.peer_score(a.id, net.now) >= 0  # replays are not invalid, only useless
+
+
+def test_a_peer_back_on_a_new_connection_gets_what_it_missed_through_ihave_iwant():
+    """Both are in each other's mesh (a small network: nobody outside it to gossip); b's
+    connection is cut at its end, what a publishes meanwhile is lost on the dead one, and b
+    comes back on a new connection: a offers its cache at once and b asks for it."""
+    net = Net(2)
+    a, b = net.nodes
+    net.link(a, b)
+    for n in (a, b):
+        n.router.subscribe("t", net.now)
+    net.pump()
+    net.tick()
+    assert b.id in a.router.mesh["t"]
+    b.router.remove_peer(a.id, net.now)  # b's end of the connection is gone
+    missed = [a.router.publish("t", b"while away %d" % i, net.now) for i in range(3)]
+    a.router.take_outgoing()  # written into the dead connection: lost
+    net.now += 2.0
+    b.router.add_peer(a.id, MESHSUB_11, net.now, outbound=True)  # b dials again
+    a.router.stream_reopened(b.id, net.now)  # a's stream to b died; a new one is up
+    net.pump()
+    assert set(missed) <= set(b.got)
+    assert a.router.counters["catch_up_ihaves"] == 1
+    assert "t" in b.router.peers[a.id].topics  # a said its subscriptions again
+
+
+def test_a_peer_that_joins_a_topic_is_offered_the_cache_and_nothing_else():
+    net = Net(3)
+    a, b, c = net.nodes
+    net.link(a, b)
+    net.link(a, c)
+    a.router.subscribe("t", net.now)
+    a.router.subscribe("u", net.now)
+    recent = a.router.publish("t", b"recent", net.now)
+    a.router.publish("u", b"of another topic", net.now)
+    net.pump()
+    b.router.subscribe("t", net.now)  # b joins t: a offers t's cache (not u's)
+    net.pump()
+    assert b.got == [recent]
+    a.router.score.add_penalty(c.id)
+    for _ in range(200):  # c's score far below the gossip threshold: offered nothing
+        a.router.score.add_penalty(c.id)
+    c.router.subscribe("t", net.now)
+    net.pump()
+    assert c.got == []
