@@ -24,7 +24,8 @@ of the block and its info. The block then simply reads as missing, so
 :meth:`~Blockstore.has` is false and Bitswap fetches a good copy from peers,
 while the bad bytes stay for inspection until the next put of that block. A block
 RocksDB itself cannot read back (a damaged table file fails its checksum) is also a
-:class:`CorruptBlock`; its keys are removed, so it too reads as missing.
+:class:`CorruptBlock`; its keys are removed, so it too reads as missing (a block whose
+small index entry is what cannot be read just reads as missing, nothing deleted).
 Cache hits are not re-hashed: they were verified when they entered the cache.
 
 Identity-multihash CIDs carry their block inline; they are never stored, and
@@ -159,6 +160,8 @@ class Blockstore:
         self._quarantine = datastore.quarantine
         self.cache = ByteLRU(cache_bytes)
         self.max_block_size = max_block_size
+        #: blocks whose unreadable index entry was already logged
+        self._reported: set[bytes] = set()
 
     # -- writing ------------------------------------------------------------------------
     def put(self, cid: CIDLike, data: Buffer) -> None:
@@ -312,7 +315,7 @@ class Blockstore:
         except StoreError as exc:  # its index entry is in a damaged table file
             if "Corruption" not in str(exc):
                 raise
-            self._drop_unreadable(cid, exc)
+            self._index_unreadable(cid, exc)
             return False
 
     def size(self, cid: CIDLike) -> int:
@@ -331,7 +334,7 @@ class Blockstore:
         except StoreError as exc:
             if "Corruption" not in str(exc):
                 raise
-            self._drop_unreadable(cid, exc)
+            self._index_unreadable(cid, exc)
             info = None
         if info is None:
             raise BlockNotFound(f"block {cid} is not in the blockstore")
@@ -415,8 +418,20 @@ class Blockstore:
             with self._live().batch() as batch:
                 batch.delete(self._blocks, mh)
                 batch.delete(self._info, mh)
-        except Exception:
-            log.exception("blockstore: could not remove unreadable block %s", cid)
+        except StoreError as err:  # RocksDB stopped writing (a compaction met the damage)
+            log.warning("blockstore: could not remove unreadable block %s: %s", cid, err)
+
+    def _index_unreadable(self, cid: CID, exc: Exception) -> None:
+        """The small index entry of a block sits in a damaged table file: the block reads
+        as missing (a fetch stores it again, which mends the entry). Nothing is deleted:
+        the block's bytes may well be in a good part of the file. Said once per block."""
+        mh = cid.multihash
+        if mh in self._reported:
+            return
+        if len(self._reported) < 10_000:
+            self._reported.add(mh)
+        log.error("blockstore: the index entry of block %s is unreadable on disk (%s); "
+                  "the block reads as missing", cid, exc)
 
 
 def _cid(value: CIDLike) -> CID:
