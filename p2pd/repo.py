@@ -31,7 +31,7 @@ from .blocks.exporter import export_file, export_path, stat
 from .blocks.importer import ImportResult, import_path
 from .blocks.multicodec import Codec
 from .blocks.pins import Pins
-from .errors import CorruptBlock, P2PDError
+from .errors import CorruptBlock, P2PDError, StoreFull
 from .exchange.service import BitswapService, FetchStats
 
 log = logging.getLogger(__name__)
@@ -352,7 +352,11 @@ class Repo:
             def collect() -> tuple[int, int]:
                 removed, freed = self.pins.gc(held)
                 if removed:  # give the space back now, not at some later compaction
-                    self.datastore.compact("blocks", "blockinfo")
+                    try:
+                        self.datastore.compact("blocks", "blockinfo")
+                    except StoreFull as exc:  # removed all the same; RocksDB compacts later
+                        log.warning("gc removed %d blocks but could not compact now: %s",
+                                    removed, exc)
                 return removed, freed
 
             result = await trio.to_thread.run_sync(collect)

@@ -66,10 +66,7 @@ class UnixFSData:
         return self.type in (DataType.FILE, DataType.RAW)
 
     def content_size(self) -> int:
-        """Bytes of file content under this node: its own data plus every child's (a raw
-        block, which :func:`~p2pd.blocks.exporter.stat` gives as its length, is that)."""
-        if self.type is DataType.RAW and not self.data and not self.blocksizes:
-            return self.filesize or 0
+        """Bytes of file content under this node: its own data plus every child's."""
         return len(self.data) + sum(self.blocksizes)
 
 

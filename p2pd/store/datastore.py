@@ -163,16 +163,18 @@ class Batch:
     half-way through preparing a change leaves the store untouched.
     """
 
-    __slots__ = ("_store", "_wb", "_done", "_logged")
+    __slots__ = ("_store", "_wb", "_done", "_logged", "_puts")
 
     def __init__(self, store: Datastore, logged: bool = True) -> None:
         self._store = store
         self._wb = WriteBatch(raw_mode=True)
         self._done = False
         self._logged = logged
+        self._puts = False  # only deletes: allowed nearer a full disk
 
     def put(self, space: KeySpace, key: Buffer, value: Buffer) -> None:
         self._check(space)
+        self._puts = True
         self._wb.put(space.key(key), _bytes(value, "value"))
 
     def delete(self, space: KeySpace, key: Buffer) -> None:
@@ -187,7 +189,7 @@ class Batch:
         if self._done:
             raise StoreError("this write batch was already written or discarded; make a new one")
         self._done = True
-        self._store._write(self._wb, self._logged)
+        self._store._write(self._wb, self._logged, deletes_only=not self._puts)
 
     def discard(self) -> None:
         self._done = True
@@ -411,15 +413,16 @@ class Datastore:
             raise self._failed("write failed", exc) from None
 
     def _delete(self, key: bytes) -> None:
-        db = self._writable(len(key))
+        db = self._writable(len(key), reserve=_DELETE_RESERVE)  # gc must work on a full disk
         try:
             db.delete(key, self._wopt)
         except Exception as exc:
             raise self._failed("delete failed", exc) from None
 
-    def _write(self, wb: WriteBatch, logged: bool = True) -> None:
+    def _write(self, wb: WriteBatch, logged: bool = True, deletes_only: bool = False) -> None:
         size = wb.size_in_bytes()
-        db = self._writable(size + (0 if logged else self._unflushed))
+        db = self._writable(size + (0 if logged else self._unflushed),
+                            reserve=_DELETE_RESERVE if deletes_only else None)
         try:
             db.write(wb, self._wopt if logged else self._unlogged)
         except Exception as exc:
@@ -433,13 +436,14 @@ class Datastore:
         st = os.statvfs(self.path)
         return st.f_bavail * st.f_frsize
 
-    def _writable(self, size: int) -> Rdict:
+    def _writable(self, size: int, reserve: int | None = None) -> Rdict:
         """The database, once a write of ``size`` bytes is sure to leave :attr:`reserve`
         bytes free (:class:`StoreFull` otherwise); reopened first if ENOSPC wedged it."""
         db = self._live()
         self._room = self.free_bytes()  # ~1 us; RocksDB preallocates, so count nothing
-        if size > self._room - self.reserve:
-            raise StoreFull(self._full_message(size))
+        reserve = self.reserve if reserve is None else min(reserve, self.reserve)
+        if size > self._room - reserve:
+            raise StoreFull(self._full_message(size, size + reserve))
         if self._wedged:
             # Reopening replays the WAL into a new table file: that needs its size free.
             need = size + self._wal_bytes() + max(self.reserve, 1 << 20)
@@ -541,6 +545,10 @@ class Datastore:
                 return
             start = page[-1][0] + b"\x00"
 
+
+#: What a delete (a tombstone in the WAL) must leave free: less than other writes, so that
+#: unpinning and gc still work on a disk the reserve already stopped adds on.
+_DELETE_RESERVE = 256 << 10
 
 #: Scan page bounds: enough keys to amortise opening an iterator, few enough bytes
 #: (block values are up to a few MiB) to keep a page's memory small.

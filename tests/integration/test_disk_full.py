@@ -65,7 +65,9 @@ def test_an_add_on_a_full_disk_fails_clearly_and_the_node_keeps_serving(small_di
         add = p2pd(d, "add", "-q", str(tmp_path / "kept.bin"))
         assert add.returncode == 0, add.stderr
         kept_cid = add.stdout.decode().strip()
-        filler = fill(small_disk, leave=5 << 20)
+        (tmp_path / "spare.bin").write_bytes(os.urandom(2_000_000))
+        spare = p2pd(d, "add", "-q", str(tmp_path / "spare.bin")).stdout.decode().strip()
+        filler = fill(small_disk, leave=1 << 20)  # below the 2 MiB reserve
 
         add = p2pd(d, "add", "-q", str(tmp_path / "big.bin"))
         assert add.returncode == 1
@@ -80,7 +82,11 @@ def test_an_add_on_a_full_disk_fails_clearly_and_the_node_keeps_serving(small_di
         report = json.loads(verify.stdout)
         assert report["blocks_bad"] == 0 and report["pins_incomplete"] == [], report
         pins = p2pd(d, "pin", "ls").stdout.decode()
-        assert kept_cid in pins and len(pins.split()) <= 3, pins  # no pin of the failed add
+        assert kept_cid in pins and spare in pins and len(pins.split()) <= 6, pins
+        # the way out the error names works on the full disk: unpin, gc
+        assert p2pd(d, "pin", "rm", spare).returncode == 0
+        gc = p2pd(d, "repo", "gc", "--json")
+        assert gc.returncode == 0 and json.loads(gc.stdout)["Removed"] > 0, gc.stderr
 
         filler.unlink()  # space is back: the same add works
         add = p2pd(d, "add", "-q", str(tmp_path / "big.bin"))
