@@ -249,15 +249,7 @@ class Gateway:
             headers.append(("Content-Range", content_range(first, last, size)))
         miss = trio.Event() if span is None else None  # a whole file: prefetch on a miss
         body = self._range(cid, block, first, last + 1, miss)
-        head_chunk = b""
-        if size:
-            try:  # the first bytes: a missing block is a 504 before the head, and a sniff
-                head_chunk = await body.__anext__()
-            except StopAsyncIteration:
-                head_chunk = b""
-            except BaseException:
-                await body.aclose()
-                raise
+        head_chunk = await _first_chunk(body) if size else b""
         name = gp.segments[-1] if gp.segments else wanted_name
         headers.append(("Content-Type", content_type(name, head_chunk if first == 0 else b"")))
         return Response(status, headers, _prepend(head_chunk, body), length=last + 1 - first,
@@ -270,13 +262,7 @@ class Gateway:
         Content-Range (RFC 9110 14.6); only the blocks holding them are fetched."""
         name = gp.segments[-1] if gp.segments else wanted_name
         first_body = self._range(cid, block, *_stop(spans[0]))
-        try:  # as for one range: a missing block is a 504 before the head, and a sniff
-            head_chunk = await first_body.__anext__()
-        except StopAsyncIteration:
-            head_chunk = b""
-        except BaseException:
-            await first_body.aclose()
-            raise
+        head_chunk = await _first_chunk(first_body)
         kind = content_type(name, head_chunk if spans[0][0] == 0 else b"")
         boundary = f"p2pd-{cid}"[:70]
         heads, tail, length = multipart_parts(spans, size, kind, boundary)
@@ -442,6 +428,18 @@ def _safe_filename(name: str) -> str:
     """A name for Content-Disposition: printable ASCII, no quotes or path separators."""
     cleaned = "".join(c if 32 <= ord(c) < 127 and c not in '"\\/;' else "_" for c in name)
     return cleaned[:200] or "download"
+
+
+async def _first_chunk(body: AsyncIterator[bytes]) -> bytes:
+    """The body's first bytes, read before the head is sent: a missing block is then a
+    504 rather than a cut-off body, and the bytes can be sniffed for a Content-Type."""
+    try:
+        return await body.__anext__()
+    except StopAsyncIteration:
+        return b""
+    except BaseException:
+        await body.aclose()
+        raise
 
 
 def _stop(span: tuple[int, int]) -> tuple[int, int]:
