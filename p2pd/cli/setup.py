@@ -78,6 +78,17 @@ def _init(args) -> int:
     key, created = load_or_create_identity(identity_path(home))
     secure_path(identity_path(home), 0o600, "identity key file")
     peer = b58encode(peer_id_from_public_key(to_key_pair(key).public_key.serialize()))
+    problem = None
+    if not wrote:  # a config.toml kept as it was is checked as the daemon will check it
+        from ..config import resolve_file
+
+        try:
+            resolve_file({}, config_path(home))
+        except ConfigError as exc:
+            problem = str(exc)
+    if problem:
+        print(f"p2pd: the daemon will not start until this is fixed:\n{problem}",
+              file=sys.stderr)
     if args.json:
         print(json.dumps({"Home": str(home), "Config": str(config_path(home)),
                           "ConfigWritten": wrote, "KeyCreated": created, "PeerID": peer}))

@@ -82,6 +82,18 @@ def test_init_config_daemon_ls_and_shutdown(short_home, tmp_path):  # noqa: F811
         restarted.stop()
 
 
+def test_init_over_a_broken_config_keeps_it_and_says_what_is_wrong(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text("[swarm]\nquick = true\n")
+    out = p2pd(home, "init")
+    assert "config.toml: kept as it was" in out.stdout
+    assert out.stderr == ("p2pd: the daemon will not start until this is fixed:\n"
+                          f"{home}/config.toml:2: unknown key swarm.quick (did you mean "
+                          "quic?)\n")
+    assert (home / "config.toml").read_text() == "[swarm]\nquick = true\n"
+
+
 def test_shutdown_and_ls_without_a_daemon_say_so(tmp_path):
     for args in (("shutdown",), ("ls", "bafkqaaa")):
         out = p2pd(tmp_path / "home", *args, check=False)
