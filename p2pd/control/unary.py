@@ -389,15 +389,13 @@ async def read_frame(stream, max_size: int) -> bytes | None:
 
 
 async def _answer(stream, call_id: bytes, result: pb.CallUnaryResponse) -> None:
-    try:
-        await stream.write(
+    try:  # the answer and our close in one frame
+        await stream.write_and_close(
             encode_message(pb.PersistentConnectionRequest(callId=call_id, unaryResponse=result))
         )
     except Exception as exc:
         log.debug("unary answer not delivered: %r", exc)
         await _end_stream(stream, reset=True)
-        return
-    await _end_stream(stream, reset=False)
 
 
 async def _end_stream(stream, *, reset: bool) -> None:

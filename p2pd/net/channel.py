@@ -89,13 +89,16 @@ async def negotiate_in(io, supported, available: Callable[[], list[str]] | None 
 
 
 async def negotiate_in_lazily(io, supported,
-                              available: Callable[[], list[str]] | None = None
-                              ) -> tuple[str, bytes]:
+                              available: Callable[[], list[str]] | None = None, *,
+                              hold: bool = False) -> tuple[str, bytes]:
     """As :func:`negotiate_in`, but when the dialer sent data right behind its accepted
     proposal (a lazy dialer, which does not wait for our answer), our header and echo are
-    not written here: they are returned, to go out with the handler's first write. Anything
-    else (a dialer waiting for our header, or for an answer after ``na``) is answered at once,
-    so no dialer is kept waiting."""
+    not written here: they are returned, to go out with the handler's first write. With
+    ``hold`` the echo of an accepted proposal is returned whatever the dialer sent: the
+    caller sends it with the handler's first write, or before the handler first waits to
+    read (a dialer waiting for it then gets it at once). Anything else (our header while
+    the dialer is still proposing, ``na``) is answered at once, so no dialer is kept
+    waiting on a proposal."""
     listener = Listener(supported, available)
     pending = listener.start()
     while not listener.done:
@@ -103,7 +106,9 @@ async def negotiate_in_lazily(io, supported,
         if not data:
             raise MultistreamError("the peer closed the stream during negotiation")
         pending += listener.receive(data)
-        if not (listener.done and listener.leftover) and pending:
+        if listener.done and (hold or listener.leftover):
+            break
+        if pending:
             await io.write(pending)
             pending = b""
     if listener.leftover:

@@ -66,6 +66,10 @@ class MuxStream:
     async def _after_read(self, n: int) -> None:
         """``n`` bytes were read from the buffer."""
 
+    async def _before_wait(self) -> None:
+        """A reader is about to wait for the peer (Yamux: a SYN or ACK not yet sent goes
+        out now, so no peer waits on a frame we hold back for our first write)."""
+
     def _release(self) -> None:
         """The stream is gone: give back what it reserved from the memory budget."""
 
@@ -82,6 +86,10 @@ class MuxStream:
     @property
     def closed(self) -> bool:
         return self.reset_received or (self.recv_closed and self.send_closed)
+
+    def has_data(self) -> bool:
+        """A read would return at once (data, the peer's close, or a reset)."""
+        return bool(self._buffer.size) or self.recv_closed or self.reset_received
 
     def _check_writable(self) -> None:
         if self.reset_received:
@@ -123,6 +131,9 @@ class MuxStream:
                 raise MuxedStreamEOF("stream closed by the peer")
             if self.reset_received:
                 raise MuxedStreamReset(self._reset_reason)
+            await self._before_wait()
+            if self._buffer.size or self.recv_closed or self.reset_received:
+                continue
             self._readable = trio.Event()
             await self._readable.wait()
         data = self._buffer.take(n)
@@ -144,12 +155,20 @@ class MuxStream:
         if self.recv_closed:
             self.muxed_conn._forget(self)
 
+    async def write_and_close(self, data: bytes) -> None:
+        """``write(data)`` then ``close()`` (a muxer that can: in the same frame)."""
+        await self.write(data)
+        await self.close()
+
     async def reset(self) -> None:
         if self.reset_received or (self.send_closed and self.recv_closed):
             return
         self._on_reset("stream was reset locally")
+        frame = self._rst_frame()
+        if not frame:  # the peer never heard of the stream: nothing to tell it
+            return
         try:
-            await self.muxed_conn._send(self._rst_frame())
+            await self.muxed_conn._send(frame)
         except MuxedConnUnavailable:
             pass
 

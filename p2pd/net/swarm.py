@@ -266,7 +266,7 @@ class Stream:
     """A negotiated stream: ``read()`` gives what arrived (``b""`` at the peer's end),
     ``write``, ``close`` (half-close), ``reset``."""
 
-    __slots__ = ("conn", "_mux", "protocol", "_early", "_lazy", "_lazy_out")
+    __slots__ = ("conn", "_mux", "protocol", "_early", "_lazy", "_lazy_out", "_flushing")
 
     def __init__(self, conn: Connection, mux, protocol: str | None = None) -> None:
         self.conn = conn
@@ -277,15 +277,25 @@ class Stream:
         #: and proposal go out with the first write, the answer is checked on first read
         self._lazy: ms.Dialer | None = None
         self._lazy_out = b""
+        #: set while a reader sends the held negotiation bytes: a writer in another task
+        #: waits for them, so they stay first on the stream
+        self._flushing: trio.Event | None = None
 
     async def _send_pending(self) -> None:
         out, self._lazy_out = self._lazy_out, b""
+        done = self._flushing = trio.Event()
         try:
-            await self._mux.write(out)
+            # shielded: a reader cancelled here (one watching for the peer going away while
+            # another task answers) must not lose the bytes that go first on the stream
+            with trio.CancelScope(shield=True):
+                await self._mux.write(out)
         except Exception as exc:
             if isinstance(exc, trio.Cancelled):
                 raise
             raise StreamReset(str(exc) or "stream reset") from None
+        finally:
+            self._flushing = None
+            done.set()
 
     async def _finish_lazy(self) -> None:
         """Read the listener's answer to a lazy proposal; what follows it is kept."""
@@ -326,6 +336,10 @@ class Stream:
     async def read(self, n: int | None = None) -> bytes:
         if self._lazy is not None:
             await self._finish_lazy()
+        elif self._lazy_out and not self._early:  # our held echo: before we wait for the peer
+            has_data = getattr(self._mux, "has_data", None)
+            if has_data is None or not has_data():
+                await self._send_pending()
         if self._early:
             if n is None or n < 0 or n >= len(self._early):
                 data, self._early = self._early, b""
@@ -350,6 +364,8 @@ class Stream:
         return data
 
     async def write(self, data: bytes) -> None:
+        if self._flushing is not None:
+            await self._flushing.wait()
         traffic = self.conn.traffic
         if traffic is not None and self.protocol is not None:
             traffic.bytes_out[self.protocol] = traffic.bytes_out.get(self.protocol, 0) + len(data)
@@ -362,8 +378,31 @@ class Stream:
                 raise
             raise StreamReset(str(exc) or "stream reset") from None
 
+    async def write_and_close(self, data: bytes) -> None:
+        """``write(data)`` and ``close()``; on Yamux the data and the FIN share a frame."""
+        if self._flushing is not None:
+            await self._flushing.wait()
+        both = getattr(self._mux, "write_and_close", None)
+        if both is None:
+            await self.write(data)
+            await self.close()
+            return
+        traffic = self.conn.traffic
+        if traffic is not None and self.protocol is not None:
+            traffic.bytes_out[self.protocol] = traffic.bytes_out.get(self.protocol, 0) + len(data)
+        if self._lazy_out:
+            data, self._lazy_out = self._lazy_out + bytes(data), b""
+        try:
+            await both(data)
+        except Exception as exc:
+            if isinstance(exc, trio.Cancelled):
+                raise
+            raise StreamReset(str(exc) or "stream reset") from None
+
     async def close(self) -> None:
         """Half-close: the peer reads its end after what we wrote; we may still read."""
+        if self._flushing is not None:
+            await self._flushing.wait()
         if self._lazy_out:  # nothing written: the proposal still goes first
             await self._send_pending()
         await self._mux.close()
@@ -1134,9 +1173,12 @@ class Swarm:
         handlers = self.handlers
         try:
             with trio.fail_after(self.options.negotiate_timeout):
-                proto, answer = await negotiate_in_lazily(stream, handlers.__contains__,
-                                                          lambda: list(handlers))
-            stream._lazy_out = answer  # a lazy dialer's answer goes with our first write
+                proto, answer = await negotiate_in_lazily(
+                    stream, handlers.__contains__, lambda: list(handlers),
+                    hold=isinstance(mux, MuxStream))
+            # our echo goes with the handler's first write (one frame with its answer), or
+            # before the handler first waits to read
+            stream._lazy_out = answer
             scope.set_protocol(proto)
         except Exception as exc:  # too slow, not multistream, reset, over a limit: that one
             log.debug("inbound stream from %s: %r", conn.peer.hex()[:16], exc)
@@ -1187,8 +1229,7 @@ class Swarm:
         )
 
     async def _serve_identify(self, stream: Stream) -> None:
-        await stream.write(self._identify_message(stream.conn).framed())
-        await stream.close()
+        await stream.write_and_close(self._identify_message(stream.conn).framed())
 
     async def _read_identify(self, stream: Stream) -> idproto.Identify:
         decoder = FrameDecoder(idproto.MAX_MESSAGE)

@@ -86,6 +86,23 @@ class YamuxStream(MuxStream):
         self._send_window = INITIAL_WINDOW
         self._writable = trio.Event()
         self._reserved = 0  # bytes of the connection's memory budget this window holds
+        #: SYN (a stream we opened) or ACK (one we accepted) not sent yet: it goes with the
+        #: stream's first frame, as go-yamux does, so a request is one write (SYN with the
+        #: data, FIN) and its answer another (ACK with the data, FIN); a reader about to
+        #: wait sends it at once
+        self._flags = 0
+
+    def _take_flags(self) -> int:
+        flags, self._flags = self._flags, 0
+        return flags
+
+    async def _before_wait(self) -> None:
+        if self._flags and not self.reset_received:
+            try:
+                await self.muxed_conn._send(
+                    header(TYPE_WINDOW_UPDATE, self._take_flags(), self.stream_id, 0))
+            except MuxedConnUnavailable:
+                pass
 
     def _release(self) -> None:
         if self._reserved:
@@ -93,9 +110,11 @@ class YamuxStream(MuxStream):
             self._reserved = 0
 
     def _fin_frame(self) -> bytes:
-        return header(TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)
+        return header(TYPE_WINDOW_UPDATE, FLAG_FIN | self._take_flags(), self.stream_id, 0)
 
     def _rst_frame(self) -> bytes:
+        if self._take_flags() & FLAG_SYN:  # never opened on the wire
+            return b""
         return header(TYPE_WINDOW_UPDATE, FLAG_RST, self.stream_id, 0)
 
     def _wake(self) -> None:
@@ -148,17 +167,35 @@ class YamuxStream(MuxStream):
         self._consumed = 0
         self._recv_window += delta
         try:
-            await self.muxed_conn._send(header(TYPE_WINDOW_UPDATE, 0, self.stream_id, delta))
+            await self.muxed_conn._send(
+                header(TYPE_WINDOW_UPDATE, self._take_flags(), self.stream_id, delta))
         except MuxedConnUnavailable:
             pass
 
     # -- writing -------------------------------------------------------------------------
     async def write(self, data: bytes) -> None:
+        await self._write(data, False)
+
+    async def write_and_close(self, data: bytes) -> None:
+        """The data and our FIN in one write to the connection."""
+        await self._write(data, True)
+        if self.recv_closed:
+            self.muxed_conn._forget(self)
+
+    async def _write(self, data: bytes, fin: bool) -> None:
         self._check_writable()
         view = memoryview(data).cast("B")
         total = len(view)
         sent = 0
         async with self._write_lock:
+            if fin and not total:
+                self._check_writable()
+                self.send_closed = True
+                try:
+                    await self.muxed_conn._send(self._fin_frame())
+                except MuxedConnUnavailable:
+                    pass
+                return
             while sent < total:
                 self._check_writable()
                 while self._send_window <= 0:
@@ -169,10 +206,17 @@ class YamuxStream(MuxStream):
                 self._send_window -= n
                 parts = []
                 end = sent + n
+                flags = self._take_flags()
                 for start in range(sent, end, MAX_FRAME):
                     stop = min(start + MAX_FRAME, end)
-                    parts.append(pack_header(0, TYPE_DATA, 0, self.stream_id, stop - start))
+                    parts.append(pack_header(0, TYPE_DATA, flags, self.stream_id, stop - start))
                     parts.append(view[start:stop])
+                    flags = 0
+                if fin and end == total:
+                    # a FIN frame of its own, in the same write: js-libp2p's yamux handles a
+                    # frame's FIN before its data, so data sent with FIN would be lost there
+                    self.send_closed = True
+                    parts.append(self._fin_frame())
                 await self._send_data(b"".join(parts))
                 sent = end
 
@@ -212,12 +256,9 @@ class YamuxConnection(MuxSession):
         self._next_id = sid + 2
         stream = YamuxStream(self, sid, True)
         stream._reserved = INITIAL_WINDOW if self.memory is not None else 0
+        stream._flags = FLAG_SYN  # with the stream's first frame
         self.streams[sid] = stream
-        try:
-            await self._send(header(TYPE_WINDOW_UPDATE, FLAG_SYN, sid, 0))
-        except MuxedConnUnavailable as exc:
-            self._forget(stream)
-            raise MuxedStreamError(f"could not open a stream: {exc}") from None
+        await trio.lowlevel.checkpoint()
         return stream
 
     async def close(self, error_code: int = GO_AWAY_NORMAL) -> None:
@@ -338,7 +379,7 @@ class YamuxConnection(MuxSession):
             self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
             return None
         self.streams[sid] = stream
-        self._send_soon(header(TYPE_WINDOW_UPDATE, FLAG_ACK, sid, 0))
+        stream._flags = FLAG_ACK  # with the stream's first frame, or when our reader waits
         return stream
 
 

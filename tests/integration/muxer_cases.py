@@ -265,12 +265,12 @@ async def test_a_cancelled_writer_leaves_no_half_frame(pair, nursery):
     a, b = pair
     bulk = await a.open_stream()
     other = await a.open_stream()
-    rb = await b.accept_stream()
-    ro = await b.accept_stream()
     with trio.move_on_after(0.05):
         await bulk.write(bytes(64 << 20))  # blocks on the window; cancelled meanwhile
     await other.write(b"after the cancel")
     await other.close()
+    rb = await b.accept_stream()  # a Yamux stream reaches the peer with its first frame
+    ro = await b.accept_stream()
     assert await read_all(ro) == b"after the cancel"
     got = 0
     with trio.move_on_after(0.5):
@@ -326,8 +326,40 @@ async def test_inbound_streams_are_acked_and_carry_data_sent_with_the_syn(ours_a
     ours, peer = ours_and_peer
     await peer.send(header(TYPE_DATA, FLAG_SYN, 1, 3) + b"abc", header(TYPE_DATA, FLAG_FIN, 1, 0))
     s = await ours.accept_stream()
-    assert (await peer.expect(TYPE_WINDOW_UPDATE, FLAG_ACK))[1:3] == (FLAG_ACK, 1)
     assert await read_all(s) == b"abc"
+    await s.write_and_close(b"answer")  # the ACK goes with our first frame, as go-yamux's
+    frame = await peer.expect(TYPE_DATA, FLAG_ACK)
+    assert frame[1:3] == (FLAG_ACK, 1) and frame[4] == b"answer"
+    # the FIN in a frame of its own (js-libp2p's yamux reads a FIN before the data beside it)
+    assert (await peer.expect(TYPE_WINDOW_UPDATE, FLAG_FIN))[1:3] == (FLAG_FIN, 1)
+
+
+async def test_an_inbound_stream_is_acked_before_our_reader_waits(ours_and_peer):
+    ours, peer = ours_and_peer
+    await peer.send(header(TYPE_DATA, FLAG_SYN, 1, 3) + b"abc")
+    s = await ours.accept_stream()
+    assert await s.read() == b"abc"  # there: no ACK needed yet
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(s.read)  # waits for more: the ACK goes out first
+        assert (await peer.expect(TYPE_WINDOW_UPDATE, FLAG_ACK))[1:3] == (FLAG_ACK, 1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_we_open_reaches_the_peer_with_its_first_frame(ours_and_peer):
+    ours, peer = ours_and_peer
+    s = await ours.open_stream()
+    await s.write_and_close(b"request")  # one write: SYN with the data, then FIN
+    frame = await peer.expect(TYPE_DATA, FLAG_SYN)
+    assert frame[1] == FLAG_SYN and frame[4] == b"request"
+    assert (await peer.expect(TYPE_WINDOW_UPDATE, FLAG_FIN))[2] == s.stream_id
+    quiet = await ours.open_stream()
+    await quiet.reset()  # never on the wire: nothing to reset at the peer
+    reader = await ours.open_stream()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader.read)  # a reader first: its SYN goes before it waits
+        assert (await peer.expect(TYPE_WINDOW_UPDATE, FLAG_SYN))[2] == reader.stream_id
+        nursery.cancel_scope.cancel()
+    assert not [f for f in peer.frames if f[2] == quiet.stream_id]
 
 
 @pytest.mark.parametrize("frames, reason", [
