@@ -5,8 +5,11 @@ Both are started with the same go-daemon flags (``-listen /unix/... -hostAddrs
 control socket. Measured: start-up (process start to the ``Peer Addrs`` line with the
 control socket accepting), idle RSS, RSS holding 100 inbound connections, IDENTIFY round
 trips per second from one client, DISCONNECT+CONNECT cycles per second between two
-daemons of a kind. The go binary comes from the hivemind wheel on PyPI
-(tests/harness/godaemon.py).
+daemons of a kind, and a 256 MiB stream through the control sockets (client -> daemon ->
+daemon -> client: the receiving daemon's stream handler is a Unix socket that counts what
+arrives, the sender writes into its STREAM_OPEN socket; driven by
+tests/harness/gocontrol.py, because the fork drops streams opened through p2pclient 0.3).
+The go binary comes from the hivemind wheel on PyPI (tests/harness/godaemon.py).
 """
 
 from __future__ import annotations
@@ -134,6 +137,42 @@ def _tcp_addr(d: Launched) -> str:
     return trio.run(main)
 
 
+SINK = "/bench/sink/1.0.0"
+
+
+def _control_stream_rates(size: int, repeat: int) -> dict[str, float]:
+    """MiB/s of one ``size`` stream between two daemons of a kind over TCP, through both
+    control sockets; best of ``repeat``, the kinds taking turns."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness.gocontrol import DaemonPeer, GoPeer, send_sized
+
+    tcp = "/ip4/127.0.0.1/tcp/0"
+    peers = []
+    try:
+        pairs = {}
+        for kind in ("ours", "go"):
+            a, b = ((GoPeer(tcp), GoPeer(tcp)) if kind == "go" else
+                    (DaemonPeer([sys.executable, "-m", "p2pd"], tcp),
+                     DaemonPeer([sys.executable, "-m", "p2pd"], tcp)))
+            peers += [a, b]
+            b.handle(SINK, "sink")
+            a.connect(b.peer, b.addrs)
+            pairs[kind] = (a, b)
+        best = dict.fromkeys(pairs, 0.0)
+        for _ in range(repeat + 1):  # the first round warms up
+            for kind, (a, b) in pairs.items():
+                t0 = time.perf_counter()
+                got = send_sized(a.open_stream(b.peer, SINK), size)
+                dt = time.perf_counter() - t0
+                if got != size:
+                    raise RuntimeError(f"{kind}: the sink counted {got} of {size} bytes")
+                best[kind] = max(best[kind], size / dt / 2**20)
+        return best
+    finally:
+        for peer in peers:
+            peer.stop()
+
+
 def run(quick: bool) -> Iterable[dict]:
     rounds = 3 if quick else 7
     seconds = 1.0 if quick else 3.0
@@ -157,6 +196,8 @@ def run(quick: bool) -> Iterable[dict]:
         finally:
             a.stop()
             b.stop()
+    size = (32 if quick else 256) << 20
+    streams = _control_stream_rates(size, 1 if quick else 3)
     peer = "go-libp2p-daemon (hivemind 1.1.12 fork)"
     o, g = results["ours"], results["go"]
     yield row(BENCH, "start-up to ready, median", statistics.median(o["startup"]), "s", peer,
@@ -169,4 +210,5 @@ def run(quick: bool) -> Iterable[dict]:
               max(g["identify"]))
     yield row(BENCH, "DISCONNECT+CONNECT cycles", o["reconnect"][0], "cycles/s", peer,
               g["reconnect"][0])
-
+    yield row(BENCH, f"{size >> 20} MiB stream through both control sockets", streams["ours"],
+              "MiB/s", peer, streams["go"])
