@@ -95,6 +95,11 @@ inbound_rate = 5.0
 inbound_burst = 20
 # Loopback (127.0.0.0/8, ::1) skips the per-IP, per-subnet and rate limits.
 exempt_loopback = true
+# Caps for a home uplink: bytes per second all streams together may send / read on
+# ("1MiB", "500kB" or bytes; 0: no cap). A capped download slows the peers through
+# their flow control. Counters and rates: `p2pd stats bw`.
+max_upload_rate = 0
+max_download_rate = 0
 
 [perf]
 # Answer the libp2p perf protocol (/perf/1.0.0), up to max_bytes per request. Off by
@@ -249,6 +254,10 @@ class Config:
     max_conns_per_peer: int = 8
     max_streams_per_conn: int = 512
     max_control_clients: int = 256
+    #: ``[limits] max_upload_rate`` / ``max_download_rate``: node-wide caps on the bytes
+    #: streams send / read on, per second (0: none)
+    max_upload_rate: int = 0
+    max_download_rate: int = 0
     #: the resource manager's other limits (``[limits]``; p2pd/net/rcmgr.py)
     limits: Limits = field(default_factory=Limits)
     blockstore_cache_bytes: int = 64 << 20
@@ -595,6 +604,10 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.max_conns_per_peer = _get(doc, "limits", "max_conns_per_peer", int, 8)
         c.max_streams_per_conn = _get(doc, "limits", "max_streams_per_conn", int, 512)
         c.max_control_clients = _get(doc, "limits", "max_control_clients", int, 256)
+        c.max_upload_rate = _parsed("limits.max_upload_rate", parse_size,
+                                    _get(doc, "limits", "max_upload_rate", (str, int), 0))
+        c.max_download_rate = _parsed("limits.max_download_rate", parse_size,
+                                      _get(doc, "limits", "max_download_rate", (str, int), 0))
         c.limits = limits_from_toml(doc.get("limits", {}))
         c.blockstore_cache_bytes = _get(doc, "blockstore", "cache_mib", int, 64) << 20
         c.storage_max = _parsed("datastore.storage_max", parse_size,
@@ -756,6 +769,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
 #: ``[limits]`` keys that are not resource manager fields (the control socket's, and the
 #: two older swarm limits kept as Config fields)
 _OTHER_LIMIT_KEYS = ("max_control_frame", "control_idle_timeout", "max_control_clients",
+                     "max_upload_rate", "max_download_rate",
                      "max_conns_per_peer", "max_streams_per_conn")
 
 

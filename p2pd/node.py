@@ -85,6 +85,14 @@ class Node:
         )
         if config.no_announce:
             self.net.swarm.addresses.filter_out = self._no_announce
+        from .net.bandwidth import BandwidthStats, TokenBucket
+
+        traffic = self.net.swarm.traffic
+        if config.max_upload_rate:
+            traffic.upload = TokenBucket(config.max_upload_rate)
+        if config.max_download_rate:
+            traffic.download = TokenBucket(config.max_download_rate)
+        self.bandwidth = BandwidthStats(traffic)
         self.peer_id = PeerId(self.net.me)
         self._nursery: trio.Nursery | None = None
         self.agent_version = AGENT_VERSION
@@ -292,6 +300,7 @@ class Node:
                     nursery.start_soon(self.relay.keep_reservations, self._relay_candidates,
                                        self._relay_wanted)
                 self.started_at = trio.current_time()
+                nursery.start_soon(self._sample_bandwidth)
                 if self.peerbook is not None:
                     nursery.start_soon(self._save_peers_every, PEERSTORE_SAVE_INTERVAL)
                 if self.repo is not None:
@@ -434,6 +443,21 @@ class Node:
             self.peerbook.save(self.snapshot_peers())
         except P2PDError as exc:
             log.warning("saving the peerstore failed: %s", exc)
+
+    async def _sample_bandwidth(self) -> None:
+        while True:
+            self.bandwidth.sample(trio.current_time())
+            await trio.sleep(1.0)
+
+    def bandwidth_report(self) -> dict:
+        """Bytes and rates in and out: in all, per protocol, per peer (base58 ids; peers
+        past the counters' bound under "other"), and the caps; ``p2pd stats bw``."""
+        from .blocks.multibase import b58encode
+
+        report = self.bandwidth.report()
+        report["Peers"] = {b58encode(p) if p else "other": v
+                           for p, v in sorted(report["Peers"].items())}
+        return report
 
     async def _save_peers_every(self, interval: float) -> None:
         while True:

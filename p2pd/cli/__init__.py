@@ -14,7 +14,7 @@ from ..errors import P2PDError
 #: Command groups: each module has ``COMMANDS``, ``add_parsers(sub)`` and ``run(args)``.
 GROUPS = {
     "add": ("add",),
-    "node": ("id", "peers", "connect", "disconnect", "ping", "status"),
+    "node": ("id", "peers", "connect", "disconnect", "ping", "status", "stats"),
     "dht": ("dht",),
     "blocks": ("cat", "get", "ls", "pin", "repo", "block"),
     "pubsub": ("pubsub",),
@@ -32,6 +32,7 @@ usage:
   p2pd cat CID | get CID -o PATH | ls CID                    fetch over Bitswap, list a directory
   p2pd pin add|rm|ls | repo gc|stat | block get|put|stat     blocks and pins
   p2pd id|peers|status         the running daemon's identity, peers, status (--json for scripts)
+  p2pd stats bw [--proto P] [--peer ID]                      bytes and rates in and out
   p2pd connect MULTIADDR/p2p/ID | disconnect ID | ping ID    act through the running daemon
   p2pd dht findpeer|findprovs|get|put|provide ...            the running daemon's DHT
   p2pd pubsub sub|pub|peers|topics ...                       pubsub (daemon started with -pubsub)

@@ -206,6 +206,12 @@ class ControlClient:
             os.close(fd)  # drops our shared lock too
         return True
 
+    def bandwidth(self) -> dict:
+        """BANDWIDTH (p2pd extension): totals and rates, per protocol and per peer."""
+        import json
+
+        return json.loads(self.request(pb.Request(type=pb.Request.BANDWIDTH)).bandwidth)
+
     def list_peers(self) -> list[pb.PeerInfo]:
         return list(self.request(pb.Request(type=pb.Request.LIST_PEERS)).peers)
 

@@ -15,7 +15,7 @@ from ..blocks.multibase import b58decode, b58encode
 from ..errors import P2PDError
 from .client import ControlClient
 
-COMMANDS = ("id", "peers", "connect", "disconnect", "ping", "status")
+COMMANDS = ("id", "peers", "connect", "disconnect", "ping", "status", "stats")
 
 
 def add_parsers(sub) -> None:
@@ -42,6 +42,12 @@ def add_parsers(sub) -> None:
     p.add_argument("peer", help="peer id (or MULTIADDR ending in /p2p/ID: connects first)")
     p.add_argument("-n", "--count", type=int, default=3, help="number of pings (default 3)")
     common(sub.add_parser("status", help="is a daemon running? id, addresses, peer count"))
+    stats = sub.add_parser("stats", help="stats bw: bytes and rates in and out")
+    stats_sub = stats.add_subparsers(dest="stats_command", required=True)
+    p = common(stats_sub.add_parser("bw", help="bytes and rates in and out: in all, of one "
+                                               "protocol or of one peer"))
+    p.add_argument("--proto", default=None, help="only this protocol, e.g. /ipfs/bitswap/1.2.0")
+    p.add_argument("--peer", default=None, help="only this peer (peer id)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,6 +234,48 @@ def _cmd_status(client: ControlClient, args) -> int:
     return _emit(args, data, text)
 
 
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def _cmd_stats_bw(client: ControlClient, args) -> int:
+    """``p2pd stats bw``: kubo's fields (TotalIn, TotalOut, RateIn, RateOut), for all
+    traffic, one protocol (``--proto``) or one peer (``--peer``)."""
+    report = client.bandwidth()
+    keys = ("TotalIn", "TotalOut", "RateIn", "RateOut")
+    if args.proto and args.peer:
+        raise P2PDError("give --proto or --peer, not both (counters are per protocol and "
+                        "per peer, not per pair)")
+    if args.proto:
+        entry = report["Protocols"].get(args.proto, dict.fromkeys(keys, 0))
+    elif args.peer:
+        _peer_bytes(args.peer)  # a typo is said as such
+        entry = report["Peers"].get(args.peer, dict.fromkeys(keys, 0))
+    else:
+        entry = report
+    out = {k: entry[k] for k in keys}
+    if args.json:
+        if not (args.proto or args.peer):
+            out.update(Protocols=report["Protocols"], Peers=report["Peers"],
+                       Caps=report["Caps"])
+        return _emit(args, out, "")
+    what = args.proto or args.peer or "all traffic"
+    lines = [f"Bandwidth ({what})",
+             f"TotalIn:  {_size(out['TotalIn'])}", f"TotalOut: {_size(out['TotalOut'])}",
+             f"RateIn:   {_size(out['RateIn'])}/s", f"RateOut:  {_size(out['RateOut'])}/s"]
+    caps = report["Caps"]
+    if not (args.proto or args.peer) and (caps["Upload"] or caps["Download"]):
+        lines.append("Caps:     " + ", ".join(
+            f"{name} {_size(caps[key])}/s" for name, key in (("up", "Upload"),
+                                                            ("down", "Download"))
+            if caps[key]))
+    return _emit(args, out, "\n".join(lines))
+
+
 _HANDLERS = {
     "id": _cmd_id,
     "peers": _cmd_peers,
@@ -235,4 +283,5 @@ _HANDLERS = {
     "disconnect": _cmd_disconnect,
     "ping": _cmd_ping,
     "status": _cmd_status,
+    "stats": lambda client, args: _cmd_stats_bw(client, args),
 }

@@ -151,6 +151,7 @@ class ControlServer:
             pb.Request.PUBSUB: self._pubsub,
             pb.Request.STATUS: self._status,
             pb.Request.SHUTDOWN: self._shutdown_refused,  # answered above when it can be
+            pb.Request.BANDWIDTH: self._bandwidth,
         }
 
     async def serve(
@@ -294,6 +295,11 @@ class ControlServer:
 
     async def _shutdown_refused(self, request: pb.Request) -> pb.Response:
         raise NodeError("this control server cannot stop its daemon")
+
+    async def _bandwidth(self, request: pb.Request) -> pb.Response:
+        import json
+
+        return ok_response(bandwidth=json.dumps(self.node.bandwidth_report()))
 
     async def _status(self, request: pb.Request) -> pb.Response:
         import json

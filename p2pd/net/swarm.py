@@ -49,6 +49,7 @@ from ..varint import decode_uvarint, encode_uvarint
 from . import identify as idproto
 from . import multistream as ms
 from .addrs import AddressManager
+from .bandwidth import TokenBucket
 from .channel import (
     ByteStream,
     SecureChannel,
@@ -246,20 +247,45 @@ def strip_p2p(addr: bytes) -> bytes:
 
 
 class Traffic:
-    """Bytes and streams per negotiated protocol, counted as they pass: plain ints in
-    dicts (a few per read or write), read as they are by the metrics collector."""
+    """Bytes and streams per negotiated protocol and bytes per peer, counted as they
+    pass: plain ints in dicts (a few per read or write), read as they are by the metrics
+    collector and ``p2pd stats bw``. ``upload``/``download``: the node-wide caps
+    (``[limits] max_upload_rate``/``max_download_rate``; p2pd/net/bandwidth.py)."""
 
-    __slots__ = ("bytes_in", "bytes_out", "streams")
+    __slots__ = ("bytes_in", "bytes_out", "streams", "peer_in", "peer_out", "upload",
+                 "download", "max_peers")
 
-    def __init__(self) -> None:
+    def __init__(self, max_peers: int = 4096) -> None:
+        #: peers counted apart; past this the longest-known one is folded into ``b""``
+        #: (a flood of new peer ids costs a bounded table)
+        self.max_peers = max_peers
         self.bytes_in: dict[str, int] = {}
         self.bytes_out: dict[str, int] = {}
         #: ``(protocol, "inbound"|"outbound")`` -> streams negotiated
         self.streams: dict[tuple[str, str], int] = {}
+        self.peer_in: dict[bytes, int] = {}
+        self.peer_out: dict[bytes, int] = {}
+        self.upload: TokenBucket | None = None
+        self.download: TokenBucket | None = None
 
     def opened(self, protocol: str, direction: str) -> None:
         key = (protocol, direction)
         self.streams[key] = self.streams.get(key, 0) + 1
+
+    def count(self, protocol: str, peer: bytes, n: int, inbound: bool) -> None:
+        by_proto, by_peer = ((self.bytes_in, self.peer_in) if inbound
+                             else (self.bytes_out, self.peer_out))
+        by_proto[protocol] = by_proto.get(protocol, 0) + n
+        if peer not in by_peer and len(self.peer_in) + len(self.peer_out) > 2 * self.max_peers:
+            self._fold_oldest_peer()
+        by_peer[peer] = by_peer.get(peer, 0) + n
+
+    def _fold_oldest_peer(self) -> None:
+        for table in (self.peer_in, self.peer_out):
+            for old in table:
+                if old != b"":
+                    table[b""] = table.get(b"", 0) + table.pop(old)
+                    break
 
 
 class Stream:
@@ -345,7 +371,7 @@ class Stream:
                 data, self._early = self._early, b""
             else:
                 data, self._early = self._early[:n], self._early[n:]
-            return self._counted(data)
+            return await self._counted(data)
         try:
             data = await self._mux.read(-1 if n is None else n)
         except EOFError:
@@ -354,21 +380,43 @@ class Stream:
             if isinstance(exc, MuxedStreamReset) or self._mux.reset_received:
                 raise StreamReset(str(exc) or "stream reset") from None
             raise
-        return self._counted(data)
+        return await self._counted(data)
 
-    def _counted(self, data: bytes) -> bytes:
-        """``data`` read, added to the protocol's inbound bytes (once it is negotiated)."""
+    async def _counted(self, data: bytes) -> bytes:
+        """``data`` read, added to the protocol's and the peer's inbound bytes (once it
+        is negotiated), after the download cap's wait if there is one: not reading on
+        meanwhile leaves the muxer's window to slow the sender."""
         traffic = self.conn.traffic
         if traffic is not None and self.protocol is not None:
-            traffic.bytes_in[self.protocol] = traffic.bytes_in.get(self.protocol, 0) + len(data)
+            traffic.count(self.protocol, self.conn.peer, len(data), True)
+            if traffic.download is not None and data:
+                delay = traffic.download.take(len(data), trio.current_time())
+                if delay > 0:
+                    await trio.sleep(delay)
         return data
+
+    async def _counted_out(self, traffic: Traffic, n: int) -> None:
+        """``n`` bytes about to be written, added to the protocol's and the peer's
+        outbound bytes, after the upload cap's wait if there is one."""
+        traffic.count(self.protocol, self.conn.peer, n, False)
+        if traffic.upload is not None:
+            delay = traffic.upload.take(n, trio.current_time())
+            if delay > 0:
+                await trio.sleep(delay)
 
     async def write(self, data: bytes) -> None:
         if self._flushing is not None:
             await self._flushing.wait()
         traffic = self.conn.traffic
         if traffic is not None and self.protocol is not None:
-            traffic.bytes_out[self.protocol] = traffic.bytes_out.get(self.protocol, 0) + len(data)
+            cap = traffic.upload
+            if cap is not None and len(data) > cap.burst:  # in pieces the cap lets through
+                view = memoryview(data)
+                step = int(cap.burst)
+                for i in range(0, len(view), step):
+                    await self.write(bytes(view[i:i + step]))
+                return
+            await self._counted_out(traffic, len(data))
         if self._lazy_out:
             data, self._lazy_out = self._lazy_out + bytes(data), b""
         try:
@@ -383,13 +431,14 @@ class Stream:
         if self._flushing is not None:
             await self._flushing.wait()
         both = getattr(self._mux, "write_and_close", None)
-        if both is None:
+        traffic = self.conn.traffic
+        cap = traffic.upload if traffic is not None else None
+        if both is None or (cap is not None and len(data) > cap.burst):
             await self.write(data)
             await self.close()
             return
-        traffic = self.conn.traffic
         if traffic is not None and self.protocol is not None:
-            traffic.bytes_out[self.protocol] = traffic.bytes_out.get(self.protocol, 0) + len(data)
+            await self._counted_out(traffic, len(data))
         if self._lazy_out:
             data, self._lazy_out = self._lazy_out + bytes(data), b""
         try:
