@@ -41,6 +41,9 @@ def encode_message(message) -> bytes:
     return encode_frame(message.SerializeToString())
 
 
+_REQUEST_TYPES = frozenset(pb.Request.Type.values())
+
+
 def decode_request(frame: bytes) -> pb.Request:
     """Parse a Request; refuse bytes that are not one or that name no known type."""
     request = pb.Request()
@@ -50,7 +53,7 @@ def decode_request(frame: bytes) -> pb.Request:
         raise ControlProtocolError(f"request is not a valid protobuf Request: {exc}") from None
     if not request.HasField("type"):
         raise ControlProtocolError("request has no type")
-    if request.type not in pb.Request.Type.values():
+    if request.type not in _REQUEST_TYPES:
         raise ControlProtocolError(f"unknown request type {request.type}")
     return request
 

@@ -207,6 +207,8 @@ class AddressManager:
         #: called when what we announce changes (confirmed, relay addresses): the swarm
         #: tells connected peers with an identify push
         self.on_change: list[Callable[[], None]] = []
+        #: local()'s answer and what it was made from (it is asked at every IDENTIFY)
+        self._local_memo: tuple[tuple, list[bytes]] | None = None
 
     def _changed(self) -> None:
         for callback in list(self.on_change):
@@ -239,7 +241,15 @@ class AddressManager:
     def local(self) -> list[bytes]:
         """Everything, for the user on this machine (control IDENTIFY, ready lines, ``p2pd
         id``): the expanded addresses, then the confirmed external and relay ones."""
-        return self._filtered([*self.expanded(), *self.confirmed, *self.relay])
+        self.interfaces()  # refreshed when due: a new list makes a new key
+        key = (tuple(self.listen), tuple(self.announce or ()), self.announce is None,
+               tuple(self.confirmed), tuple(self.relay), id(self._iface_cache),
+               self.filter_out)
+        memo = self._local_memo
+        if memo is None or memo[0] != key:
+            memo = self._local_memo = (
+                key, self._filtered([*self.expanded(), *self.confirmed, *self.relay]))
+        return list(memo[1])
 
     def for_peer(self, remote_addr: bytes | None) -> list[bytes]:
         """What a peer at ``remote_addr`` (the connection's remote multiaddr) may dial.

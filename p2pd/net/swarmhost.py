@@ -92,6 +92,7 @@ class SwarmHost:
         self.protected: set[bytes] = set()
         self.last_seen: dict[bytes, float] = {}
         self.swarm.listeners.append(self)
+        self._order_memo: tuple[tuple, list[bytes]] | None = None
         self._listen = [_swarm_addr(a) for a in options.listen_addrs]
         if options.quic:
             # aioquic and its TLS cost ~55 ms to import: a node that neither listens on nor
@@ -141,8 +142,12 @@ class SwarmHost:
     def own_addrs(self, remote_addr: bytes | None = None) -> list[bytes]:
         addrs = self.swarm.addresses
         found = addrs.local() if remote_addr is None else addrs.for_peer(remote_addr)
-        found.sort(key=_addr_order)  # TCP before WS before QUIC
-        return found
+        key = tuple(found)
+        memo = self._order_memo
+        if memo is None or memo[0] != key:  # the same addresses: the same order
+            found.sort(key=_addr_order)  # TCP before WS before QUIC
+            memo = self._order_memo = (key, found)
+        return list(memo[1])
 
     def connection_info(self) -> list[dict]:
         """Each live connection: peer, remote address, direction, transport, security,

@@ -171,3 +171,26 @@ def test_announce_changes_are_reported_once_each():
     m.unconfirm(b("/ip4/203.0.113.7/tcp/4001"))
     m.unconfirm(b("/ip4/203.0.113.7/tcp/4001"))
     assert len(calls) == 3
+
+
+def test_local_is_asked_at_every_identify_and_follows_every_change():
+    """local() is remembered between changes (IDENTIFY asks it each time); a new listen,
+    confirmed or relay address, a new interface list and a caller's edit of the answer all
+    show at once or change nothing."""
+    ifaces = list(IFACES)
+    clock = Clock()
+    m = AddressManager(interfaces=lambda: ifaces, clock=clock)
+    m.listen = [b("/ip4/0.0.0.0/tcp/4001")]
+    first = m.local()
+    first.append(b("/ip4/9.9.9.9/tcp/1"))  # the caller's copy
+    assert "/ip4/9.9.9.9/tcp/1" not in t(m.local())
+    m.listen.append(b("/ip4/127.0.0.1/tcp/4005"))
+    assert "/ip4/127.0.0.1/tcp/4005" in t(m.local())
+    m.confirmed[b("/ip4/203.0.113.50/tcp/4001")] = "autonat"
+    assert "/ip4/203.0.113.50/tcp/4001" in t(m.local())
+    m.relay.append(b("/ip4/203.0.113.60/tcp/4001"))
+    assert "/ip4/203.0.113.60/tcp/4001" in t(m.local())
+    ifaces.append(ipaddress.ip_interface("203.0.113.99/24"))
+    assert "/ip4/203.0.113.99/tcp/4001" not in t(m.local())  # read at most every 10 s
+    clock.now += 11
+    assert "/ip4/203.0.113.99/tcp/4001" in t(m.local())
