@@ -117,6 +117,9 @@ cache_mib = 64
 # blocks of operations in progress stay), as kubo's Datastore.StorageMax/StorageGCWatermark.
 storage_max = "10GB"
 gc_watermark = 90
+# RocksDB's write buffer (memtable), in MiB: writes collect in memory up to this much
+# before they are flushed to a table file, so RSS grows by up to about this much.
+memtable_mib = 64
 
 [bitswap]
 # Trade blocks with /ipfs/bitswap/1.2.0 (1.1.0, 1.0.0). `provide`: what `p2pd add`
@@ -265,6 +268,8 @@ class Config:
     #: automatic gc runs.
     storage_max: int = 0
     gc_watermark: int = 90
+    #: ``[datastore] memtable_mib`` in bytes: RocksDB's write buffer
+    memtable_bytes: int = 64 << 20
     perf: bool = False
     perf_max_bytes: int = 1 << 30
     bitswap: bool = True
@@ -365,6 +370,9 @@ class Config:
         if not 0 <= self.blockstore_cache_bytes <= 1 << 40:
             raise ConfigError("blockstore.cache_mib must be between 0 and 1048576",
                               key="blockstore.cache_mib")
+        if not 1 << 20 <= self.memtable_bytes <= 1 << 30:
+            raise ConfigError("datastore.memtable_mib must be 1-1024",
+                              key="datastore.memtable_mib")
         if self.storage_max < 0:
             raise ConfigError("datastore.storage_max must not be negative",
                               key="datastore.storage_max")
@@ -613,6 +621,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
         c.storage_max = _parsed("datastore.storage_max", parse_size,
                                 _get(doc, "datastore", "storage_max", (str, int), "10GB"))
         c.gc_watermark = _get(doc, "datastore", "gc_watermark", int, 90)
+        c.memtable_bytes = _get(doc, "datastore", "memtable_mib", int, 64) << 20
         c.perf = _get(doc, "perf", "enabled", bool, False)
         c.perf_max_bytes = _get(doc, "perf", "max_bytes", int, 1 << 30)
         c.bitswap = _get(doc, "bitswap", "enabled", bool, True)

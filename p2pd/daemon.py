@@ -106,7 +106,8 @@ def _prepare(
         secure(identity_path(home), 0o600, "identity key file")
     control = config.control_listen or "/unix" + str(socket_path(home))
     check_control_exposure(control, config)
-    datastore = stack.enter_context(Datastore.open(datastore_path(home)))
+    datastore = stack.enter_context(Datastore.open(datastore_path(home),
+                                                       memtable_bytes=config.memtable_bytes))
     return config, key, control, datastore
 
 

@@ -261,7 +261,8 @@ class Datastore:
         self.meta = self._spaces["meta"]
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, sync: bool = False) -> Datastore:
+    def open(cls, path: str | os.PathLike[str], *, sync: bool = False,
+             memtable_bytes: int | None = None) -> Datastore:
         """Open (creating if missing) the datastore directory at ``path``.
 
         A database another process holds open is refused with a
@@ -279,6 +280,8 @@ class Datastore:
         # reads ~4x slower (~1 vs ~4 GB/s), so values stay in the LSM, uncompressed.
         opts.set_compression_type(DBCompressionType.none())
         opts.set_keep_log_file_num(4)
+        if memtable_bytes is not None:  # [datastore] memtable_mib; RocksDB's default 64 MiB
+            opts.set_write_buffer_size(memtable_bytes)
         try:
             db = Rdict(str(path), opts)
         except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status text

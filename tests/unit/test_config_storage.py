@@ -47,3 +47,10 @@ def test_storage_settings_are_read_and_checked():
         resolve({}, {"datastore": {"gc_watermark": 0}}).validate()
     with pytest.raises(ConfigError, match="invalid size"):
         resolve({}, {"datastore": {"storage_max": "lots"}})
+
+
+def test_the_memtable_size_is_read_and_checked():
+    assert resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML)).memtable_bytes == 64 << 20
+    assert resolve({}, {"datastore": {"memtable_mib": 4}}).memtable_bytes == 4 << 20
+    with pytest.raises(ConfigError, match="memtable_mib"):
+        resolve({}, {"datastore": {"memtable_mib": 0}}).validate()
