@@ -51,6 +51,9 @@ LOCK_NAME = "p2pd.lock"
 
 def run(flags: dict[str, Any]) -> int:
     """Entry point from the CLI; ``flags`` holds only the flags that were set."""
+    from .runtime import tune_allocator
+
+    tune_allocator()  # before the first large buffer
     with ExitStack() as stack:
         notes: list[str] = []
         config, key, control, datastore = _prepare(flags, stack, notes)
@@ -205,6 +208,7 @@ async def _serve(
     from .control.endpoint import parse_endpoint
     from .control.server import ControlServer, bound_endpoint, open_listener
     from .node import Node
+    from .runtime import trim_memory_every
 
     endpoint = parse_endpoint(control)
     if config.not_implemented:
@@ -248,6 +252,7 @@ async def _serve(
                     on_shutdown=nursery.cancel_scope.cancel,  # p2pd shutdown: the same
                 )
                 await nursery.start(server.serve, [listener])
+                nursery.start_soon(trim_memory_every)
                 if config.http_listen or config.metrics_listen or config.pprof:
                     from .http.service import start_http
 

@@ -35,6 +35,7 @@ def test_status_runtime_counts_tasks_and_fds_that_follow_held_clients_up_and_dow
         before = _runtime(client)
         kernel = psutil.Process(d.proc.pid)
         assert before["Tasks"] > 5 and before["Fds"] > 3 and before["Threads"] >= 1
+        assert before["PyBlocks"] > 10_000
         assert abs(before["RSS"] - kernel.memory_info().rss) < 8 << 20
         assert abs(before["Fds"] - kernel.num_fds()) <= 2
         held = []
