@@ -99,6 +99,14 @@ class _Writer:
         self.queued_bytes = 0
         self.wake = trio.Event()
         self.dropped = 0
+        self.closing = False
+
+    def close(self) -> None:
+        """End :meth:`run` (it resets the stream): the peer is gone. An idle writer waits
+        on ``wake``, which nothing sets once the peer is dropped, so without this each
+        disconnect left a writer task behind (the soak: ~1 per DISCONNECT)."""
+        self.closing = True
+        self.wake.set()
 
     def push(self, frame: bytes) -> None:
         if len(self.frames) >= MAX_QUEUED or (
@@ -111,7 +119,7 @@ class _Writer:
 
     async def run(self) -> None:
         try:
-            while True:
+            while not self.closing:
                 if not self.frames:
                     self.wake = trio.Event()
                     await self.wake.wait()
@@ -331,7 +339,7 @@ class PubsubService:
         self._reopen.discard(peer)
         writer = self._writers.pop(peer, None)
         if writer is not None:
-            self._nursery.start_soon(reset_quietly, writer.stream)
+            writer.close()
         self.router.remove_peer(peer, trio.current_time())
 
     async def _inbound(self, stream) -> None:
