@@ -15,7 +15,8 @@ import time
 #: Benchmark names in the order ``all`` runs them.
 BENCHES = ["hash", "import", "ed25519", "stream", "connect", "quic", "idle", "kad-sim", "kad",
            "add", "bitswap", "bitswap-multi", "gossip-sim", "gossip", "daemon", "hivemind",
-           "lab-bitswap", "lab-kad", "natlab", "gateway", "load", "cli"]
+           "lab-bitswap", "lab-kad", "natlab", "gateway", "load", "cli",
+           "soak"]
 
 FIELDS = ("bench", "metric", "value", "unit", "peer", "peer_value", "ratio")
 
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--security", choices=["noise", "tls"],
                         help="channel security of the TCP benchmarks that take it (stream)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="how long a timed benchmark runs (soak)")
+    parser.add_argument("--series", default=None,
+                        help="soak: write the whole sampled series to this JSON file")
     args = parser.parse_args(argv)
     names = BENCHES if args.name == "all" else [args.name]
     for name in names:
@@ -47,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"{name} does not take --security")
             else:
                 extra["security"] = args.security
+        for key in ("minutes", "series"):
+            value = getattr(args, key)
+            if value is not None:
+                if key not in inspect.signature(module.run).parameters:
+                    parser.error(f"{name} does not take --{key}")
+                extra[key] = value
         start = time.perf_counter()
         for row in module.run(quick=args.quick, **extra):
             emit(row)
