@@ -120,6 +120,9 @@ gc_watermark = 90
 # RocksDB's write buffer (memtable), in MiB: writes collect in memory up to this much
 # before they are flushed to a table file, so RSS grows by up to about this much.
 memtable_mib = 64
+# RocksDB's own cache of table blocks it read, in MiB (RocksDB's default 32), behind the
+# [blockstore] LRU; RSS grows by up to this much as stored blocks are read back.
+block_cache_mib = 32
 
 [bitswap]
 # Trade blocks with /ipfs/bitswap/1.2.0 (1.1.0, 1.0.0). `provide`: what `p2pd add`
@@ -270,6 +273,8 @@ class Config:
     gc_watermark: int = 90
     #: ``[datastore] memtable_mib`` in bytes: RocksDB's write buffer
     memtable_bytes: int = 64 << 20
+    #: ``[datastore] block_cache_mib`` in bytes: RocksDB's block cache
+    db_cache_bytes: int = 32 << 20
     perf: bool = False
     perf_max_bytes: int = 1 << 30
     bitswap: bool = True
@@ -373,6 +378,9 @@ class Config:
         if not 1 << 20 <= self.memtable_bytes <= 1 << 30:
             raise ConfigError("datastore.memtable_mib must be 1-1024",
                               key="datastore.memtable_mib")
+        if not 1 << 20 <= self.db_cache_bytes <= 1 << 34:
+            raise ConfigError("datastore.block_cache_mib must be 1-16384",
+                              key="datastore.block_cache_mib")
         if self.storage_max < 0:
             raise ConfigError("datastore.storage_max must not be negative",
                               key="datastore.storage_max")
@@ -622,6 +630,7 @@ def resolve(flags: dict[str, Any], doc: dict[str, Any] | None = None) -> Config:
                                 _get(doc, "datastore", "storage_max", (str, int), "10GB"))
         c.gc_watermark = _get(doc, "datastore", "gc_watermark", int, 90)
         c.memtable_bytes = _get(doc, "datastore", "memtable_mib", int, 64) << 20
+        c.db_cache_bytes = _get(doc, "datastore", "block_cache_mib", int, 32) << 20
         c.perf = _get(doc, "perf", "enabled", bool, False)
         c.perf_max_bytes = _get(doc, "perf", "max_bytes", int, 1 << 30)
         c.bitswap = _get(doc, "bitswap", "enabled", bool, True)

@@ -110,7 +110,8 @@ def _prepare(
     control = config.control_listen or "/unix" + str(socket_path(home))
     check_control_exposure(control, config)
     datastore = stack.enter_context(Datastore.open(datastore_path(home),
-                                                       memtable_bytes=config.memtable_bytes))
+                                                       memtable_bytes=config.memtable_bytes,
+                                                       cache_bytes=config.db_cache_bytes))
     return config, key, control, datastore
 
 

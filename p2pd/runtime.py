@@ -52,7 +52,7 @@ def rss_bytes() -> int:
 _M_ARENA_MAX = -8
 ARENA_MAX = 2
 #: how often the daemon hands free heap memory back to the kernel
-TRIM_INTERVAL = 30.0
+TRIM_INTERVAL = 10.0
 
 
 def _libc():

@@ -39,6 +39,8 @@ from pathlib import Path
 from types import TracebackType
 
 from rocksdict import (
+    BlockBasedOptions,
+    Cache,
     DBCompressionType,
     DBRecoveryMode,
     Options,
@@ -262,7 +264,7 @@ class Datastore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, sync: bool = False,
-             memtable_bytes: int | None = None) -> Datastore:
+             memtable_bytes: int | None = None, cache_bytes: int | None = None) -> Datastore:
         """Open (creating if missing) the datastore directory at ``path``.
 
         A database another process holds open is refused with a
@@ -282,6 +284,10 @@ class Datastore:
         opts.set_keep_log_file_num(4)
         if memtable_bytes is not None:  # [datastore] memtable_mib; RocksDB's default 64 MiB
             opts.set_write_buffer_size(memtable_bytes)
+        if cache_bytes is not None:  # [datastore] block_cache_mib; RocksDB's default 32 MiB
+            table = BlockBasedOptions()
+            table.set_block_cache(Cache(cache_bytes))
+            opts.set_block_based_table_factory(table)
         try:
             db = Rdict(str(path), opts)
         except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status text

@@ -54,3 +54,6 @@ def test_the_memtable_size_is_read_and_checked():
     assert resolve({}, {"datastore": {"memtable_mib": 4}}).memtable_bytes == 4 << 20
     with pytest.raises(ConfigError, match="memtable_mib"):
         resolve({}, {"datastore": {"memtable_mib": 0}}).validate()
+    assert resolve({}, {"datastore": {"block_cache_mib": 2}}).db_cache_bytes == 2 << 20
+    with pytest.raises(ConfigError, match="block_cache_mib"):
+        resolve({}, {"datastore": {"block_cache_mib": 0}}).validate()
