@@ -122,10 +122,6 @@ def run(quick: bool = False, minutes: float | None = None,
         if a.get("n") and b.get("n"):
             yield row(BENCH, f"{op} p50 latency under the soak (lower is better)",
                       a["p50_ms"], "ms", GO, b["p50_ms"], higher_is_better=False)
-    subscribers = daemons + 1
-    yield row(BENCH, f"pubsub deliveries ({subscribers} subscriptions, peers restarting)",
-              report["received"], "messages", "published x subscriptions",
-              report["published"] * subscribers)
     yield row(BENCH, "acknowledged adds fetched at the end by a fresh node, bytes checked",
               report["adds"] - len(report["lost"]), "adds", "acknowledged adds",
               report["adds"])
