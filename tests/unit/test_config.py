@@ -121,3 +121,14 @@ def test_quic_is_on_and_the_home_node_listens_on_tcp_and_quic_port_4001():
     assert not resolve({}, {"swarm": {"quic": False}}).quic
     assert resolve({"quic": True}, {"swarm": {"quic": False}}).quic  # the flag wins
     assert resolve({"quic": True}).not_implemented == []
+
+
+def test_a_key_left_out_of_config_toml_takes_the_value_the_generated_file_has(monkeypatch):
+    """A config.toml without [dht] or [bootstrap] (an older or hand-written one) is a home
+    node that joins the network, as the generated file says, not one with both off."""
+    monkeypatch.delenv("P2PD_BOOTSTRAP_PEERS", raising=False)
+    generated = resolve({}, tomllib.loads(DEFAULT_CONFIG_TOML))
+    bare = resolve({}, {})
+    for key in ("dht", "dht_mode", "bootstrap", "bitswap", "pubsub", "perf", "quic",
+                "conn_manager", "nat_port_map", "autonat_client"):
+        assert getattr(bare, key) == getattr(generated, key), key
