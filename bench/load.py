@@ -30,7 +30,7 @@ from pathlib import Path
 
 import trio
 
-from tests.harness.loadgen import control_load, wait_listening
+from tests.harness.loadgen import control_load, quiet_config, wait_listening
 
 from .common import row
 from .daemon import Launched, _tcp_addr
@@ -38,27 +38,7 @@ from .peers import ROOT, rss_mib
 
 BENCH = "load"
 
-OUR_CONFIG = """\
-[swarm]
-listen = ["/ip4/127.0.0.1/tcp/0"]
-quic = false
-port_map = false
-[connmgr]
-enabled = false
-[autonat]
-client = false
-[relay]
-auto = false
-[dht]
-enabled = false
-[pubsub]
-enabled = false
-[bitswap]
-enabled = false
-[limits]
-max_conns = 1100
-max_conns_inbound = 1024
-"""
+OUR_CONFIG = quiet_config("/ip4/127.0.0.1/tcp/0", "max_conns = 1100\nmax_conns_inbound = 1024\n")
 
 
 class Ours:

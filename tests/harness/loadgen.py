@@ -52,6 +52,17 @@ class ControlLoad:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def quiet_config(listen: str, limits: str = "") -> str:
+    """A home-mode config.toml for a daemon that only holds connections and answers the
+    control socket (no QUIC, port mapping, connection manager, AutoNAT, AutoRelay, DHT,
+    pubsub or Bitswap): what the load tests and ``bench load`` measure. ``limits``: lines
+    of its ``[limits]`` table."""
+    return (f'[swarm]\nlisten = ["{listen}"]\nquic = false\nport_map = false\n'
+            "[connmgr]\nenabled = false\n[autonat]\nclient = false\n[relay]\nauto = false\n"
+            "[dht]\nenabled = false\n[pubsub]\nenabled = false\n[bitswap]\nenabled = false\n"
+            "[limits]\n" + limits)
+
+
 async def _connect(control: str) -> trio.SocketStream:
     if control.startswith("/unix/"):
         return await trio.open_unix_socket(control[len("/unix"):])

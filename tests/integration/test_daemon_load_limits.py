@@ -22,6 +22,7 @@ from pathlib import Path
 import nacl.signing
 import psutil
 import trio
+from harness.loadgen import quiet_config
 
 from p2pd.blocks.multibase import b58decode
 from p2pd.cli.client import ControlClient
@@ -31,25 +32,7 @@ from p2pd.peerkeys import peer_id_from_public_key
 
 ECHO = "/echo/1.0.0"
 
-CONFIG = """\
-[swarm]
-listen = ["/ip4/127.0.0.1/tcp/0"]
-quic = false
-port_map = false
-[connmgr]
-enabled = false
-[autonat]
-client = false
-[relay]
-auto = false
-[dht]
-enabled = false
-[pubsub]
-enabled = false
-[bitswap]
-enabled = false
-[limits]
-"""
+CONFIG = quiet_config("/ip4/127.0.0.1/tcp/0")
 
 
 class LimitedDaemon:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import trio
-from harness.loadgen import control_load
+from harness.loadgen import control_load, quiet_config
 
 from lab.peers import SWARM_PORT, daemon_env
 
@@ -27,29 +27,9 @@ HOSTS, PER_HOST, RATE = 10, 100, 20.0
 PER_IP = 50
 CONTROL_DEADLINE = 2.0
 
-CONFIG = f"""\
-[swarm]
-listen = ["/ip4/0.0.0.0/tcp/{SWARM_PORT}"]
-quic = false
-port_map = false
-[connmgr]
-enabled = false
-[autonat]
-client = false
-[relay]
-auto = false
-[dht]
-enabled = false
-[pubsub]
-enabled = false
-[bitswap]
-enabled = false
-[limits]
-max_conns_per_ip = {PER_IP}
-max_conns_per_subnet = 0
-inbound_rate = 50.0
-inbound_burst = 50
-"""
+CONFIG = quiet_config(f"/ip4/0.0.0.0/tcp/{SWARM_PORT}",
+                      f"max_conns_per_ip = {PER_IP}\nmax_conns_per_subnet = 0\n"
+                      "inbound_rate = 50.0\ninbound_burst = 50\n")
 
 
 def test_a_thousand_connections_from_internet_hosts_at_200_a_second_hold_to_the_limits(
