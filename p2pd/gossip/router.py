@@ -11,7 +11,8 @@ What it implements (gossipsub v1.0 and v1.1 specs, pubsub spec):
 * Messages: StrictSign by default (author, seqno and Ed25519 signature verified before
   anything else, a whole RPC's signatures in one native batch); a seen-cache with TTL;
   a size limit; a message-id function; an application validator returning
-  ACCEPT / REJECT / IGNORE.
+  ACCEPT / REJECT / IGNORE; a message claiming to be ours that a peer sends is dropped
+  (go's RejectSelfOrigin: a restarted node would otherwise deliver its own old messages).
 * Mesh: D=6, D_lo=4, D_hi=12, D_score=4, D_out=2, D_lazy=6, gossip factor 0.25; fanout
   with a TTL; IHAVE/IWANT gossip from a message cache of 5 windows (3 gossiped); GRAFT/PRUNE
   with backoff (1 min, 10 s after unsubscribing) and peer exchange; flood publishing;
@@ -156,7 +157,7 @@ class Router:
         self._deliveries: list[tuple[bytes, Message]] = []
         self.px_candidates: list[bytes] = []
         self.counters = {"delivered": 0, "duplicates": 0, "invalid": 0, "ignored_rpcs": 0,
-                         "forwarded": 0, "catch_up_ihaves": 0}
+                         "forwarded": 0, "catch_up_ihaves": 0, "self_origin": 0}
 
     # -- output -----------------------------------------------------------------------------
     def take_outgoing(self) -> dict[bytes, RPC]:
@@ -324,6 +325,15 @@ class Router:
             if msg_id in self.seen:
                 self.counters["duplicates"] += 1
                 self.score.duplicate(peer, msg_id, msg.topic, now)
+                continue
+            if msg.from_peer == self.me:
+                # Ours, forwarded back: after a restart (same identity, empty seen-cache)
+                # peers still hold our last messages and offer them when we rejoin; taken,
+                # they would reach our new subscribers a second time. go-libp2p-pubsub
+                # drops them too (RejectSelfOrigin). No penalty: the peer may just have
+                # answered our IWANT.
+                self.counters["self_origin"] += 1
+                self._mark_seen(msg_id, now)
                 continue
             if len(msg.data) > self.p.max_message_size:
                 self._reject(peer, msg, msg_id, now)

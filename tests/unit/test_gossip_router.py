@@ -313,3 +313,35 @@ def test_a_peer_that_joins_a_topic_is_offered_the_cache_and_nothing_else():
     c.router.subscribe("t", net.now)
     net.pump()
     assert c.got == []
+
+
+def test_a_restarted_node_does_not_deliver_its_own_earlier_messages_offered_back():
+    """a publishes, restarts (same identity, a fresh router: empty seen-cache) and rejoins
+    within b's cache window: b offers a's old messages (catch-up IHAVE); a must drop what
+    claims to be its own (go's RejectSelfOrigin), take b's, and not hold it against b."""
+    net = Net(2)
+    a, b = net.nodes
+    net.link(a, b)
+    for n in (a, b):
+        n.router.subscribe("t", net.now)
+    net.pump()
+    net.tick()
+    own = [a.router.publish("t", b"before the restart %d" % i, net.now) for i in range(3)]
+    theirs = b.router.publish("t", b"from b", net.now)
+    net.pump()
+    assert set(b.got) == set(own) | {theirs}
+    a.router = Router(a.id, rng=random.Random(99),
+                      signer=lambda m: sign(m, a.sk, a.key_proto))
+    a.got = []
+    b.router.remove_peer(a.id, net.now)
+    net.now += 2.0
+    a.router.subscribe("t", net.now)
+    net.link(a, b)
+    net.pump()
+    assert b.router.counters["catch_up_ihaves"] >= 1
+    assert a.got == [theirs]  # b's message once; none of its own again
+    assert a.router.counters["self_origin"] == 3
+    assert a.router.peer_score(b.id, net.now) >= 0
+    fresh = a.router.publish("t", b"after the restart", net.now)
+    net.pump()
+    assert a.got == [theirs, fresh] and b.got.count(fresh) == 1
