@@ -8,8 +8,10 @@ PROVIDE / FIND_PROVIDERS, PUBLISH, a subscription) in the same run. Needs root (
 
 Rows: for the daemons never restarted, RSS, fds and tasks of the last fifth of the run
 against the second (after warm-up), their slopes, acknowledged adds fetched at the end; the
-twin against go: RSS and each request's p50 latency. The whole series goes to
-``--series PATH`` (JSON) when given, a per-minute table to stderr.
+twin against go: RSS and each request's p50 latency; pubsub deliveries per subscription
+(soakload.Deliveries: every message from every publisher, the twin's and go's included, by
+its id) against what the subscriptions open at the time should get, and duplicates. The
+whole series goes to ``--series PATH`` (JSON) when given, a per-minute table to stderr.
 """
 
 from __future__ import annotations
@@ -122,6 +124,15 @@ def run(quick: bool = False, minutes: float | None = None,
         if a.get("n") and b.get("n"):
             yield row(BENCH, f"{op} p50 latency under the soak (lower is better)",
                       a["p50_ms"], "ms", GO, b["p50_ms"], higher_is_better=False)
+    ps = report["pubsub"]
+    yield row(BENCH, f"pubsub deliveries, per subscription by message id ({ps['subscriptions']} "
+              f"subscriptions, {ps['published']} messages, peers restarting, uplinks dropping)",
+              ps["delivered"], "messages", "published x subscriptions open at the time",
+              ps["expected"])
+    if ps["delivered"]:
+        yield row(BENCH, "pubsub copies per delivered message within a subscription "
+                  "(lower is better)", (ps["delivered"] + ps["duplicates"]) / ps["delivered"],
+                  "copies", "exactly once", 1.0, higher_is_better=False)
     yield row(BENCH, "acknowledged adds fetched at the end by a fresh node, bytes checked",
               report["adds"] - len(report["lost"]), "adds", "acknowledged adds",
               report["adds"])

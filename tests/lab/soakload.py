@@ -211,6 +211,10 @@ class Stats:
                 self.errors.append(f"{time.strftime('%H:%M:%S')} {what}: {str(exc)[:200]}")
 
 
+def _name(d: LabDaemon) -> str:
+    return getattr(d, "name", "") or d.node.name
+
+
 def _ma(text: str) -> bytes:
     return multiaddr.Multiaddr(text).to_bytes()
 
@@ -243,6 +247,119 @@ def cat(d: LabDaemon, cid: str, timeout: int = 60) -> bytes:
     return bytes(out)
 
 
+#: A message published this close to a subscription's end is not expected by it (in flight).
+PUBSUB_GRACE = 1.5
+#: A miss this close (s) to a flap of the publisher's or the subscriber's uplink is put down
+#: to it: the flood publish or the mesh copy died on the dropped link, and the catch-up
+#: IHAVE only offers the last 5 heartbeats' messages once the link is back.
+FLAP_MARGIN = 2.0
+
+
+@dataclass
+class Session:
+    """One SUBSCRIBE connection: when it was open, what it got (message id -> times)."""
+    daemon: str
+    start: float
+    end: float = 0.0
+    got: dict[int, int] = field(default_factory=dict)
+    foreign: int = 0  # frames that are not the soak's messages
+
+
+class Deliveries:
+    """Pubsub accounting per subscription: every published message has a unique id (the
+    first word of its data), the time it was published and its publisher; every
+    subscription (a SUBSCRIBE connection, opened again after its daemon restarts) counts
+    what it got, by id. A message is expected by each subscription open when it was
+    published (up to :data:`PUBSUB_GRACE` before the subscription ended); a copy beyond the
+    first within one subscription is a duplicate."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._next = 0
+        self.published: dict[int, tuple[float, str]] = {}
+        self.sessions: list[Session] = []
+        self.flaps: list[tuple[str, float, float]] = []
+
+    def new_id(self) -> int:
+        with self.lock:
+            self._next += 1
+            return self._next
+
+    def message(self, msg_id: int, label: str) -> bytes:
+        return f"{msg_id} {label} {time.time():.3f} ".encode() + b"." * 180
+
+    def sent(self, msg_id: int, at: float, publisher: str) -> None:
+        with self.lock:
+            self.published[msg_id] = (at, publisher)
+
+    def open(self, daemon: str, at: float) -> Session:
+        s = Session(daemon, at)
+        with self.lock:
+            self.sessions.append(s)
+        return s
+
+    def got(self, s: Session, data: bytes) -> None:
+        head = data.split(b" ", 1)[0]
+        with self.lock:
+            if not head.isdigit():
+                s.foreign += 1
+                return
+            i = int(head)
+            s.got[i] = s.got.get(i, 0) + 1
+
+    def flapped(self, link: str, start: float, end: float) -> None:
+        with self.lock:
+            self.flaps.append((link, start, end))
+
+    def report(self, links: dict[str, str]) -> dict:
+        """``links``: daemon name -> the name of the uplink the flapper drops for it."""
+        with self.lock:
+            published = dict(self.published)
+            sessions = list(self.sessions)
+            flaps = list(self.flaps)
+
+        def near_flap(daemon: str, t: float) -> bool:
+            link = links.get(daemon)
+            return any(name == link and start - FLAP_MARGIN <= t <= end + FLAP_MARGIN
+                       for name, start, end in flaps)
+
+        expected = delivered = duplicates = early = unpublished = foreign = 0
+        missed_flap = missed_other = 0
+        missed_examples: list[str] = []
+        earlier: dict[str, set[int]] = {}  # per daemon: what its earlier sessions got
+        redelivered = 0
+        for s in sorted(sessions, key=lambda x: x.start):
+            foreign += s.foreign
+            duplicates += sum(n - 1 for n in s.got.values())
+            seen_before = earlier.setdefault(s.daemon, set())
+            redelivered += sum(1 for i in s.got if i in seen_before)
+            seen_before.update(s.got)
+            for i in s.got:
+                if i not in published:
+                    unpublished += 1  # a publish that failed (timed out) yet went out
+                elif published[i][0] < s.start:
+                    early += 1
+            for i, (t, publisher) in published.items():
+                if not s.start <= t <= s.end - PUBSUB_GRACE:
+                    continue
+                expected += 1
+                if i in s.got:
+                    delivered += 1
+                elif near_flap(s.daemon, t) or near_flap(publisher, t):
+                    missed_flap += 1
+                else:
+                    missed_other += 1
+                    if len(missed_examples) < 10:
+                        missed_examples.append(f"{i} from {publisher} at {t:.1f} s, "
+                                               f"{s.daemon} subscribed {s.start:.1f}-{s.end:.1f}")
+        return {"published": len(published), "subscriptions": len(sessions),
+                "expected": expected, "delivered": delivered, "duplicates": duplicates,
+                "missed_near_flap": missed_flap, "missed_other": missed_other,
+                "missed_examples": missed_examples, "before_subscribed": early,
+                "redelivered_after_restart": redelivered, "unacknowledged": unpublished,
+                "foreign": foreign}
+
+
 class Soak:
     """Builds the lab network, runs the workload and chaos for ``config.seconds``, samples,
     and verifies every acknowledged add at the end (:meth:`run` returns the report)."""
@@ -266,6 +383,9 @@ class Soak:
         self.twin: SoakDaemon | None = None
         self.go: LabGoDaemon | None = None
         self.flapping: set[str] = set()
+        self.deliveries = Deliveries()
+        #: daemon name -> the uplink (flapper name) its traffic goes through
+        self.links: dict[str, str] = {}
 
     # -- building ------------------------------------------------------------------------
     def build(self) -> None:
@@ -310,6 +430,8 @@ class Soak:
             self.ours.append(d)
             if name.startswith("pub"):
                 self.public.append(d)
+        for name, node, _kw in specs:
+            self.links[made[name].name] = name if name in self.homes else node.name
         homes = [made[f"h{i}"] for i in range(cfg.homes)]
         self.restartable = homes[: cfg.restartable]
         if cfg.go:
@@ -392,6 +514,20 @@ class Soak:
                 self.stats.found_missed += 1
             self.stats.note(f"provide/find {cid[:16]}", exc)
 
+    def _publish(self, d: LabDaemon, request) -> None:
+        """One PUBLISH of a message with a new id at ``d`` (``request``: its client's)."""
+        msg_id = self.deliveries.new_id()
+        t = time.monotonic() - self.t0
+        try:
+            request(_ps(pb.PSRequest.PUBLISH, topic=TOPIC,
+                        data=self.deliveries.message(msg_id, _name(d))))
+        except Exception as exc:
+            self.stats.note(f"publish at {d.node.name}", exc)
+            raise
+        self.deliveries.sent(msg_id, t, _name(d))
+        with self.stats.lock:
+            self.stats.published += 1
+
     def _publisher(self) -> None:
         seq = 0
         period = 1.0 / self.cfg.publish_per_s
@@ -401,13 +537,8 @@ class Soak:
             if isinstance(d, SoakDaemon) and not d.up.is_set():
                 continue
             seq += 1
-            try:
-                d.client.request(_ps(pb.PSRequest.PUBLISH, topic=TOPIC,
-                                     data=f"{seq} {time.time():.3f}".encode() + b"." * 200))
-                with self.stats.lock:
-                    self.stats.published += 1
-            except Exception as exc:
-                self.stats.note(f"publish at {d.node.name}", exc)
+            with contextlib.suppress(Exception):  # noted
+                self._publish(d, d.client.request)
 
     def _subscriber(self, d: LabDaemon) -> None:
         """One long subscription per daemon, opened again after a restart."""
@@ -421,10 +552,13 @@ class Soak:
                 with sock:
                     _first, rest = client._exchange(sock, _ps(pb.PSRequest.SUBSCRIBE,
                                                               topic=TOPIC))
+                    session = self.deliveries.open(_name(d), time.monotonic() - self.t0)
                     decoder = FrameDecoder()
                     decoder.receive_data(rest)
                     while not self.stop.is_set():
-                        while decoder.next_frame() is not None:
+                        session.end = time.monotonic() - self.t0
+                        while (frame := decoder.next_frame()) is not None:
+                            self.deliveries.got(session, pb.PSMessage.FromString(frame).data)
                             with self.stats.lock:
                                 self.stats.received += 1
                         try:
@@ -519,6 +653,7 @@ class Soak:
             name = self.rng.choice(names)
             self.flapping.add(name)
             try:
+                start = time.monotonic() - self.t0
                 self.flap(name, True)
                 with self.stats.lock:
                     self.stats.flaps += 1
@@ -526,6 +661,7 @@ class Soak:
             finally:
                 self.flap(name, False)
                 self.flapping.discard(name)
+                self.deliveries.flapped(name, start, time.monotonic() - self.t0)
 
     # -- the twin and go, same load ------------------------------------------------------
     def _peer_load(self, d: LabDaemon, label: str) -> None:
@@ -557,8 +693,7 @@ class Soak:
             tid, taddr = _pid(target.peer_id), _ma(target.addr)
             timed("CONNECT", partial(c.connect, tid, [taddr], 10))
             timed("ping stream", partial(c.ping, tid, 3))
-            timed("PUBLISH", partial(c.request, _ps(pb.PSRequest.PUBLISH, topic=TOPIC,
-                                                    data=b"twin" * 50)))
+            timed("PUBLISH", partial(self._publish, d, c.request))
             if n % 4 == 0:
                 find = _dht(pb.DHTRequest.FIND_PEER, peer=_pid(rng.choice(self.ours).peer_id))
                 timed("FIND_PEER", partial(c.request, find))
@@ -695,6 +830,7 @@ class Soak:
             "fetch_mismatch": s.fetch_mismatch,
             "found_ok": s.found_ok, "found_missed": s.found_missed,
             "published": s.published, "received": s.received,
+            "pubsub": self.deliveries.report(self.links),
             "control_requests": s.control_requests, "control_failed": s.control_failed,
             "restarts": s.restarts, "kills": s.kills, "flaps": s.flaps,
             "errors": s.errors[:50],

@@ -25,7 +25,12 @@ between the second fifth and the last (soakload.violations):
   or fd left per request, stream or peer restart grows far past that; open streams the
   same with 6 per connection and 16 (the kad streams left half-open grew by ~20 per peer in
   two minutes);
-- every acknowledged add is fetched at the end by a fresh daemon, bytes checked.
+- every acknowledged add is fetched at the end by a fresh daemon, bytes checked;
+- pubsub, counted per subscription by message id: no message twice in one subscription,
+  and at least 90 % of what the subscriptions should get (published while each was open)
+  arrives; the misses are messages published next to an uplink drop (the flood publish or
+  the mesh copy dies on the dropped link, and once it is back the catch-up IHAVE offers
+  only the last 5 heartbeats).
 
 8 daemons, not 12: with their delay lines and the driver, 12 do not fit the 2 shared cores
 within 3 minutes reliably; the bench runs 12."""
@@ -50,5 +55,7 @@ def test_a_soak_of_eight_daemons_with_restarts_and_flaps_keeps_resources_flat_an
     assert report["adds"] >= 20 and report["lost"] == [], brief
     assert report["fetch_mismatch"] == 0, brief
     assert report["fetch_ok"] >= report["adds"], brief  # most of the two fetches per add
-    assert report["received"] > report["published"], brief  # pubsub keeps flowing
+    ps = report["pubsub"]  # per subscription, by message id (soakload.Deliveries)
+    assert ps["duplicates"] == 0, ps
+    assert ps["delivered"] >= 0.9 * ps["expected"] > 0, ps  # pubsub keeps flowing
     assert violations(report["judged"]) == [], brief
