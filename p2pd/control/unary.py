@@ -173,20 +173,32 @@ class UnaryHub:
 class _Pending:
     """One inbound call handed to a client, waiting for its unaryResponse."""
 
-    __slots__ = ("conn", "_done", "_result")
+    __slots__ = ("conn", "_done", "_result", "_gone")
 
     def __init__(self, conn: PersistentConnection) -> None:
         self.conn = conn
         self._done = trio.Event()
         self._result: pb.CallUnaryResponse | None = None
+        self._gone = False
 
     def resolve(self, result: pb.CallUnaryResponse) -> None:
         if not self._done.is_set():
             self._result = result
             self._done.set()
 
+    def _caller_gone(self) -> None:
+        if not self._done.is_set():
+            self._gone = True
+            self._done.set()
+
     async def wait_or_caller_gone(self, stream) -> pb.CallUnaryResponse | None:
-        """The client's answer, or ``None`` once the caller's stream ends first."""
+        """The client's answer, or ``None`` once the caller's stream ends first (its
+        close or reset, as the go daemon's ``notifyWhenClosed``)."""
+        watch = getattr(stream, "on_remote_end", None)
+        if watch is not None and watch(self._caller_gone):
+            # no task and no read: the held multistream echo and Yamux ACK ride on the answer
+            await self._done.wait()
+            return None if self._gone else self._result
         gone = False
         async with trio.open_nursery() as nursery:
 
@@ -212,7 +224,11 @@ class PersistentConnection:
         self.hub = hub
         self.stream = stream
         self.decoder = wire.PersistentFrameDecoder(hub.max_msg_size)
-        self._send_lock = trio.Lock()
+        #: frames waiting for the write on the socket (see :meth:`send`)
+        self._out: list[bytes] = []
+        self._writing = False
+        self._sent = trio.Event()
+        self._send_error: BaseException | None = None
         #: call id -> cancel scope of this client's own calls in flight
         self._calls: dict[bytes, trio.CancelScope] = {}
         #: call id -> inbound call this client is handling
@@ -357,9 +373,47 @@ class PersistentConnection:
     # -- writing ------------------------------------------------------------------------
 
     async def send(self, response: pb.PersistentConnectionResponse) -> None:
-        data = encode_message(response)
-        async with self._send_lock:
-            await self.stream.send_all(data)
+        """Write one frame to the client, returning once it is on the socket.
+
+        Frames from calls that answer in the same scheduling round go out in one write
+        (one system call and one wake-up of the client for many calls): the first
+        sender yields once before writing, and frames handed over while a write is on
+        the socket join the next one. A failed or cancelled write fails every frame of
+        its batch and closes the connection.
+        """
+        if self._send_error is not None:
+            raise trio.BrokenResourceError(f"control connection write failed: {self._send_error!r}")
+        self._out.append(encode_message(response))
+        if self._writing:
+            sent = self._sent
+            # the frame is queued whole and goes out even if this caller is cancelled
+            with trio.CancelScope(shield=True):
+                await sent.wait()
+            if self._send_error is not None:
+                raise trio.BrokenResourceError(
+                    f"control connection write failed: {self._send_error!r}"
+                )
+            return
+        self._writing = True
+        try:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # let this round's answers join
+            while self._out:
+                frames, self._out = self._out, []
+                sent, self._sent = self._sent, trio.Event()
+                try:
+                    await self.stream.send_all(frames[0] if len(frames) == 1
+                                               else b"".join(frames))
+                except BaseException as exc:
+                    # broken, or cancelled mid-write: the framing may be lost, so the
+                    # connection ends here (its reader sees it closed)
+                    self._send_error = exc
+                    self._out.clear()
+                    self.stream.socket.close()
+                    raise
+                finally:
+                    sent.set()
+        finally:
+            self._writing = False
 
     async def send_quietly(self, response: pb.PersistentConnectionResponse) -> None:
         try:

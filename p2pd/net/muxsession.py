@@ -55,6 +55,8 @@ class MuxStream:
         self._reset_reason = "stream was reset"
         #: called once when the stream is gone (the swarm gives back its reservation)
         self.on_done: Any = None
+        #: callbacks for :meth:`on_remote_end`, run once by the connection's reader
+        self._end_watchers: list | None = None
 
     # -- subclass hooks ------------------------------------------------------------------
     def _fin_frame(self) -> bytes:
@@ -97,12 +99,32 @@ class MuxStream:
         if self.send_closed:
             raise MuxedStreamClosed("stream is closed for writing")
 
+    def on_remote_end(self, callback: Any) -> None:
+        """Call ``callback()`` once the peer closes its side or the stream is reset (or
+        its connection ends); at once if that has happened. Unlike a read it neither
+        takes data nor sends what a waiting reader would (Yamux's deferred SYN/ACK, a
+        held multistream echo), so a handler can watch for its caller going away while
+        its answer still carries those. The callback runs in the connection's reader:
+        it must not block."""
+        if self.recv_closed or self.reset_received:
+            callback()
+            return
+        if self._end_watchers is None:
+            self._end_watchers = []
+        self._end_watchers.append(callback)
+
+    def _ended(self) -> None:
+        watchers, self._end_watchers = self._end_watchers, None
+        for callback in watchers or ():
+            callback()
+
     # -- from the connection's reader (synchronous) --------------------------------------
     def _on_fin(self) -> None:
         self.recv_closed = True
         self._readable.set()
         if self.send_closed:
             self.muxed_conn._forget(self)
+        self._ended()
 
     def _on_reset(self, reason: str = "stream was reset by the peer", *,
                   keep: bool = False) -> None:
@@ -119,6 +141,7 @@ class MuxStream:
             self._buffer.clear()
         self._wake()
         self.muxed_conn._forget(self)
+        self._ended()
 
     # -- IMuxedStream --------------------------------------------------------------------
     async def read(self, n: int | None = -1) -> bytes:

@@ -359,6 +359,16 @@ class Stream:
     def push_back(self, data: bytes) -> None:
         self._early = data + self._early
 
+    def on_remote_end(self, callback) -> bool:
+        """Have ``callback()`` run once the peer closes its side or resets the stream,
+        without reading (see :meth:`MuxStream.on_remote_end`); False if this stream's
+        muxer cannot tell (the caller then watches with a read)."""
+        watch = getattr(self._mux, "on_remote_end", None)
+        if watch is None:
+            return False
+        watch(callback)
+        return True
+
     async def read(self, n: int | None = None) -> bytes:
         if self._lazy is not None:
             await self._finish_lazy()

@@ -345,6 +345,31 @@ async def test_an_inbound_stream_is_acked_before_our_reader_waits(ours_and_peer)
         nursery.cancel_scope.cancel()
 
 
+async def test_watching_for_the_peer_going_away_sends_nothing_and_sees_fin_and_rst(ours_and_peer):
+    ours, peer = ours_and_peer
+    await peer.send(header(TYPE_DATA, FLAG_SYN, 1, 3) + b"abc",
+                    header(TYPE_DATA, FLAG_SYN, 3, 1) + b"x")
+    first, second = await ours.accept_stream(), await ours.accept_stream()
+    assert await first.read() == b"abc"
+    ended = []
+    first.on_remote_end(lambda: ended.append("first"))
+    second.on_remote_end(lambda: ended.append("second"))
+    with pytest.raises(trio.TooSlowError):  # no read: no ACK goes out while only watching
+        await peer.expect(TYPE_WINDOW_UPDATE, timeout=0.2)
+    assert ended == [] and not [f for f in peer.frames if f[2] in (1, 3)]
+    await peer.send(header(TYPE_WINDOW_UPDATE, FLAG_FIN, 1, 0),
+                    header(TYPE_WINDOW_UPDATE, FLAG_RST, 3, 0))
+    with trio.fail_after(5):
+        while len(ended) < 2:
+            await trio.sleep(0.01)
+    assert ended == ["first", "second"]
+    first.on_remote_end(lambda: ended.append("late"))  # already ended: called at once
+    assert ended[-1] == "late"
+    await first.write_and_close(b"answer")  # the held ACK still rides on the answer
+    frame = await peer.expect(TYPE_DATA, FLAG_ACK)
+    assert frame[1:3] == (FLAG_ACK, 1) and frame[4] == b"answer"
+
+
 async def test_a_stream_we_open_reaches_the_peer_with_its_first_frame(ours_and_peer):
     ours, peer = ours_and_peer
     s = await ours.open_stream()
