@@ -70,3 +70,12 @@ class ConfigError(P2PDError, ValueError):
         super().__init__(message)
         self.problems = problems if problems is not None else (
             [(key, message)] if key else [])
+
+
+class LimitExceeded(P2PDError):
+    """A new connection, stream or buffered message would pass a resource limit
+    (p2pd/net/rcmgr.py); ``limit`` names it (a ``[limits]`` field)."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -224,7 +224,8 @@ def _cmd_status(client: ControlClient, args) -> int:
         lines.append(f"Limits: {use.get('conns')}/{lim.get('max_conns')} connections, "
                      f"{use.get('streams')}/{lim.get('max_streams')} streams, "
                      f"{use.get('memory', 0) >> 20}/{lim.get('memory', 0) >> 20} MiB muxer "
-                     f"memory, {refused} refused")
+                     f"memory, {use.get('pending_inbound', 0)}/"
+                     f"{lim.get('max_pending_inbound', 0)} handshakes, {refused} refused")
     rt = data.get("Runtime")
     if isinstance(rt, dict):
         lines.append(f"Runtime: {rt.get('Tasks')} tasks, {rt.get('Fds')} fds, "

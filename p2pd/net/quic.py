@@ -12,13 +12,20 @@ this module is the edge around it.
   (``start``, ``open_stream``, ``accept_stream``, ``streams``, ``close``, ``on_close``).
   A driver task sends what aioquic has to send and runs its timers (loss recovery, the
   idle timeout, and a PING every ``keepalive`` seconds so an idle connection stays up).
+  An inbound connection holds the resource manager's reservation the socket's router took
+  for its first Initial (a pending-handshake slot, per-IP and rate limits) until the swarm
+  adopts it after the handshake, or gives it back when the handshake fails or times out.
   The libp2p handshake check runs when aioquic reports the TLS handshake done: the peer's
   certificate (mutual TLS, ALPN ``libp2p``) gives its peer id; a dial that finds another
   peer id than the dialed one, or a certificate without a valid libp2p extension, closes
   the connection with CRYPTO_ERROR bad_certificate and a reason.
 - :class:`QuicMuxStream`: a bidirectional QUIC stream; multistream-select runs on it as on
   a Yamux stream (no muxer over QUIC). Writes wait while more than ``SEND_BUFFER`` bytes
-  of the stream are unacknowledged; reads give the peer credit for what was read.
+  of the stream are unacknowledged; reads give the peer credit for what was read. What
+  arrived and is not read yet counts in the peer's share of the muxer memory budget (as
+  mplex counts it); a stream whose data would pass that share is reset (stop sending and
+  reset), and its bytes are given back, so one peer cannot make us hold unread data
+  beyond its share over any number of QUIC streams and connections.
 - :class:`QuicTransport`: plugs into :class:`~p2pd.net.swarm.Swarm` (``handles``, ``dial``,
   ``listens``, ``listen``); connections are ``transport="quic"``, ``security="/tls/1.0.0"``.
 """
@@ -114,6 +121,7 @@ class QuicMuxStream:
         self.reset_received = False
         self.send_stopped = False  # the peer sent STOP_SENDING
         self._reset_reason = "stream was reset"
+        self._held = 0  # unread bytes counted in the session's memory share
 
     @property
     def key(self) -> int:
@@ -125,20 +133,35 @@ class QuicMuxStream:
 
     # -- from the session (synchronous) ---------------------------------------------------
     def _on_data(self, data: bytes, end: bool) -> None:
+        session = self.muxed_conn
         if self.reset_received:
-            self.muxed_conn.quic.consumed(self.stream_id, len(data))  # nobody will read it
-        else:
+            session.quic.consumed(self.stream_id, len(data))  # nobody will read it
+        elif data:
             self._buffer.append(data)
+            memory = session.memory
+            if memory is not None:
+                memory.force(len(data))
+                self._held += len(data)
+                if memory.over:
+                    session._over_memory(self)
+                    return
         if end:
             self.recv_closed = True
         self._readable.set()
         if self.recv_closed and self.send_closed:
             self.muxed_conn._forget(self)
 
+    def _release(self) -> None:
+        if self._held:
+            self.muxed_conn.memory.release(self._held)
+            self._held = 0
+
     def _on_reset(self, reason: str, *, keep: bool = False) -> None:
         if not self.reset_received:
             self.reset_received = True
             self._reset_reason = reason
+        # what is kept stays readable, but is no longer counted: the peer can send no more
+        self._release()
         if not keep and self._buffer.size:
             self.muxed_conn.quic.consumed(self.stream_id, self._buffer.size)
             self._buffer.clear()
@@ -158,6 +181,10 @@ class QuicMuxStream:
             await self._readable.wait()
         data = self._buffer.take(n)
         session = self.muxed_conn
+        if self._held:
+            done = min(self._held, len(data))
+            self._held -= done
+            session.memory.release(done)
         session.quic.consumed(self.stream_id, len(data))
         if session.quic.credit_due(self.stream_id):
             session.kick()
@@ -266,6 +293,12 @@ class QuicSession:
         #: confirmed, and no pacing (Libp2pQuicConnection.use_loopback_path)
         self._loopback: int | None = None
         self._cid_seq = 0  # aioquic's count of our connection ids, when last routed
+        #: an inbound connection's reservation until the swarm adopts it (p2pd/net/rcmgr.py)
+        self.scope = None
+        #: the peer's share of the muxer memory budget, once the handshake named the peer
+        self.memory = None
+        #: the peer's streams we ended before its FIN or reset arrived
+        self._gone: set[int] = set()
 
     # -- the swarm's session interface -------------------------------------------------------
     @property
@@ -317,10 +350,35 @@ class QuicSession:
         """Something to send: the driver sends it (one batch for many writes)."""
         self._wake.set()
 
+    def release_scope(self) -> None:
+        """Give back the reservation taken for the first Initial (the handshake failed,
+        timed out or the connection was not adopted)."""
+        scope, self.scope = self.scope, None
+        if scope is not None:
+            scope.done()
+
+    def _over_memory(self, stream: QuicMuxStream) -> None:
+        """``stream``'s unread data passed the peer's memory share: reset it both ways."""
+        self.memory.budget.streams_reset += 1
+        log.info("QUIC: peer %s: stream %d reset: resource limit memory (%s)",
+                 (self.peer or b"").hex()[:16], stream.stream_id, self.memory.describe())
+        stream._on_reset("resource limit memory: the peer's unread data passed its share")
+        try:
+            self.quic.stop_stream(stream.stream_id, 0)
+            if not stream.send_closed:
+                self.quic.reset_stream(stream.stream_id, 0)
+        except Exception:
+            pass
+        self.kick()
+
     def _forget(self, stream: QuicMuxStream) -> None:
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]
             self.quic.forget_stream(stream.stream_id)
+            if not stream.recv_closed and not stream.is_initiator:
+                # the peer may still be sending on it (we reset it): what comes is dropped,
+                # not taken for a new stream
+                self._gone.add(stream.stream_id)
 
     def _unacked(self, stream: QuicMuxStream) -> int:
         inner = self.quic._streams.get(stream.stream_id)
@@ -374,6 +432,7 @@ class QuicSession:
             if kind is events.StreamDataReceived:
                 self._on_stream_data(event)
             elif kind is events.StreamReset:
+                self._gone.discard(event.stream_id)
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream._on_reset("stream was reset by the peer")
@@ -406,6 +465,11 @@ class QuicSession:
     def _on_stream_data(self, event) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is None:
+            if event.stream_id in self._gone:  # late data on a stream we reset
+                self.quic.consumed(event.stream_id, len(event.data))
+                if event.end_stream:
+                    self._gone.discard(event.stream_id)
+                return
             if (event.stream_id & 1) == (0 if self.is_initiator else 1) or \
                     event.stream_id & 2 or self._dead or not self.handshake_done.is_set():
                 # ours and already forgotten, unidirectional, or before the handshake
@@ -443,6 +507,9 @@ class QuicSession:
             self.shut(self.handshake_error, BAD_CERTIFICATE)
             return
         self.sock.router.established(self.quic)
+        rcmgr = getattr(self.sock.transport.swarm, "rcmgr", None)
+        if rcmgr is not None:
+            self.memory = rcmgr.memory.for_peer(self.peer)
         if _is_loopback(self.remote_sockaddr[0]):
             # once the handshake is confirmed: aioquic pads datagrams that carry handshake
             # packets to the full size
@@ -494,6 +561,7 @@ class QuicSession:
                     self._last_activity = now
         finally:
             self._end(self.close_reason if self._dead else "connection gone")
+            self.release_scope()
             self.sock.router.forget(quic)
             self.sock.sessions.discard(self)
             self.event_closed.set()
@@ -513,7 +581,8 @@ class QuicSocket:
         self.local_addr = quic_multiaddr(host, port)
         server_config = transport.server_config() if listening else None
         self.router = DatagramRouter(server_config, transport.settings,
-                                     reset_key=transport.swarm.identity.reset_key)
+                                     reset_key=transport.swarm.identity.reset_key,
+                                     admission=getattr(transport.swarm, "rcmgr", None))
         self.sessions: set[QuicSession] = set()
         self.by_conn: dict[int, QuicSession] = {}
         #: UDP segmentation offload (Linux); off after the first refusal
@@ -651,7 +720,7 @@ class QuicSocket:
             if conn is None:
                 return
             if routed.new:
-                session = self._accept(conn, addr)
+                session = self._accept(conn, addr, routed.scope)
             else:
                 session = self.by_conn.get(id(conn))
             if session is None:
@@ -684,8 +753,9 @@ class QuicSocket:
         self._nursery.start_soon(drive)
         return session
 
-    def _accept(self, conn: Libp2pQuicConnection, addr) -> QuicSession | None:
+    def _accept(self, conn: Libp2pQuicConnection, addr, scope=None) -> QuicSession | None:
         session = self._adopt(conn, addr, is_initiator=False, expected_peer=None)
+        session.scope = scope
         self._nursery.start_soon(self.transport._inbound, session)
         return session
 
@@ -853,17 +923,21 @@ class QuicTransport:
         host, port = session.remote_sockaddr[:2]
         if scope.cancelled_caught:
             log.debug("QUIC handshake from %s:%s timed out", host, port)
+            session.release_scope()
             await self._abandon(session, "handshake timed out")
             return
         if session.handshake_error or session._dead:
             log.debug("QUIC handshake from %s:%s failed: %s", host, port,
                       session.handshake_error or session.close_reason)
+            session.release_scope()
             return
         if session.peer == self.swarm.me:
+            session.release_scope()
             await self._abandon(session, "dialed ourselves")
             return
         conn = Connection(session.peer, session.public_key, "inbound",
                           quic_multiaddr(host, port), session.sock.local_addr, MUXER, session,
                           transport=TRANSPORT, security=SECURITY)
-        if not self.swarm.adopt_inbound(conn):
+        held, session.scope = session.scope, None  # the swarm's from here on, or released
+        if not self.swarm.adopt_inbound(conn, held):
             await self._abandon(session, "too many connections")

@@ -16,7 +16,13 @@ the UDP sockets and the timers and calls into this module with bytes and the tim
   connection its destination connection id names; an Initial of at least 1200 bytes from
   an unknown id starts a server connection (when the socket listens), within a bound on
   handshakes in progress; beyond ``retry_above`` of them new clients must prove their
-  address with a Retry token first (RFC 9000 8.1); an unsupported version gets a Version
+  address with a Retry token first (RFC 9000 8.1). With an ``admission`` (the swarm's
+  resource manager) a new client takes a pending-handshake slot and passes the per-IP,
+  subnet and rate limits *before* a connection object exists or any TLS work is done
+  (at its first Initial, or when a Retry was asked for, once it answered it).
+  A client refused there gets a CONNECTION_CLOSE with CONNECTION_REFUSED in an Initial
+  packet built without any state (at most 100 a second, always shorter than what came).
+  An unsupported version gets a Version
   Negotiation; a short-header packet for a connection id we do not know is answered with a
   stateless reset (its token a keyed hash of the id, at most 100 a second, always shorter
   than what came); anything else (garbage, truncated headers) is dropped without an answer.
@@ -38,8 +44,9 @@ from aioquic._crypto import CryptoError
 from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.crypto import CIPHER_SUITES, derive_key_iv_hp
+from aioquic.quic.crypto import CIPHER_SUITES, CryptoPair, derive_key_iv_hp
 from aioquic.quic.packet import (
+    QuicErrorCode,
     QuicFrameType,
     QuicPacketType,
     encode_quic_retry,
@@ -47,13 +54,14 @@ from aioquic.quic.packet import (
     pull_quic_header,
     pull_quic_transport_parameters,
 )
+from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketPacer
 from aioquic.quic.retry import QuicRetryTokenHandler
 from aioquic.tls import Epoch, Group
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from .. import native_quic
-from ..errors import P2PDError
+from ..errors import LimitExceeded, P2PDError
 from .addrs import quic_multiaddr, quic_target  # noqa: F401  (the addresses live in addrs)
 from .tlscert import TlsCertError, make_certificate, verify_chain
 
@@ -374,6 +382,28 @@ class Routed:
     replies: list[bytes] = field(default_factory=list)
     #: the datagram is the peer's stateless reset of ``conn``: the connection is gone
     reset: bool = False
+    #: the new connection's reservation with the admission (released by its owner)
+    scope: object = None
+
+
+def encode_refusal(header, reason: str) -> bytes:
+    """An Initial packet carrying CONNECTION_CLOSE (CONNECTION_REFUSED, ``reason``) for the
+    client whose Initial had ``header``, built without a connection: the Initial keys come
+    from the client's destination connection id alone (RFC 9001 5.2)."""
+    crypto = CryptoPair()
+    crypto.setup_initial(cid=header.destination_cid, is_client=False, version=header.version)
+    builder = QuicPacketBuilder(host_cid=os.urandom(CID_LENGTH), peer_cid=header.source_cid,
+                                version=header.version, is_client=False,
+                                max_datagram_size=MIN_INITIAL)
+    builder.start_packet(QuicPacketType.INITIAL, crypto)
+    phrase = reason.encode()[:100]
+    buf = builder.start_frame(QuicFrameType.TRANSPORT_CLOSE, capacity=16 + len(phrase))
+    buf.push_uint_var(QuicErrorCode.CONNECTION_REFUSED)
+    buf.push_uint_var(QuicFrameType.PADDING)  # no frame caused it
+    buf.push_uint_var(len(phrase))
+    buf.push_bytes(phrase)
+    datagrams, _ = builder.flush()
+    return datagrams[0]
 
 
 class DatagramRouter:
@@ -381,9 +411,14 @@ class DatagramRouter:
 
     def __init__(self, server_config: QuicConfiguration | None, settings: QuicSettings,
                  *, retry_secret_handler: QuicRetryTokenHandler | None = None,
-                 reset_key: bytes | None = None) -> None:
+                 reset_key: bytes | None = None, admission=None) -> None:
         self.server_config = server_config
         self.settings = settings
+        #: the resource manager new clients are admitted by (``open_inbound(host, now)``
+        #: raising LimitExceeded), or None
+        self.admission = admission
+        #: clients refused by it (answered with CONNECTION_REFUSED while the budget lasts)
+        self.refused = 0
         self.conns: dict[bytes, Libp2pQuicConnection] = {}
         #: server connections whose handshake has not finished
         self.pending: set[Libp2pQuicConnection] = set()
@@ -497,6 +532,7 @@ class DatagramRouter:
             self.dropped += 1
             return Routed()
         original_dcid, retry_scid = header.destination_cid, None
+        admission = self.admission
         if len(self.pending) >= self.settings.retry_above:
             if not header.token:
                 scid = os.urandom(CID_LENGTH)
@@ -516,11 +552,25 @@ class DatagramRouter:
                 self.dropped += 1
                 return Routed()
             retry_scid = header.destination_cid
-        conn = Libp2pQuicConnection(
-            configuration=config, settings=self.settings, reset_tokens=self.reset_tokens,
-            original_destination_connection_id=original_dcid,
-            retry_source_connection_id=retry_scid)
+        scope = None
+        if admission is not None:
+            try:
+                scope = admission.open_inbound(addr[0], now)
+            except LimitExceeded as exc:
+                self.refused += 1
+                if not self._spend_reset(now):
+                    return Routed()
+                return Routed(replies=[encode_refusal(header, str(exc))])
+        try:
+            conn = Libp2pQuicConnection(
+                configuration=config, settings=self.settings, reset_tokens=self.reset_tokens,
+                original_destination_connection_id=original_dcid,
+                retry_source_connection_id=retry_scid)
+        except BaseException:
+            if scope is not None:
+                scope.done()
+            raise
         self.conns[header.destination_cid] = conn
         self.conns[conn.host_cid] = conn
         self.pending.add(conn)
-        return Routed(conn, new=True)
+        return Routed(conn, new=True, scope=scope)

@@ -17,10 +17,13 @@ What is limited (:class:`Limits`, ``[limits]`` in the home config, docs/daemon.m
 * streams: in total; per peer and per protocol (counted once negotiated), inbound and
   outbound apart (our own services and control clients open the outbound ones).
 * memory: one budget the muxers reserve from before they grant a peer receive window
-  (Yamux: a stream's initial window and every growth; mplex: bytes buffered unread), so
-  the data peers may push at us without our reading is bounded by it; and each peer's
-  share of it (``memory_per_peer``, all its connections), so one peer cannot take the
-  whole budget and leave none for the others' streams.
+  (Yamux: a stream's initial window and every growth; mplex and QUIC: bytes buffered
+  unread, a stream reset once they pass it), so the data peers may push at us without our
+  reading is bounded by it; and each peer's share of it (``memory_per_peer``, all its
+  connections), so one peer cannot take the whole budget and leave none for the others'
+  streams.
+* QUIC handshakes: an Initial from a new address takes a pending slot (and passes the
+  per-IP and rate limits) before aioquic does any handshake work (p2pd/net/quic_core.py).
 """
 
 from __future__ import annotations
@@ -28,18 +31,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import asdict, dataclass, fields
 
-from ..errors import P2PDError
+from ..errors import LimitExceeded
+
+__all__ = ["LimitExceeded", "Limits", "MemoryBudget", "PeerMemory", "ResourceManager"]
 
 #: How many per-IP token buckets are kept; beyond, full (idle) ones are dropped first.
 MAX_BUCKETS = 4096
-
-
-class LimitExceeded(P2PDError):
-    """A new connection or stream would pass a limit; ``limit`` names it (a Limits field)."""
-
-    def __init__(self, limit: str, message: str) -> None:
-        super().__init__(message)
-        self.limit = limit
 
 
 @dataclass(slots=True)
@@ -161,7 +158,7 @@ class MemoryBudget:
     peer to ``per_peer`` bytes of it."""
 
     __slots__ = ("limit", "used", "peak", "refused", "growth_skipped", "per_peer",
-                 "peers", "refused_peer")
+                 "peers", "refused_peer", "streams_reset")
 
     def __init__(self, limit: int, per_peer: int = 0) -> None:
         self.limit = limit
@@ -175,6 +172,8 @@ class MemoryBudget:
         self.peers: dict[bytes, int] = {}
         #: streams refused because their peer held its share (counted in ``refused`` too)
         self.refused_peer = 0
+        #: streams reset because what arrived unread on them passed the budget (QUIC)
+        self.streams_reset = 0
 
     def for_peer(self, peer: bytes) -> PeerMemory:
         """The budget as one peer's muxers see it (its share and the node's, both)."""
@@ -284,13 +283,17 @@ class ConnScope:
         self.pending = pending
         self.closed = False
 
-    def set_peer(self, peer: bytes, *, enforce: bool = True) -> None:
-        """The handshake named the peer: the per-peer limit (inbound: ``enforce``) applies;
-        the pending slot is freed either way. A refusal releases the whole scope."""
+    def _end_pending(self) -> None:
         rm = self.rm
         if self.pending:
             self.pending = False
             rm.pending -= 1
+
+    def set_peer(self, peer: bytes, *, enforce: bool = True) -> None:
+        """The handshake named the peer: the per-peer limit (inbound: ``enforce``) applies;
+        the pending slot is freed either way. A refusal releases the whole scope."""
+        rm = self.rm
+        self._end_pending()
         n = rm.peer_conns.get(peer, 0)
         if enforce and n >= rm.limits.max_conns_per_peer:
             self.done()
@@ -305,8 +308,7 @@ class ConnScope:
         self.closed = True
         rm = self.rm
         rm.conns[self.direction] -= 1
-        if self.pending:
-            rm.pending -= 1
+        self._end_pending()
         if self.ip is not None:
             _decrement(rm.ip_conns, self.ip)
         if self.subnet is not None:
@@ -511,5 +513,7 @@ class ResourceManager:
             "Refused": {**self.refused,
                         **({"memory": self.memory.refused} if self.memory.refused else {}),
                         **({"memory_per_peer": self.memory.refused_peer}
-                           if self.memory.refused_peer else {})},
+                           if self.memory.refused_peer else {}),
+                        **({"memory_stream_reset": self.memory.streams_reset}
+                           if self.memory.streams_reset else {})},
         }

@@ -878,14 +878,19 @@ class Swarm:
         self._register(conn, scope)
         return conn
 
-    def adopt_inbound(self, conn: Connection) -> bool:
+    def adopt_inbound(self, conn: Connection, scope: ConnScope | None = None) -> bool:
         """Register an inbound connection another transport authenticated (QUIC), within
-        the resource manager's limits; False (the caller closes it) beyond."""
+        the resource manager's limits; False (the caller closes it) beyond. ``scope``: the
+        reservation the transport took before the handshake (its pending slot is freed
+        here and the per-peer limit applies), else one is taken now."""
         if self._nursery is None:
+            if scope is not None:
+                scope.done()
             return False
         try:
-            scope = self.rcmgr.open_inbound(_ip_text(conn.remote_addr), trio.current_time(),
-                                            handshake=False)
+            if scope is None:
+                scope = self.rcmgr.open_inbound(_ip_text(conn.remote_addr),
+                                                trio.current_time(), handshake=False)
             scope.set_peer(conn.peer)
         except LimitExceeded as exc:
             log.info("peer %s: closing a new %s connection: %s", conn.peer.hex()[:16],

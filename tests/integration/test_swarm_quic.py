@@ -12,6 +12,8 @@ import socket
 import nacl.signing
 import pytest
 import trio
+from aioquic.buffer import Buffer
+from aioquic.quic.packet import QuicErrorCode, pull_quic_header
 from aioquic.tls import Epoch
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +28,7 @@ from p2pd.net.quic_core import (
     quic_multiaddr,
     quic_target,
 )
+from p2pd.net.rcmgr import Limits
 from p2pd.net.swarm import (
     TLS,
     DialError,
@@ -39,6 +42,7 @@ from p2pd.net.swarm import (
 from p2pd.peerkeys import peer_id_from_public_key
 
 ECHO = "/echo/1.0.0"
+HOLD = "/hold/1.0.0"
 
 
 def identity() -> Identity:
@@ -51,6 +55,11 @@ async def echo(stream) -> None:
     while data := await stream.read():
         await stream.write(data)
     await stream.close()
+
+
+async def hold(stream) -> None:
+    """Reads nothing: what the peer sends stays buffered."""
+    await trio.sleep_forever()
 
 
 async def start(nursery, *, tcp: bool = False, **options) -> tuple[Swarm, QuicTransport, bytes]:
@@ -205,9 +214,10 @@ async def test_an_initial_flood_from_many_sources_gets_retries_and_a_real_peer_c
     """300 valid Initials from 300 source addresses (127.0.0.2-127.0.1.45, as spoofed ones
     would arrive) that never go on: the listener keeps at most ``max_pending`` handshakes,
     answers beyond ``retry_above`` with a Retry (no state kept), and a real peer dialing
-    during the flood answers its Retry, connects and echoes."""
+    during the flood answers its Retry, connects and echoes. (Each takes a pending slot of
+    the resource manager: with the default 64 slots the flood would hold them all.)"""
     async with trio.open_nursery() as nursery:
-        a, a_quic, a_addr = await start(nursery)
+        a, a_quic, a_addr = await start(nursery, limits=Limits(max_pending_inbound=128))
         b, _, _ = await start(nursery)
         host, port, _ = quic_target(a_addr)
         settings = a_quic.settings
@@ -229,10 +239,12 @@ async def test_an_initial_flood_from_many_sources_gets_retries_and_a_real_peer_c
             # the flood holds retry_above handshakes (they never go on); ours must answer
             # a Retry to be let in
             assert len(sock.router.pending) == settings.retry_above
+            assert a.rcmgr.pending == settings.retry_above
             conn = await b.dial(a.me, [a_addr])
             await echo_through(b, a, 1 << 20)
         assert conn.transport == "quic"
         assert sock.router.retries_sent == 300 - settings.retry_above + 1  # the flood's, ours
+        assert a.rcmgr.pending == settings.retry_above  # ours took a slot and freed it
         retried = 0
         for raw, _ in flooders:  # what came back to the flooders: Retry packets
             with trio.move_on_after(0.5):
@@ -243,6 +255,93 @@ async def test_an_initial_flood_from_many_sources_gets_retries_and_a_real_peer_c
         for raw, _ in flooders:
             raw.close()
         assert retried == 300 - settings.retry_above
+        nursery.cancel_scope.cancel()
+
+
+async def test_initials_from_one_ip_past_its_rate_are_refused_and_another_peer_connects():
+    """80 Initials from 127.0.0.9 (loopback not exempt here): the first ``inbound_burst``
+    take a pending slot, the rest are refused before any handshake work with a
+    CONNECTION_REFUSED close (counted under inbound_rate); a peer on 127.0.0.1 connects and
+    echoes meanwhile, and the flood's slots come back once their handshakes time out."""
+    limits = Limits(exempt_loopback=False, inbound_rate=0.01, inbound_burst=5,
+                    max_conns_per_ip=64)
+    async with trio.open_nursery() as nursery:
+        a, a_quic, a_addr = await start(nursery, limits=limits, handshake_timeout=2.0)
+        b, _, _ = await start(nursery)
+        host, port, _ = quic_target(a_addr)
+        settings = a_quic.settings
+        config = make_configuration(identity(), settings, is_client=True)
+        raw = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await raw.bind(("127.0.0.9", 0))
+        clients = {}
+        [sock] = a_quic.sockets
+        with trio.fail_after(30):
+            for _ in range(80):
+                c = Libp2pQuicConnection(configuration=config, settings=settings)
+                c.connect((host, port), now=trio.current_time())
+                [(initial, _)] = c.datagrams_to_send(now=trio.current_time())[:1]
+                clients[c.host_cid] = c
+                await raw.sendto(initial, (host, port))
+            while sock.router.refused < 75:
+                await trio.sleep(0.01)
+            assert a.rcmgr.refused["inbound_rate"] == 75
+            assert len(sock.router.pending) == 5 and a.rcmgr.pending == 5
+            assert a.rcmgr.ip_conns == {"127.0.0.9": 5}
+            refused = 0
+            while refused < 75:  # each refused client is told so
+                data, _ = await raw.recvfrom(4096)
+                header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+                c = clients[header.destination_cid]
+                c.receive_datagram(data, (host, port), now=trio.current_time())
+                ended = c._close_event
+                if ended is not None and ended.error_code == QuicErrorCode.CONNECTION_REFUSED:
+                    refused += 1
+            conn = await b.dial(a.me, [a_addr])
+            await echo_through(b, a, 1 << 20)
+            assert conn.transport == "quic" and a.rcmgr.ip_conns["127.0.0.1"] == 1
+            while a.rcmgr.pending:  # the flood's five time out
+                await trio.sleep(0.05)
+        assert a.rcmgr.ip_conns == {"127.0.0.1": 1}
+        raw.close()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_leaving_quic_data_unread_past_its_share_is_reset_and_others_go_on():
+    """b pushes 6 x 1 MiB on streams a never reads, with a memory share of 2 MiB per peer:
+    a resets the streams whose data would pass b's share (b's reads see the reset) and
+    holds no more than the share, while c's 8 MiB echo through a goes on."""
+    limits = Limits(memory=64 << 20, memory_per_peer=2 << 20)
+    async with trio.open_nursery() as nursery:
+        a, _, a_addr = await start(nursery, limits=limits)
+        a.set_stream_handler(HOLD, hold)
+        b, _, _ = await start(nursery)
+        c, _, _ = await start(nursery)
+        with trio.fail_after(30):
+            await b.dial(a.me, [a_addr])
+            await c.dial(a.me, [a_addr])
+            streams = [await b.new_stream(a.me, [HOLD]) for _ in range(6)]
+            reset = []
+
+            async def push(stream) -> None:
+                try:
+                    await stream.write(os.urandom(1 << 20))
+                    await stream.read()
+                except (StreamReset, StreamError):
+                    reset.append(stream)
+
+            async with trio.open_nursery() as pushers:
+                for stream in streams:
+                    pushers.start_soon(push, stream)
+                await echo_through(c, a, 8 << 20)
+                # 6 MiB against a 2 MiB share: at most two streams keep all they sent
+                while len(reset) < 4:
+                    await trio.sleep(0.01)
+                pushers.cancel_scope.cancel()
+        memory = a.rcmgr.memory
+        assert 4 <= len(reset) == memory.streams_reset <= 6
+        assert memory.peers.get(b.me, 0) <= 2 << 20
+        assert a.rcmgr.summary()["Refused"]["memory_stream_reset"] == len(reset)
+        assert not a.rcmgr.refused  # no connection or stream refused: c's went on
         nursery.cancel_scope.cancel()
 
 
@@ -263,10 +362,12 @@ async def test_a_handshake_that_never_finishes_is_bounded():
         with trio.fail_after(5):
             while not sock.router.pending:
                 await trio.sleep(0.01)
+        assert a.rcmgr.pending == 1 and a.rcmgr.conns["inbound"] == 1  # a slot, at once
         with trio.fail_after(10):  # the handshake timeout, then the close drains
             while sock.router.pending or sock.sessions:
                 await trio.sleep(0.05)
         assert not a.conns
+        assert a.rcmgr.pending == 0 and a.rcmgr.conns["inbound"] == 0
         raw.close()
         nursery.cancel_scope.cancel()
 

@@ -10,7 +10,8 @@ import socket
 import nacl.signing
 import pytest
 from aioquic.buffer import Buffer
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from aioquic.quic import events as quic_events
+from aioquic.quic.packet import QuicErrorCode, QuicPacketType, pull_quic_header
 
 from p2pd.net.quic_core import (
     MIN_INITIAL,
@@ -24,6 +25,7 @@ from p2pd.net.quic_core import (
     quic_multiaddr,
     quic_target,
 )
+from p2pd.net.rcmgr import Limits, ResourceManager
 from p2pd.net.swarm import Identity
 from p2pd.net.tlscert import TlsCertError
 from p2pd.peerkeys import peer_id_from_public_key
@@ -367,3 +369,49 @@ def test_malformed_frames_in_an_authenticated_packet_close_with_the_right_error(
     pair.pump()  # the CONNECTION_CLOSE reaches the peer with the code
     told = pair.client._close_event
     assert told is not None and told.error_code == error, told
+
+
+def test_the_resource_manager_admits_initials_before_any_handshake_work():
+    """An Initial takes a pending slot and passes the per-IP rate before a connection is
+    made; refused ones get CONNECTION_REFUSED without state."""
+    settings = QuicSettings()
+    rm = ResourceManager(Limits(max_pending_inbound=8, inbound_burst=3, inbound_rate=0.001,
+                                exempt_loopback=False))
+    router = DatagramRouter(make_configuration(identity(), settings, is_client=False),
+                            settings, admission=rm)
+    client_config = make_configuration(identity(), settings, is_client=True)
+
+    def initial(addr=CLIENT_ADDR) -> tuple[Libp2pQuicConnection, bytes]:
+        c = Libp2pQuicConnection(configuration=client_config, settings=settings)
+        c.connect(SERVER_ADDR, now=1.0)
+        [(data, _)] = c.datagrams_to_send(now=1.0)[:1]
+        return c, data
+
+    scopes = []
+    for _ in range(3):  # the bucket's burst
+        _, data = initial()
+        routed = router.route(data, CLIENT_ADDR, 1.0)
+        assert routed.new and routed.scope is not None
+        scopes.append(routed.scope)
+    assert rm.pending == 3
+    # the fourth from that IP: refused before a connection exists, and told so
+    client, data = initial()
+    routed = router.route(data, CLIENT_ADDR, 1.0)
+    assert routed.conn is None and len(routed.replies) == 1
+    assert len(routed.replies[0]) < len(data)
+    assert rm.refused["inbound_rate"] == 1 and router.refused == 1
+    client.receive_datagram(routed.replies[0], SERVER_ADDR, now=1.0)
+    ended = client._close_event  # draining: aioquic reports it after 3 PTO
+    assert isinstance(ended, quic_events.ConnectionTerminated)
+    assert ended.error_code == QuicErrorCode.CONNECTION_REFUSED
+    assert "inbound_rate" in ended.reason_phrase
+    # another IP has its own bucket
+    other = ("127.0.0.2", 5555)
+    _, data = initial(other)
+    routed = router.route(data, other, 1.0)
+    assert routed.new and rm.pending == 4
+    routed.scope.set_peer(b"peer")  # the handshake ended: its pending slot is free
+    assert rm.pending == 3 and rm.peer_conns == {b"peer": 1}
+    for scope in scopes:  # failed / timed out: all given back
+        scope.done()
+    assert rm.pending == 0 and rm.ip_conns == {"127.0.0.2": 1}

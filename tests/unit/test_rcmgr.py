@@ -262,3 +262,4 @@ def test_a_skipped_window_growth_is_not_a_refused_stream():
     assert m.reserve(90)
     assert not m.reserve(20, growth=True) and not m.reserve(20)
     assert (m.refused, m.growth_skipped) == (1, 1)
+
