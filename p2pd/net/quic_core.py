@@ -18,8 +18,9 @@ the UDP sockets and the timers and calls into this module with bytes and the tim
   handshakes in progress; beyond ``retry_above`` of them new clients must prove their
   address with a Retry token first (RFC 9000 8.1). With an ``admission`` (the swarm's
   resource manager) a new client takes a pending-handshake slot and passes the per-IP,
-  subnet and rate limits *before* a connection object exists or any TLS work is done
-  (at its first Initial, or when a Retry was asked for, once it answered it).
+  subnet and rate limits *before* a connection object exists or any TLS work is done:
+  at its first Initial, or, once unvalidated clients hold their share of the slots, only
+  after it answered a Retry (so spoofed sources, which never answer, cannot fill them).
   A client refused there gets a CONNECTION_CLOSE with CONNECTION_REFUSED in an Initial
   packet built without any state (at most 100 a second, always shorter than what came).
   An unsupported version gets a Version
@@ -414,8 +415,8 @@ class DatagramRouter:
                  reset_key: bytes | None = None, admission=None) -> None:
         self.server_config = server_config
         self.settings = settings
-        #: the resource manager new clients are admitted by (``open_inbound(host, now)``
-        #: raising LimitExceeded), or None
+        #: the resource manager new clients are admitted by (``needs_validation()``,
+        #: ``open_inbound(host, now, validated=...)`` raising LimitExceeded), or None
         self.admission = admission
         #: clients refused by it (answered with CONNECTION_REFUSED while the budget lasts)
         self.refused = 0
@@ -533,7 +534,9 @@ class DatagramRouter:
             return Routed()
         original_dcid, retry_scid = header.destination_cid, None
         admission = self.admission
-        if len(self.pending) >= self.settings.retry_above:
+        validated = False
+        if len(self.pending) >= self.settings.retry_above or (
+                admission is not None and admission.needs_validation()):
             if not header.token:
                 scid = os.urandom(CID_LENGTH)
                 token = self._retry.create_token(
@@ -552,10 +555,11 @@ class DatagramRouter:
                 self.dropped += 1
                 return Routed()
             retry_scid = header.destination_cid
+            validated = True
         scope = None
         if admission is not None:
             try:
-                scope = admission.open_inbound(addr[0], now)
+                scope = admission.open_inbound(addr[0], now, validated=validated)
             except LimitExceeded as exc:
                 self.refused += 1
                 if not self._spend_reset(now):

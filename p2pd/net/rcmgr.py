@@ -23,7 +23,11 @@ What is limited (:class:`Limits`, ``[limits]`` in the home config, docs/daemon.m
   connections), so one peer cannot take the whole budget and leave none for the others'
   streams.
 * QUIC handshakes: an Initial from a new address takes a pending slot (and passes the
-  per-IP and rate limits) before aioquic does any handshake work (p2pd/net/quic_core.py).
+  per-IP and rate limits) before aioquic does any handshake work (p2pd/net/quic_core.py);
+  addresses that were not
+  validated by a Retry may hold at most half the pending slots (:meth:`ResourceManager.
+  needs_validation`: past that, new clients must answer a Retry first), so a flood from
+  spoofed sources never fills them.
 """
 
 from __future__ import annotations
@@ -271,16 +275,19 @@ class PeerMemory:
 class ConnScope:
     """One connection's reservation; :meth:`done` (idempotent) gives it back."""
 
-    __slots__ = ("rm", "direction", "ip", "subnet", "peer", "pending", "closed")
+    __slots__ = ("rm", "direction", "ip", "subnet", "peer", "pending", "unvalidated",
+                 "closed")
 
     def __init__(self, rm: ResourceManager, direction: str, ip: str | None,
-                 subnet: str | None, pending: bool) -> None:
+                 subnet: str | None, pending: bool, unvalidated: bool = False) -> None:
         self.rm = rm
         self.direction = direction
         self.ip = ip
         self.subnet = subnet
         self.peer: bytes | None = None
         self.pending = pending
+        #: holds one of the pending slots a source address that no Retry validated may take
+        self.unvalidated = unvalidated
         self.closed = False
 
     def _end_pending(self) -> None:
@@ -288,6 +295,9 @@ class ConnScope:
         if self.pending:
             self.pending = False
             rm.pending -= 1
+        if self.unvalidated:
+            self.unvalidated = False
+            rm.pending_unvalidated -= 1
 
     def set_peer(self, peer: bytes, *, enforce: bool = True) -> None:
         """The handshake named the peer: the per-peer limit (inbound: ``enforce``) applies;
@@ -374,6 +384,8 @@ class ResourceManager:
         self.memory = MemoryBudget(self.limits.memory, self.limits.memory_per_peer)
         self.conns = {"inbound": 0, "outbound": 0}
         self.pending = 0
+        #: pending handshakes from source addresses no Retry validated (QUIC Initials)
+        self.pending_unvalidated = 0
         self.ip_conns: dict[str, int] = {}
         self.subnet_conns: dict[str, int] = {}
         self.peer_conns: dict[bytes, int] = {}
@@ -403,14 +415,34 @@ class ResourceManager:
             raise self.refuse(name, f"{self.conns[direction]} {direction} connections "
                                     f"(limit {limit})")
 
-    def open_inbound(self, host: str | None, now: float, *, handshake: bool = True) -> ConnScope:
+    @property
+    def unvalidated_slots(self) -> int:
+        """How many pending slots sources that no Retry validated may hold (half)."""
+        return max(1, self.limits.max_pending_inbound // 2)
+
+    def needs_validation(self) -> bool:
+        """New QUIC clients must prove their address (answer a Retry) before they take a
+        pending slot: unvalidated ones hold their share of the slots already."""
+        return self.pending_unvalidated >= self.unvalidated_slots
+
+    def open_inbound(self, host: str | None, now: float, *, handshake: bool = True,
+                     validated: bool = True) -> ConnScope:
         """A new inbound connection from ``host`` (None: no IP of its own, e.g. relayed),
         before its security handshake (``handshake``: it takes a pending slot until
-        :meth:`ConnScope.set_peer`). Raises :class:`LimitExceeded`."""
+        :meth:`ConnScope.set_peer`). ``validated``: False for a source address nothing has
+        confirmed yet (a QUIC Initial without a Retry token; TCP's handshake confirms its
+        own), which may take only :attr:`unvalidated_slots` of the slots. Raises
+        :class:`LimitExceeded`."""
         lim = self.limits
         if handshake and self.pending >= lim.max_pending_inbound:
             raise self.refuse("max_pending_inbound", f"{self.pending} handshakes in progress "
                                                      f"(limit {lim.max_pending_inbound})")
+        unvalidated = handshake and not validated
+        if unvalidated and self.pending_unvalidated >= self.unvalidated_slots:
+            raise self.refuse("max_pending_inbound",
+                              f"{self.pending_unvalidated} handshakes from unvalidated "
+                              f"addresses (half of max_pending_inbound; more must answer "
+                              f"a Retry)")
         self._check_total("inbound")
         ip = parse_ip(host)
         key = subnet = None
@@ -432,7 +464,9 @@ class ResourceManager:
         self.conns["inbound"] += 1
         if handshake:
             self.pending += 1
-        return ConnScope(self, "inbound", key, subnet, handshake)
+        if unvalidated:
+            self.pending_unvalidated += 1
+        return ConnScope(self, "inbound", key, subnet, handshake, unvalidated)
 
     def open_outbound(self) -> ConnScope:
         """A dial about to start (the per-peer limit is not applied to our own dials)."""
@@ -495,6 +529,7 @@ class ResourceManager:
                 "conns_inbound": self.conns["inbound"],
                 "conns_outbound": self.conns["outbound"],
                 "pending_inbound": self.pending,
+                "pending_unvalidated": self.pending_unvalidated,
                 "peers": len(self.peer_conns),
                 "ips": len(self.ip_conns),
                 "max_conns_one_ip": top_ip,

@@ -212,15 +212,17 @@ async def test_garbage_datagrams_do_not_disturb_a_working_connection():
 
 async def test_an_initial_flood_from_many_sources_gets_retries_and_a_real_peer_connects():
     """300 valid Initials from 300 source addresses (127.0.0.2-127.0.1.45, as spoofed ones
-    would arrive) that never go on: the listener keeps at most ``max_pending`` handshakes,
-    answers beyond ``retry_above`` with a Retry (no state kept), and a real peer dialing
-    during the flood answers its Retry, connects and echoes. (Each takes a pending slot of
-    the resource manager: with the default 64 slots the flood would hold them all.)"""
+    would arrive) that never go on: they take at most half the resource manager's pending
+    slots (what unvalidated sources may hold), the rest are answered with a Retry (no
+    state, no slot), and a real peer dialing during the flood answers its Retry, takes a
+    slot of the other half, connects and echoes."""
     async with trio.open_nursery() as nursery:
-        a, a_quic, a_addr = await start(nursery, limits=Limits(max_pending_inbound=128))
+        a, a_quic, a_addr = await start(nursery)
         b, _, _ = await start(nursery)
         host, port, _ = quic_target(a_addr)
         settings = a_quic.settings
+        held = a.rcmgr.unvalidated_slots
+        assert held < settings.retry_above and held < a.rcmgr.limits.max_pending_inbound
         config = make_configuration(identity(), settings, is_client=True)
         flooders = []
         for i in range(300):
@@ -234,27 +236,28 @@ async def test_an_initial_flood_from_many_sources_gets_retries_and_a_real_peer_c
         with trio.fail_after(30):
             for raw, initial in flooders:
                 await raw.sendto(initial, (host, port))
-            while sock.router.retries_sent < 300 - settings.retry_above:
+            while sock.router.retries_sent < 300 - held:
                 await trio.sleep(0.01)
-            # the flood holds retry_above handshakes (they never go on); ours must answer
+            # the flood holds half the slots (its handshakes never go on); ours must answer
             # a Retry to be let in
-            assert len(sock.router.pending) == settings.retry_above
-            assert a.rcmgr.pending == settings.retry_above
+            assert len(sock.router.pending) == held
+            assert a.rcmgr.pending == a.rcmgr.pending_unvalidated == held
             conn = await b.dial(a.me, [a_addr])
             await echo_through(b, a, 1 << 20)
         assert conn.transport == "quic"
-        assert sock.router.retries_sent == 300 - settings.retry_above + 1  # the flood's, ours
-        assert a.rcmgr.pending == settings.retry_above  # ours took a slot and freed it
+        assert sock.router.retries_sent == 300 - held + 1  # the flood's, ours
+        assert a.rcmgr.pending == held  # ours took a slot for its handshake and freed it
+        assert a.rcmgr.peer_conns == {b.me: 1}
         retried = 0
         for raw, _ in flooders:  # what came back to the flooders: Retry packets
             with trio.move_on_after(0.5):
                 data, _ = await raw.recvfrom(2048)
                 retried += (data[0] & 0xF0) == 0xF0  # long header, v1 Retry (type 3)
-            if retried == 300 - settings.retry_above:
+            if retried == 300 - held:
                 break
         for raw, _ in flooders:
             raw.close()
-        assert retried == 300 - settings.retry_above
+        assert retried == 300 - held
         nursery.cancel_scope.cancel()
 
 
@@ -301,7 +304,7 @@ async def test_initials_from_one_ip_past_its_rate_are_refused_and_another_peer_c
             assert conn.transport == "quic" and a.rcmgr.ip_conns["127.0.0.1"] == 1
             while a.rcmgr.pending:  # the flood's five time out
                 await trio.sleep(0.05)
-        assert a.rcmgr.ip_conns == {"127.0.0.1": 1}
+        assert a.rcmgr.ip_conns == {"127.0.0.1": 1} and a.rcmgr.pending_unvalidated == 0
         raw.close()
         nursery.cancel_scope.cancel()
 

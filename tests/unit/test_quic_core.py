@@ -373,7 +373,8 @@ def test_malformed_frames_in_an_authenticated_packet_close_with_the_right_error(
 
 def test_the_resource_manager_admits_initials_before_any_handshake_work():
     """An Initial takes a pending slot and passes the per-IP rate before a connection is
-    made; refused ones get CONNECTION_REFUSED without state."""
+    made; refused ones get CONNECTION_REFUSED without state; once unvalidated clients hold
+    half the slots, new ones must answer a Retry (no slot meanwhile) and take one then."""
     settings = QuicSettings()
     rm = ResourceManager(Limits(max_pending_inbound=8, inbound_burst=3, inbound_rate=0.001,
                                 exempt_loopback=False))
@@ -393,7 +394,7 @@ def test_the_resource_manager_admits_initials_before_any_handshake_work():
         routed = router.route(data, CLIENT_ADDR, 1.0)
         assert routed.new and routed.scope is not None
         scopes.append(routed.scope)
-    assert rm.pending == 3
+    assert (rm.pending, rm.pending_unvalidated) == (3, 3)
     # the fourth from that IP: refused before a connection exists, and told so
     client, data = initial()
     routed = router.route(data, CLIENT_ADDR, 1.0)
@@ -405,13 +406,20 @@ def test_the_resource_manager_admits_initials_before_any_handshake_work():
     assert isinstance(ended, quic_events.ConnectionTerminated)
     assert ended.error_code == QuicErrorCode.CONNECTION_REFUSED
     assert "inbound_rate" in ended.reason_phrase
-    # another IP has its own bucket
+    # unvalidated clients now hold half the slots: the next one (another IP) gets a Retry
     other = ("127.0.0.2", 5555)
     _, data = initial(other)
+    router.route(data, other, 1.0)
+    assert rm.needs_validation() and rm.pending_unvalidated == 4
+    client, data = initial(other)
     routed = router.route(data, other, 1.0)
-    assert routed.new and rm.pending == 4
+    assert routed.conn is None and router.retries_sent == 1 and rm.pending == 4
+    client.receive_datagram(routed.replies[0], SERVER_ADDR, now=1.0)
+    [answer, *_] = [d for d, _ in client.datagrams_to_send(now=1.0)]
+    routed = router.route(answer, other, 1.0)
+    assert routed.new and (rm.pending, rm.pending_unvalidated) == (5, 4)
     routed.scope.set_peer(b"peer")  # the handshake ended: its pending slot is free
-    assert rm.pending == 3 and rm.peer_conns == {b"peer": 1}
+    assert rm.pending == 4 and rm.peer_conns == {b"peer": 1}
     for scope in scopes:  # failed / timed out: all given back
         scope.done()
-    assert rm.pending == 0 and rm.ip_conns == {"127.0.0.2": 1}
+    assert rm.pending_unvalidated == 1 and not rm.needs_validation()

@@ -218,7 +218,7 @@ def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
         now += 0.1
         try:
             if op == "in":
-                conns.append(rm.open_inbound(f"192.0.{b}.{a}", now))
+                conns.append(rm.open_inbound(f"192.0.{b}.{a}", now, validated=a % 2 == 0))
             elif op == "out":
                 conns.append(rm.open_outbound())
             elif op == "peer" and conns:
@@ -242,6 +242,7 @@ def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
         assert sum(rm.conns.values()) <= lim.max_conns
         assert all(n <= lim.max_conns_per_ip for n in rm.ip_conns.values())
         assert rm.pending <= lim.max_pending_inbound
+        assert rm.pending_unvalidated <= rm.unvalidated_slots
         assert sum(rm.streams.values()) <= lim.max_streams
         assert all(n <= lim.max_streams_per_protocol for n in rm.protocol_streams.values())
         assert all(n <= 2 for n in rm.protocol_streams_out.values())
@@ -252,7 +253,7 @@ def test_any_sequence_of_opens_and_closes_returns_every_counter_to_zero(seq):
         s.done()
     assert rm.conns == {"inbound": 0, "outbound": 0} and rm.streams == {"inbound": 0,
                                                                         "outbound": 0}
-    assert rm.pending == 0
+    assert rm.pending == 0 and rm.pending_unvalidated == 0
     assert not (rm.ip_conns or rm.subnet_conns or rm.peer_conns or rm.peer_streams
                 or rm.protocol_streams or rm.peer_streams_out or rm.protocol_streams_out)
 
@@ -262,4 +263,26 @@ def test_a_skipped_window_growth_is_not_a_refused_stream():
     assert m.reserve(90)
     assert not m.reserve(20, growth=True) and not m.reserve(20)
     assert (m.refused, m.growth_skipped) == (1, 1)
+
+
+def test_unvalidated_sources_hold_at_most_half_the_pending_slots_and_a_retry_is_asked_then():
+    rm = ResourceManager(Limits(max_pending_inbound=6, inbound_rate=0))
+    assert rm.unvalidated_slots == 3 and not rm.needs_validation()
+    first = [rm.open_inbound(f"192.0.2.{i}", 0.0, validated=False) for i in range(3)]
+    assert rm.needs_validation()  # the QUIC router answers the next Initials with a Retry
+    assert refused(rm, rm.open_inbound, "192.0.2.9", 0.0, validated=False) == \
+        "max_pending_inbound"
+    # clients that answered a Retry (and TCP's) still have the other half
+    rest = [rm.open_inbound(f"198.51.100.{i}", 0.0) for i in range(3)]
+    assert rm.pending == 6
+    assert refused(rm, rm.open_inbound, "198.51.100.9", 0.0) == "max_pending_inbound"
+    first[0].set_peer(b"p")  # its handshake ended: both counts freed
+    first[1].done()  # failed or timed out
+    first[1].done()
+    assert (rm.pending, rm.pending_unvalidated) == (4, 1) and not rm.needs_validation()
+    first[0].done()
+    for scope in first[2:] + rest:
+        scope.done()
+    assert (rm.pending, rm.pending_unvalidated, rm.conns["inbound"]) == (0, 0, 0)
+    assert rm.summary()["Use"]["pending_unvalidated"] == 0
 
