@@ -209,6 +209,8 @@ class AddressManager:
         self.on_change: list[Callable[[], None]] = []
         #: local()'s answer and what it was made from (it is asked at every IDENTIFY)
         self._local_memo: tuple[tuple, list[bytes]] | None = None
+        #: whether the listen (or announce) addresses hold 0.0.0.0/:: (the key: those)
+        self._wild_memo: tuple[tuple, bool] | None = None
 
     def _changed(self) -> None:
         for callback in list(self.on_change):
@@ -241,10 +243,16 @@ class AddressManager:
     def local(self) -> list[bytes]:
         """Everything, for the user on this machine (control IDENTIFY, ready lines, ``p2pd
         id``): the expanded addresses, then the confirmed external and relay ones."""
-        self.interfaces()  # refreshed when due: a new list makes a new key
+        base = tuple(self.announce if self.announce is not None else self.listen)
+        if self._wild_memo is None or self._wild_memo[0] != base:
+            self._wild_memo = (base, any((split := split_ip(a)) is not None
+                                         and split[0].is_unspecified for a in base))
+        wild = self._wild_memo[1]
+        if wild:  # only 0.0.0.0/:: need the interface list (read when due: a new key)
+            self.interfaces()
         key = (tuple(self.listen), tuple(self.announce or ()), self.announce is None,
-               tuple(self.confirmed), tuple(self.relay), id(self._iface_cache),
-               self.filter_out)
+               tuple(self.confirmed), tuple(self.relay),
+               id(self._iface_cache) if wild else None, self.filter_out)
         memo = self._local_memo
         if memo is None or memo[0] != key:
             memo = self._local_memo = (

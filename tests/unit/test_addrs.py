@@ -194,3 +194,20 @@ def test_local_is_asked_at_every_identify_and_follows_every_change():
     assert "/ip4/203.0.113.99/tcp/4001" not in t(m.local())  # read at most every 10 s
     clock.now += 11
     assert "/ip4/203.0.113.99/tcp/4001" in t(m.local())
+
+
+def test_specific_listen_addresses_are_told_without_reading_the_interfaces():
+    """Reading the interfaces (psutil) is only for 0.0.0.0/::: a daemon listening on
+    given addresses prints its ready lines without it; a wildcard added later reads them."""
+    reads = []
+
+    def interfaces():
+        reads.append(1)
+        return IFACES
+
+    m = AddressManager(interfaces=interfaces)
+    m.listen = [b("/ip4/127.0.0.1/tcp/4001"), b("/ip6/::1/tcp/4001")]
+    assert t(m.local()) == ["/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/4001"]
+    assert reads == []
+    m.listen.append(b("/ip4/0.0.0.0/tcp/4002"))
+    assert "/ip4/203.0.113.7/tcp/4002" in t(m.local()) and reads == [1]
