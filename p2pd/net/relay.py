@@ -302,7 +302,8 @@ class RelayService:
         #: peer -> (expiry, the IP it reserved from)
         self.reservations: dict[bytes, tuple[float, bytes]] = {}
         self.circuits: dict[bytes, int] = {}
-        self.stats = {"reservations": 0, "refused": 0, "circuits": 0, "bytes": 0,
+        #: totals since start: reservations granted (renewals too), circuits bridged, ...
+        self.stats = {"reserved": 0, "refused": 0, "relayed": 0, "bytes": 0,
                       "limited": 0, "malformed": 0}
         swarm.set_stream_handler(w.HOP, self._serve_hop)
 
@@ -364,7 +365,7 @@ class RelayService:
             return
         expire = int(time.time() + self.limits.reservation_ttl)
         self.reservations[peer] = (float(expire), ip_key)
-        self.stats["reservations"] += 1
+        self.stats["reserved"] += 1
         me = self.swarm.me
         addrs = [a + p2p_component(me) for a in self.own_addrs(conn.remote_addr)
                  if CIRCUIT not in a][: w.MAX_ADDRS]
@@ -422,7 +423,7 @@ class RelayService:
             await close_quietly(stream)
             return
         await self._answer(stream, w.OK, limit=self._limit())
-        self.stats["circuits"] += 1
+        self.stats["relayed"] += 1
         early_src, early_dst = decoder.take_unconsumed(), stop_decoder.take_unconsumed()
         limited = broken = False
         with trio.move_on_after(self.limits.time_limit) as scope:
@@ -465,5 +466,6 @@ class RelayService:
                 await reset_quietly(stop)
 
     def summary(self) -> dict:
+        """Live ``reservations`` and open ``circuits``, then the totals of :attr:`stats`."""
         return {"reservations": len([p for p in list(self.reservations) if self._live(p)]),
                 "circuits": sum(self.circuits.values()) // 2, **self.stats}

@@ -44,53 +44,29 @@ def _read_message(sock: socket.socket, decoder: FrameDecoder, message):
     return frame if message is None else message.FromString(frame)
 
 
-class DaemonPeer:
-    """A daemon speaking the control protocol (the go daemon, or ours with ``command``
-    ``[python, "-m", "p2pd"]``), driven through its control socket."""
+class ControlPeer:
+    """A running daemon (ours or go's, launched by anyone, in any network namespace) driven
+    through its Unix control socket ``sock``; handler sockets are made in ``workdir``.
 
-    def __init__(self, command: list[str], host_addrs: str = "/ip4/127.0.0.1/udp/0/quic-v1",
-                 *extra: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="ctlq-", dir="/tmp"))
-        self.control = f"/unix{self.dir}/ctl.sock"
-        self.proc = subprocess.Popen(
-            [*command, "-listen", self.control, "-hostAddrs", host_addrs, *extra],
-            # cwd "/": the daemon reads a handler's /unix address (as python's multiaddr
-            # encodes it) without its leading slash, i.e. relative to its working directory
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
-        deadline = time.monotonic() + 30
-        while not (self.dir / "ctl.sock").exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("the go daemon did not start")
-            time.sleep(0.02)
-        self.client = ControlClient(parse_endpoint(self.control), timeout=60)
-        while True:  # the socket file appears a moment before the daemon listens on it
-            try:
-                self.peer, self.addrs = self.client.identify()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.02)
+    A go daemon resolves a handler's ``/unix`` address relative to its working directory
+    (see :class:`DaemonPeer`): start it in ``/``."""
+
+    def __init__(self, sock: Path, workdir: Path, timeout: float = 60) -> None:
+        self.sock = Path(sock)
+        self.dir = Path(workdir)
+        self.client = ControlClient(parse_endpoint(f"/unix{self.sock}"), timeout=timeout)
         self._servers: list[socket.socket] = []
         self.received: dict[str, int] = {}
 
-    def stop(self) -> None:
+    @property
+    def control(self) -> str:
+        return f"/unix{self.sock}"
+
+    def close(self) -> None:
+        """Stop serving the handlers set through this peer."""
         for server in self._servers:
             server.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> DaemonPeer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        self._servers.clear()
 
     # -- control requests -------------------------------------------------------------------
     def connect(self, peer: bytes, addrs: list[bytes]) -> None:
@@ -119,7 +95,7 @@ class DaemonPeer:
             addr=_unix_ma(path), proto=[proto], balanced=False))
         # the fork drops a handler when the control connection that set it closes: keep it
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(str(self.dir / "ctl.sock"))
+        s.connect(str(self.sock))
         s.sendall(encode_message(request))
         response = decode_response(_read_message(s, FrameDecoder(), None))
         self._servers.append(s)
@@ -164,7 +140,7 @@ class DaemonPeer:
     def open_stream(self, peer: bytes, proto: str) -> socket.socket:
         """A socket piped to a new stream to ``peer`` speaking ``proto``."""
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(str(self.dir / "ctl.sock"))
+        s.connect(str(self.sock))
         s.sendall(encode_message(pb.Request(type=pb.Request.STREAM_OPEN,
                                             streamOpen=pb.StreamOpenRequest(
                                                 peer=peer, proto=[proto], timeout=30))))
@@ -181,7 +157,8 @@ class DaemonPeer:
 
 
 def echo_over(sock: socket.socket, blob: bytes) -> bytes:
-    """Send ``blob`` on ``sock`` while reading as many bytes back; close after that.
+    """Send ``blob`` on ``sock`` while reading as many bytes back; close after that. What
+    came back is returned, short if the stream ended or was reset first.
 
     No half-close before the echo is back: the go daemon ends the whole stream when the
     socket piped to it reaches its end (go-libp2p's ``Close`` also stops reading).
@@ -190,16 +167,74 @@ def echo_over(sock: socket.socket, blob: bytes) -> bytes:
 
     def send() -> None:
         view = memoryview(blob)
-        for i in range(0, len(blob), CHUNK):
-            sock.sendall(view[i : i + CHUNK])
+        try:
+            for i in range(0, len(blob), CHUNK):
+                sock.sendall(view[i : i + CHUNK])
+        except OSError:  # the stream was reset: the reader sees it too
+            pass
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    while len(got) < len(blob) and (data := sock.recv(CHUNK)):
-        got += data
+    try:
+        while len(got) < len(blob) and (data := sock.recv(CHUNK)):
+            got += data
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a sender still blocked on a dead stream
+    except OSError:
+        pass
     sender.join()
     sock.close()
     return bytes(got)
+
+
+class DaemonPeer(ControlPeer):
+    """A daemon speaking the control protocol (the go daemon, or ours with ``command``
+    ``[python, "-m", "p2pd"]``), started here and driven through its control socket."""
+
+    def __init__(self, command: list[str], host_addrs: str = "/ip4/127.0.0.1/udp/0/quic-v1",
+                 *extra: str) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="ctlq-", dir="/tmp"))
+        self.proc = subprocess.Popen(
+            [*command, "-listen", f"/unix{workdir}/ctl.sock", "-hostAddrs", host_addrs,
+             *extra],
+            # cwd "/": the daemon reads a handler's /unix address (as python's multiaddr
+            # encodes it) without its leading slash, i.e. relative to its working directory
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        self.dir = workdir
+        self._servers = []
+        deadline = time.monotonic() + 30
+        while not (workdir / "ctl.sock").exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the go daemon did not start")
+            time.sleep(0.02)
+        super().__init__(workdir / "ctl.sock", workdir)
+        while True:  # the socket file appears a moment before the daemon listens on it
+            try:
+                self.peer, self.addrs = self.client.identify()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> DaemonPeer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 class GoPeer(DaemonPeer):

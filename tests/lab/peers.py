@@ -34,12 +34,15 @@ class LabDaemon:
 
     #: the daemon's command; LabGoDaemon runs the go daemon instead
     program: tuple[str, ...] = (sys.executable, "-m", "p2pd")
+    #: its working directory (None: ours)
+    cwd: str | None = None
 
     def __init__(self, lab: Lab, node: Node, *flags: str, name: str | None = None) -> None:
         self.node = node
         self.dir = Path(tempfile.mkdtemp(prefix="p2pl-", dir="/tmp"))  # short: sun_path
         lab.on_close(lambda: shutil.rmtree(self.dir, ignore_errors=True))
-        self.control = f"/unix{self.dir / 'p2pd.sock'}"
+        self.sock = self.dir / "p2pd.sock"
+        self.control = f"/unix{self.sock}"
         argv = [
             *self.program,
             "-listen",
@@ -49,7 +52,8 @@ class LabDaemon:
             *flags,
         ]
         self.proc: Proc = lab.run(
-            node, argv, name=name or f"p2pd-{node.name}", env=daemon_env(self.dir / "home")
+            node, argv, name=name or f"p2pd-{node.name}", env=daemon_env(self.dir / "home"),
+            cwd=self.cwd,
         )
         m = self.proc.wait_for(r"^Peer ID: (\S+)\nPeer Addrs:\n", timeout=60)
         self.peer_id = m.group(1)
@@ -90,7 +94,10 @@ class LabDaemon:
 
 class LabGoDaemon(LabDaemon):
     """The go-libp2p daemon (hivemind's fork, from the PyPI wheel) inside a lab node; the
-    ``p2pd`` client commands drive it through the same daemon protocol."""
+    ``p2pd`` client commands drive it through the same daemon protocol. It runs in ``/``:
+    it reads a stream handler's ``/unix`` address without the leading slash."""
+
+    cwd = "/"
 
     def __init__(self, lab: Lab, node: Node, *flags: str, name: str | None = None) -> None:
         import importlib.util

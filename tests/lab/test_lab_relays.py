@@ -149,3 +149,100 @@ def test_a_fetch_over_a_relay_that_dies_mid_transfer_goes_on_through_the_other_r
         killer.cancel()
     assert first.proc.popen.poll() is not None, "the first relay was not killed in time"
     assert got.read_bytes() == src.read_bytes()
+
+
+#: the relay's limits in the go-client test: a circuit may carry this much each way and
+#: stay open this long (our -relayDataLimit / -relayTimeLimit, as go's flags)
+DATA_LIMIT = 256 << 10
+TIME_LIMIT = 8.0
+ECHO = "/p2pd-lab/echo/1.0.0"
+
+
+def _go_peers(peer) -> dict[bytes, list[str]]:
+    """The go daemon's connections (LIST_PEERS: one remote address per connection)."""
+    import multiaddr
+
+    out: dict[bytes, list[str]] = {}
+    for p in peer.client.list_peers():
+        out.setdefault(p.id, []).extend(str(multiaddr.Multiaddr(a)) for a in p.addrs)
+    return out
+
+
+def test_a_go_node_behind_a_symmetric_nat_reserves_at_our_relay_within_its_limits(netlab):
+    """go's AutoRelay (relay v2 client, static relays) behind a symmetric NAT reserves at our
+    public relay; our daemon (public) and a second go daemon (behind a port-restricted NAT)
+    each reach it through the circuit address, and bytes echoed over a stream to it come
+    back whole over a relayed (limited) connection. The relay's limits apply: the circuit
+    that carries more than -relayDataLimit is reset, the one open longer than
+    -relayTimeLimit is closed.
+
+    The go daemon needs -relayDiscovery=false with -trustedRelays: with discovery on (its
+    default) its relay finder wants 4 candidates before it reserves anywhere, or waits out
+    a 3-minute boot delay (go-libp2p autorelay's defaults; docs/decisions.md)."""
+    from harness.gocontrol import ControlPeer, echo_over
+
+    from lab.peers import LabGoDaemon
+
+    relay = LabDaemon(netlab, netlab.add_host("relay"), f"-relayDataLimit={DATA_LIMIT}",
+                      f"-relayTimeLimit={TIME_LIMIT:g}s")
+    flags = ("-dhtClient", "-autoRelay", "-relayDiscovery=false", "-trustedRelays",
+             relay.addr, "-forceReachabilityPrivate", "-relayService=false")
+    try:
+        go = LabGoDaemon(netlab, netlab.add_home("hg", Nat.SYMMETRIC).hosts[0], *flags)
+    except Exception as exc:  # the wheel could not be fetched: said, as the interop tests
+        pytest.skip(f"go daemon unavailable: {exc}")
+    target = ControlPeer(go.sock, go.dir)
+    target.handle(ECHO, "echo")
+    go_id, _ = target.client.identify()
+    deadline = time.monotonic() + 15
+    while _status(relay)["Relay"]["reservations"] < 1:
+        assert time.monotonic() < deadline, (_status(relay), go.proc.errors()[-3000:])
+        time.sleep(0.2)
+    circuit = f"{relay.addr}/p2p-circuit/p2p/{go.peer_id}"
+    blob = os.urandom(32 << 10)
+
+    # ours, public: the connection is relayed and limited; the echo comes back whole
+    ours = LabDaemon(netlab, netlab.add_host("out"))
+    opened = time.monotonic()
+    ours.cli("connect", circuit)
+    [seen] = [p for p in json.loads(ours.cli("peers", "--json"))["Peers"]
+              if p["ID"] == go.peer_id]
+    assert [c["Transport"] for c in seen["Connections"]] == ["relay"], seen
+    assert all(f"/p2p/{relay.peer_id}/p2p-circuit" in a for a in seen["Addrs"]), seen
+    dialer = ControlPeer(ours.sock, ours.dir)
+    assert echo_over(dialer.open_stream(go_id, ECHO), blob) == blob
+    # past the data limit: the relay resets the circuit, both ends lose it
+    big = os.urandom(4 * DATA_LIMIT)
+    assert len(echo_over(dialer.open_stream(go_id, ECHO), big)) < DATA_LIMIT
+    assert time.monotonic() - opened < TIME_LIMIT, "too slow to tell the data limit's reset"
+    relayed = _status(relay)["Relay"]
+    assert relayed["limited"] == 1 and relayed["bytes"] < 3 * DATA_LIMIT, relayed
+    deadline = time.monotonic() + 5
+    while go.peer_id in ours.peers():
+        assert time.monotonic() < deadline, ours.cli("peers")
+        time.sleep(0.2)
+
+    # a second go daemon behind a port-restricted NAT, through the same relay
+    try:
+        go2 = LabGoDaemon(netlab, netlab.add_home("hd", Nat.PORT_RESTRICTED).hosts[0])
+    except Exception as exc:
+        pytest.skip(f"go daemon unavailable: {exc}")
+    other = ControlPeer(go2.sock, go2.dir)
+    opened = time.monotonic()
+    go2.cli("connect", circuit)
+    connected = time.monotonic()
+    assert echo_over(other.open_stream(go_id, ECHO), blob) == blob
+    [via] = _go_peers(other)[go_id]
+    assert via.startswith(f"{relay.addr}/p2p-circuit"), via
+    # the target sees the circuit too, the relay holds it open
+    inbound = _go_peers(target).get(other.client.identify()[0], [])
+    assert any("/p2p-circuit" in a for a in inbound), inbound
+    assert _status(relay)["Relay"]["circuits"] == 1
+    # it stays within the time limit: closed by the relay once it is over
+    while go_id in _go_peers(other):
+        assert time.monotonic() - connected < TIME_LIMIT + 5, _status(relay)
+        time.sleep(0.2)
+    assert time.monotonic() - opened >= TIME_LIMIT
+    relayed = _status(relay)["Relay"]
+    assert relayed["limited"] == 2 and relayed["circuits"] == 0, relayed
+    assert relayed["relayed"] == 2 and relayed["reservations"] == 1, relayed
