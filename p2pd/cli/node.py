@@ -141,7 +141,9 @@ def _cmd_peers(client: ControlClient, args) -> int:
                                                         "Security", "Muxer")} for c in mine]
     lines = []
     for r in rows:
-        line = f"{r['Addrs'][0]}/p2p/{r['ID']}" if r["Addrs"] else f"/p2p/{r['ID']}"
+        line = r["Addrs"][0] if r["Addrs"] else ""
+        if not line.endswith(f"/p2p/{r['ID']}"):  # a circuit address ends in the peer's id
+            line += f"/p2p/{r['ID']}"
         if r.get("Connections"):
             c = r["Connections"][0]
             line += f"  ({c['Transport']}, {c['Security']}, {c['Direction']})"

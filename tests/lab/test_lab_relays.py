@@ -1,8 +1,10 @@
 """Third-party relays and relay clients across the lab's NATs: a js-libp2p relay and a go
 daemon relay each hold our home node's reservation and let a public peer reach it (DCUtR
 then turns that connection direct: its address is the home router's) and fetch a file; our
-relay holds a js home node's reservation and carries pings to it; a fetch through a relay
-that dies mid-transfer goes on through the home's other reservation.
+relay holds a js home node's reservation and carries pings to it, and a go daemon's behind a
+symmetric NAT, carrying echoes to it from ours and from another go daemon within the relay's
+data and time limits; a fetch through a relay that dies mid-transfer goes on through the
+home's other reservation.
 
 js-libp2p counts the lab's documentation-range addresses as private (its private-ip
 list), so its AutoNAT and DCUtR see no public address here; relaying does not depend on
@@ -209,6 +211,7 @@ def test_a_go_node_behind_a_symmetric_nat_reserves_at_our_relay_within_its_limit
               if p["ID"] == go.peer_id]
     assert [c["Transport"] for c in seen["Connections"]] == ["relay"], seen
     assert all(f"/p2p/{relay.peer_id}/p2p-circuit" in a for a in seen["Addrs"]), seen
+    assert ours.cli("peers").count(f"/p2p/{go.peer_id}") == 1  # not twice at a circuit's end
     dialer = ControlPeer(ours.sock, ours.dir)
     assert echo_over(dialer.open_stream(go_id, ECHO), blob) == blob
     # past the data limit: the relay resets the circuit, both ends lose it
