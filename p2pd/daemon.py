@@ -289,7 +289,7 @@ def _raise_start_error(group: BaseExceptionGroup) -> None:
 def _print_ready(control: str, node) -> None:
     """The go daemon's ready lines; flushed so launchers reading a pipe or file see them."""
     lines = [f"Control socket: {control}", f"Peer ID: {node.peer_id.to_base58()}", "Peer Addrs:"]
-    lines += [str(addr) for addr in node.listen_addrs()]
+    lines += node.listen_addrs()
     if node.config.bootstrap_strict and node.config.bootstrap_peers:
         lines += ["Bootstrap peers:", *node.config.bootstrap_peers]
     sys.stdout.write("\n".join(lines) + "\n")

@@ -20,6 +20,7 @@ from . import runtime
 from .config import Config
 from .errors import NodeError, P2PDError
 from .identity import PrivateKeyRecord, to_key_pair
+from .maddr import text as maddr_text
 from .net import perf
 from .net.host import AGENT_VERSION, HostOptions, separate_ephemeral_ports
 from .net.ports import ConnectionListener, InboundHandler, PeerSummary
@@ -470,10 +471,14 @@ class Node:
     def peer_id_bytes(self) -> bytes:
         return self.net.me
 
-    def listen_addrs(self) -> list:
-        """Our swarm addresses (plain TCP first, then WebSocket), as the go daemon prints and
-        IDENTIFY answers: the ``-announceAddrs`` ones instead when given (go's AddrsFactory)."""
-        return [self._multiaddr.Multiaddr(a) for a in self.net.own_addrs()]
+    def listen_addr_bytes(self) -> list[bytes]:
+        """Our swarm addresses (plain TCP first, then WebSocket), binary, as IDENTIFY
+        answers: the ``-announceAddrs`` ones instead when given (go's AddrsFactory)."""
+        return self.net.own_addrs()
+
+    def listen_addrs(self) -> list[str]:
+        """The same as text, as the go daemon prints them."""
+        return [maddr_text(a) for a in self.net.own_addrs()]
 
     # -- peers -------------------------------------------------------------------------
 

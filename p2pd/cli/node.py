@@ -83,17 +83,9 @@ def _split_p2p(address: str) -> tuple[bytes, bytes | None]:
 
 
 def _addr_text(raw: bytes) -> str:
-    from ..maddr import to_text
+    from ..maddr import text
 
-    text = to_text(raw)
-    if text is not None:
-        return text
-    import multiaddr  # a protocol p2pd.maddr does not list
-
-    try:
-        return str(multiaddr.Multiaddr(raw))
-    except Exception:
-        return "0x" + raw.hex()
+    return text(raw)
 
 
 def _emit(args, data, text: str) -> int:

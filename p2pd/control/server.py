@@ -289,7 +289,7 @@ class ControlServer:
         return ok_response(
             identify=pb.IdentifyResponse(
                 id=self.node.peer_id_bytes,
-                addrs=[a.to_bytes() for a in self.node.listen_addrs()],
+                addrs=self.node.listen_addr_bytes(),
             )
         )
 

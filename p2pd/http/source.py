@@ -113,7 +113,7 @@ class NodeSource:
         out = {
             "peer_id": c.peer_id, "version": c.version, "agent": node.agent_version,
             "uptime": round(c.uptime, 1),
-            "addrs": [str(a) for a in node.listen_addrs()],
+            "addrs": node.listen_addrs(),
             "reachability": node.reachability(),
             "peer_count": c.peers, "peers": peers,
             "connections": sum(c.connections.values()),
@@ -180,9 +180,6 @@ def _b58(peer: bytes) -> str:
 
 
 def _text(addr: bytes) -> str:
-    try:
-        import multiaddr
+    from ..maddr import text
 
-        return str(multiaddr.Multiaddr(addr))
-    except Exception:
-        return addr.hex()
+    return text(addr)

@@ -1460,12 +1460,9 @@ def _addr_of(endpoint, ws: bool) -> bytes:
 
 
 def _text_addr(addr: bytes) -> str:
-    try:
-        import multiaddr
+    from ..maddr import text
 
-        return str(multiaddr.Multiaddr(addr))
-    except Exception:
-        return addr.hex()
+    return text(addr)
 
 
 def _is_quic(addr: bytes) -> bool:

@@ -7,7 +7,7 @@ import multiaddr
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from p2pd.maddr import to_text
+from p2pd.maddr import text, to_text
 
 _dns = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
 _component = st.one_of(
@@ -48,3 +48,10 @@ def test_an_unlisted_protocol_is_left_to_py_multiaddr():
     raw = multiaddr.Multiaddr("/ip4/1.2.3.4/udp/1/quic-v1/webtransport/certhash/"
                               "uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE8g").to_bytes()
     assert to_text(raw) is None
+    assert text(raw) == str(multiaddr.Multiaddr(raw))  # text() asks py-multiaddr
+
+
+@given(st.binary(max_size=64))
+def test_text_always_gives_a_string(raw):
+    out = text(raw)
+    assert out.startswith("/") or out == "0x" + raw.hex() or (out == "" and not raw)
