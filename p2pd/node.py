@@ -270,7 +270,19 @@ class Node:
                             for c in self.net.connection_info()],
             "Limits": self.net.swarm.rcmgr.summary(),
             "Runtime": runtime.summary(),
+            "Datastore": self._datastore_status(),
         }
+
+    def _datastore_status(self) -> dict | None:
+        """Damage the datastore met and mended online (Datastore.salvage), for status."""
+        ds = self.datastore
+        if ds is None:
+            return None
+        return {"Salvages": [{"Reason": r.get("reason"), "KeptAside": r.get("kept_aside"),
+                              "Dropped": {k: v for k, v in r["dropped"].items() if v}}
+                             for r in ds.salvages],
+                "DroppedBlocks": ([str(c) for c in self.repo.store.salvage_dropped]
+                                  if self.repo is not None else [])}
 
     async def _serve_perf(self, stream) -> None:
         try:

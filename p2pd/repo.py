@@ -416,7 +416,11 @@ class Repo:
                 "path": str(self.datastore.path), "pins": len(self.pins.list()),
                 "gc_runs": self.gc_runs, "auto_gc_runs": self.auto_gc_runs,
                 "fetches_in_flight": self.fetches_in_flight,
-                "wal_dropped": self.datastore.recovery_drops, **self.bitswap.stats()}
+                "wal_dropped": self.datastore.recovery_drops,
+                "salvages": [{k: v for k, v in r.items() if k != "dropped_keys"}
+                             for r in self.datastore.salvages],
+                "salvage_dropped_blocks": [str(c) for c in self.store.salvage_dropped],
+                **self.bitswap.stats()}
 
 
 def _remove(path: str) -> None:

@@ -162,6 +162,12 @@ class Blockstore:
         self.max_block_size = max_block_size
         #: blocks whose unreadable index entry was already logged
         self._reported: set[bytes] = set()
+        #: blocks a salvage of the datastore dropped (damaged on disk), newest last; they
+        #: read as missing, so Bitswap fetches them again
+        self.salvage_dropped: list[CID] = []
+        datastore.checkers["blocks"] = _block_matches
+        datastore.checkers["blockinfo"] = _info_parses
+        datastore.after_salvage.append(self._after_salvage)
 
     # -- writing ------------------------------------------------------------------------
     def put(self, cid: CIDLike, data: Buffer) -> None:
@@ -407,6 +413,40 @@ class Blockstore:
             log.exception("blockstore: could not quarantine corrupt block %s", cid)
 
 
+    def _after_salvage(self, report: dict) -> None:
+        """The datastore was salvaged (a damaged table file): the blocks it dropped read as
+        missing, and are said; a copy still in the cache (verified when it entered) is
+        written back; the small index is mended (an entry without its block goes, a block
+        without its entry gets one)."""
+        prefix = self._blocks.prefix
+        dropped = [bytes.fromhex(k)[len(prefix):] for k in report.get("dropped_keys", ())
+                   if bytes.fromhex(k).startswith(prefix)]
+        for mh in dropped:
+            cid = CID(1, Codec.RAW, mh)
+            cached = self.cache.get(mh)
+            if cached is not None:
+                with contextlib.suppress(Exception):
+                    self.put(cid, cached)
+                    log.warning("blockstore: block %s was damaged on disk; written back "
+                                "from the cache", cid)
+                    continue
+            self.salvage_dropped.append(cid)
+            del self.salvage_dropped[:-1000]
+            log.error("blockstore: block %s was damaged on disk and is dropped; it reads as "
+                      "missing (fetched again from peers when wanted)", cid)
+        blocks = set(self._blocks.keys())
+        infos = set(self._info.keys())
+        with self._live().batch() as batch:
+            for mh in infos - blocks:
+                batch.delete(self._info, mh)
+            for mh in blocks - infos:
+                data = self._blocks.get(mh) or b""
+                batch.put(self._info, mh, _info(_guess_codec(data), len(data)))
+        if infos ^ blocks:
+            log.warning("blockstore: index mended after the salvage: %d entries without "
+                        "their block removed, %d added", len(infos - blocks),
+                        len(blocks - infos))
+
     def _drop_unreadable(self, cid: CID, exc: Exception) -> None:
         """A block RocksDB cannot read back (a checksum mismatch in its table file): no
         bytes to quarantine, so only the keys go, and the block reads as missing."""
@@ -457,3 +497,34 @@ def _parse_info(info: bytes, mh: bytes) -> tuple[Codec, int]:
         raise CorruptBlock(
             f"block index entry for multihash {mh.hex()} is corrupt: {exc}"
         ) from None
+
+
+def _block_matches(mh: bytes, data: bytes) -> bool:
+    """A salvage's check of a stored block: its bytes hash to its multihash."""
+    try:
+        code, digest = multihash.decode_exact(mh)
+    except (InvalidCID, ValueError):
+        return False
+    if code is HashCode.SHA2_256:
+        return native.sha256(data) == digest
+    return code is HashCode.IDENTITY and data == digest
+
+
+def _info_parses(mh: bytes, info: bytes) -> bool:
+    try:
+        _parse_info(info, mh)
+    except CorruptBlock:
+        return False
+    return True
+
+
+def _guess_codec(data: bytes) -> Codec:
+    """The codec of a block whose index entry was lost: dag-pb if it decodes as a node
+    with links or UnixFS data, else raw."""
+    from .dagpb import decode_node
+
+    try:
+        node = decode_node(data)
+    except Exception:
+        return Codec.RAW
+    return Codec.DAG_PB if node.links or node.data is not None else Codec.RAW

@@ -94,6 +94,7 @@ class Pins:
         self.ds = datastore
         self.space = datastore.pins
         self.store = store
+        datastore.checkers["pins"] = _record_parses  # what a salvage keeps of damaged files
 
     def add(self, cid: CID, name: str = "", *, complete: bool = False) -> Pin:
         """Pin ``cid`` recursively; every block of its DAG must be stored already.
@@ -183,3 +184,11 @@ def _decode(cid: CID, value: bytes) -> Pin:
     if given.multihash != cid.multihash:
         raise PinError("pin record names another CID than its key")
     return Pin(given, created, value[pos + n:].decode("utf-8", "replace"))
+
+
+def _record_parses(key: bytes, value: bytes) -> bool:
+    try:
+        _decode(CID.from_bytes(key), value)
+    except Exception:
+        return False
+    return True

@@ -24,17 +24,32 @@ anyway (another program filled the disk between two checks), RocksDB stops writi
 :class:`StoreFull`, and the first write after enough space is back closes and reopens the
 database (replaying its WAL, nothing acknowledged is lost) before it is tried.
 
+A damaged table file: RocksDB refuses to read a block whose checksum fails (those keys
+read as errors, the rest as usual), and once a compaction meets the damage it refuses every
+write until the database is reopened, and again at the next compaction after it. Repairing in
+place (RepairDB) drops whole table files, good blocks with the bad. So the first write after
+a read or a write met a ``Corruption`` error salvages the database online
+(:meth:`Datastore.salvage`): every key is copied to a fresh database (checksums verified;
+where they fail, the damaged region is read again unverified and only what a space's
+*checker* accepts is kept, e.g. blocks that hash to their CIDs), which is then swapped in by
+renaming, the damaged directory kept aside (``datastore.damaged-<time>``) for the user. A
+crash during the copy leaves the old database in place (the copy is discarded at the next
+open); a crash between the two renames is finished at the next open.
+
 Keys and values are raw bytes (rocksdict raw mode): nothing is pickled, so the
 files are readable by any RocksDB tool and by later versions of p2pd.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -165,7 +180,7 @@ class Batch:
     half-way through preparing a change leaves the store untouched.
     """
 
-    __slots__ = ("_store", "_wb", "_done", "_logged", "_puts")
+    __slots__ = ("_store", "_wb", "_done", "_logged", "_puts", "_ops", "_op_bytes")
 
     def __init__(self, store: Datastore, logged: bool = True) -> None:
         self._store = store
@@ -173,15 +188,46 @@ class Batch:
         self._done = False
         self._logged = logged
         self._puts = False  # only deletes: allowed nearer a full disk
+        #: the writes again (the same bytes objects, no copies) while the batch is small:
+        #: RocksDB consumes a batch even when writing it fails, and a write that met a
+        #: damaged file is tried again after the salvage. A big one (an import's 8 MiB)
+        #: is not kept twice; it is not tried again (the damage is mostly found before,
+        #: see :meth:`Datastore._writable`)
+        self._ops: list[tuple[bytes, bytes | None]] | None = []
+        self._op_bytes = 0
 
     def put(self, space: KeySpace, key: Buffer, value: Buffer) -> None:
         self._check(space)
         self._puts = True
-        self._wb.put(space.key(key), _bytes(value, "value"))
+        k, v = space.key(key), _bytes(value, "value")
+        self._wb.put(k, v)
+        self._keep(k, v)
 
     def delete(self, space: KeySpace, key: Buffer) -> None:
         self._check(space)
-        self._wb.delete(space.key(key))
+        k = space.key(key)
+        self._wb.delete(k)
+        self._keep(k, None)
+
+    def _keep(self, k: bytes, v: bytes | None) -> None:
+        if self._ops is None:
+            return
+        self._op_bytes += len(k) + (len(v) if v else 0)
+        if self._op_bytes > _RETRY_BATCH_BYTES:
+            self._ops = None
+        else:
+            self._ops.append((k, v))
+
+    def _rebuild(self) -> WriteBatch | None:
+        if self._ops is None:
+            return None
+        wb = WriteBatch(raw_mode=True)
+        for k, v in self._ops:
+            if v is None:
+                wb.delete(k)
+            else:
+                wb.put(k, v)
+        return wb
 
     def __len__(self) -> int:
         return self._wb.len()
@@ -191,11 +237,16 @@ class Batch:
         if self._done:
             raise StoreError("this write batch was already written or discarded; make a new one")
         self._done = True
-        self._store._write(self._wb, self._logged, deletes_only=not self._puts)
+        try:
+            self._store._write(self._wb, self._logged, deletes_only=not self._puts,
+                               rebuild=self._rebuild)
+        finally:
+            self._ops = None
 
     def discard(self) -> None:
         self._done = True
         self._wb.clear()
+        self._ops = None
 
     def __enter__(self) -> Batch:
         return self
@@ -248,6 +299,18 @@ class Datastore:
         self.reopens = 0
         #: what RocksDB dropped from a cut or damaged WAL at open (from its LOG file)
         self.recovery_drops: list[str] = []
+        #: a read or write met a damaged table file: the next write salvages first
+        self._damaged = False
+        #: RocksDB's count of background (flush, compaction) errors when last looked at
+        self._bg_errors = _background_errors(db)
+        #: per key space, a check of (key without prefix, value) that a salvage applies to
+        #: every copied entry of that space (and that decides, for entries whose checksums
+        #: failed, whether they are kept); spaces without one keep only verified entries
+        self.checkers: dict[str, Callable[[bytes, bytes], bool]] = {}
+        #: called with the report after each salvage (e.g. the blockstore mends its index)
+        self.after_salvage: list[Callable[[dict], None]] = []
+        #: what each salvage did (:meth:`salvage`), the newest last
+        self.salvages: list[dict] = []
         self._wopt = WriteOptions()
         self._wopt.sync = sync
         self._unlogged = WriteOptions()
@@ -271,6 +334,7 @@ class Datastore:
         :class:`StoreError` naming the path, rather than RocksDB's bare I/O error.
         """
         path = Path(path)
+        _finish_salvage(path)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.set_wal_recovery_mode(DBRecoveryMode.point_in_time())
@@ -341,7 +405,8 @@ class Datastore:
         try:
             db.flush(True)
         except Exception as exc:
-            raise self._failed("flush failed", exc) from None
+            if not self._salvage_after(exc):  # a salvage flushes the copy it swaps in
+                raise self._failed("flush failed", exc) from None
         self._unflushed = 0
 
     def compact(self, *names: str) -> None:
@@ -412,32 +477,62 @@ class Datastore:
             if self._db is not db or self._reopen_lock.locked():  # reopened under us
                 with self._reopen_lock:
                     return self._get(key)
+            if _corruption(exc):
+                self._damaged = True
             raise StoreError(f"datastore {self.path}: read failed: {exc}") from None
 
     def _put(self, key: bytes, value: bytes) -> None:
-        db = self._writable(len(key) + len(value))
-        try:
-            db.put(key, value, self._wopt)
-        except Exception as exc:
-            raise self._failed("write failed", exc) from None
+        for attempt in (1, 2):
+            db = self._writable(len(key) + len(value))
+            try:
+                db.put(key, value, self._wopt)
+                return
+            except Exception as exc:
+                if attempt == 1 and self._salvage_after(exc):
+                    continue
+                raise self._failed("write failed", exc) from None
 
     def _delete(self, key: bytes) -> None:
-        db = self._writable(len(key), reserve=_DELETE_RESERVE)  # gc must work on a full disk
-        try:
-            db.delete(key, self._wopt)
-        except Exception as exc:
-            raise self._failed("delete failed", exc) from None
+        for attempt in (1, 2):
+            db = self._writable(len(key), reserve=_DELETE_RESERVE)  # gc on a full disk
+            try:
+                db.delete(key, self._wopt)
+                return
+            except Exception as exc:
+                if attempt == 1 and self._salvage_after(exc):
+                    continue
+                raise self._failed("delete failed", exc) from None
 
-    def _write(self, wb: WriteBatch, logged: bool = True, deletes_only: bool = False) -> None:
+    def _write(self, wb: WriteBatch, logged: bool = True, deletes_only: bool = False,
+               rebuild: Callable[[], WriteBatch | None] | None = None) -> None:
         size = wb.size_in_bytes()
-        db = self._writable(size + (0 if logged else self._unflushed),
-                            reserve=_DELETE_RESERVE if deletes_only else None)
-        try:
-            db.write(wb, self._wopt if logged else self._unlogged)
-        except Exception as exc:
-            raise self._failed("batch write failed", exc) from None
+        for attempt in (1, 2):
+            db = self._writable(size + (0 if logged else self._unflushed),
+                                reserve=_DELETE_RESERVE if deletes_only else None)
+            try:
+                db.write(wb, self._wopt if logged else self._unlogged)
+                break
+            except Exception as exc:
+                again = rebuild() if rebuild is not None and _corruption(exc) else None
+                if attempt == 1 and again is not None and self._salvage_after(exc):
+                    wb = again  # RocksDB consumed the one that failed
+                    continue
+                raise self._failed("batch write failed", exc) from None
         if not logged:
             self._unflushed += size
+
+    def _salvage_after(self, exc: Exception) -> bool:
+        """A write met a damaged table file (RocksDB refuses writes from then on):
+        salvage, and say whether the write may be tried again."""
+        if not _corruption(exc):
+            return False
+        self._damaged = True
+        try:
+            self.salvage(f"a write failed: {exc}")
+        except StoreError as err:
+            log.error("%s", err)
+            return False
+        return True
 
     # -- a full disk ------------------------------------------------------------------
     def free_bytes(self) -> int:
@@ -453,6 +548,13 @@ class Datastore:
         reserve = self.reserve if reserve is None else min(reserve, self.reserve)
         if size > self._room - reserve:
             raise StoreFull(self._full_message(size, size + reserve))
+        bg = _background_errors(db)
+        if bg != self._bg_errors:  # a flush or compaction failed: damage, or a full disk
+            self._bg_errors = bg
+            self._probe(db)
+        if self._damaged:
+            self.salvage("a read or a compaction met a damaged table file")
+            db = self._live()
         if self._wedged:
             # Reopening replays the WAL into a new table file: that needs its size free.
             need = size + self._wal_bytes() + max(self.reserve, 1 << 20)
@@ -460,6 +562,18 @@ class Datastore:
                 raise StoreFull(self._full_message(size, need))
             db = self._reopen()
         return db
+
+    def _probe(self, db: Rdict) -> None:
+        """A background error appeared: which one. RocksDB refuses writes after it, with
+        the error as the reason, so a tiny write tells (a damaged file: salvage; ENOSPC:
+        reopen once there is room; none: it recovered by itself)."""
+        try:
+            db.put(_PROBE_KEY, b"", self._wopt)
+        except Exception as exc:
+            if _corruption(exc):
+                self._damaged = True
+            else:
+                self._failed("write failed", exc)  # marks a full disk
 
     def _wal_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.glob("*.log"))
@@ -510,10 +624,209 @@ class Datastore:
                     f"{exc}; restart p2pd once there is space"
                 ) from None
             self._db = db
+            self._bg_errors = _background_errors(db)
             self.reopens += 1
             self._wedged = False
             self._unflushed = 0  # what was unflushed is gone with the old memtable
             return db
+
+    # -- a damaged table file -------------------------------------------------------------
+    def salvage(self, reason: str) -> dict:
+        """Copy every readable key to a fresh database and swap it in (see the module
+        docstring); the damaged directory is kept aside. Returns (and appends to
+        :attr:`salvages`) what was copied and dropped per key space. Reads that meet the
+        swap wait for it; a write that met the damage is tried again by the caller."""
+        with self._reopen_lock:
+            old = self._db
+            if old is None:
+                raise StoreError(f"datastore {self.path} is closed")
+            if not self._damaged:  # another thread salvaged meanwhile
+                return self.salvages[-1] if self.salvages else {}
+            started = time.monotonic()
+            log.error("datastore %s: a table file is damaged (%s); copying every readable "
+                      "key to a fresh database, writes wait for it", self.path, reason)
+            fresh_path = self.path.with_name(self.path.name + _FRESH)
+            shutil.rmtree(fresh_path, ignore_errors=True)
+            need = self.disk_usage() + self.reserve
+            if self.free_bytes() < need:
+                raise StoreFull(
+                    f"datastore {self.path} has a damaged table file, and salvaging it needs "
+                    f"{need / (1 << 20):.0f} MiB free beside it (a copy of what is readable); "
+                    "the disk has less. Reads go on; free some space and retry the write")
+            try:
+                fresh = Rdict(str(fresh_path), self._opts or Options(raw_mode=True))
+            except Exception as exc:
+                raise StoreError(f"datastore {self.path}: could not create {fresh_path} to "
+                                 f"salvage into: {exc}; restart p2pd") from None
+            try:
+                report = self._copy(old, fresh)
+                fresh.flush(True)
+            except BaseException as exc:
+                with _quiet():
+                    fresh.close()
+                shutil.rmtree(fresh_path, ignore_errors=True)
+                if isinstance(exc, Exception):
+                    raise StoreError(f"datastore {self.path}: salvaging failed: {exc}; "
+                                     "reads go on, restart p2pd to retry") from None
+                raise
+            fresh.close()
+            stamp = f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+            aside, n = self.path.with_name(stamp), 1
+            while aside.exists():
+                n += 1
+                aside = self.path.with_name(f"{stamp}-{n}")
+            report.update(reason=reason[:500], kept_aside=str(aside),
+                          seconds=round(time.monotonic() - started, 3))
+            (fresh_path / SALVAGE_MARK).write_text(json.dumps(report))
+            _fsync_dir(fresh_path)
+            with _quiet():  # "Corruption" from its background error: the files are released
+                old.close()
+            self._db = None
+            os.rename(self.path, aside)
+            os.rename(fresh_path, self.path)
+            _fsync_dir(self.path.parent)
+            try:
+                self._db = Rdict(str(self.path), self._opts)
+            except Exception as exc:
+                raise StoreError(f"datastore {self.path}: could not open the salvaged "
+                                 f"database: {exc}; restart p2pd") from None
+            (self.path / SALVAGE_MARK).unlink(missing_ok=True)
+            self._bg_errors = _background_errors(self._db)
+            self._damaged = False
+            self._unflushed = 0  # copied, and flushed with the copy
+            self.salvages.append(report)
+        dropped = {k: v for k, v in report["dropped"].items() if v}
+        log.error("datastore %s: salvaged in %.1f s: %d keys copied, dropped %s; the damaged "
+                  "database is kept in %s (delete it when done with it)", self.path,
+                  report["seconds"], sum(report["copied"].values()), dropped or "nothing",
+                  aside)
+        for fn in self.after_salvage:
+            try:
+                fn(report)
+            except Exception:
+                log.exception("datastore %s: after the salvage", self.path)
+        return report
+
+    def _space_of(self, key: bytes) -> KeySpace | None:
+        for space in self._spaces.values():
+            if key.startswith(space.prefix):
+                return space
+        return None
+
+    def _copy(self, old: Rdict, fresh: Rdict) -> dict:
+        """Every key of ``old`` into ``fresh``, in key order. Verified reads first; where
+        RocksDB reports damage, the same range unverified, one key at a time, until a key
+        reads back verified again (a good block of the file; each round takes at least one
+        key, so it ends): what was read unverified is
+        kept only when its space's checker accepts it. Every entry of a space with a checker
+        is checked, verified or not (a block is hashed against its CID)."""
+        copied = dict.fromkeys(self._spaces, 0)
+        dropped = dict.fromkeys(self._spaces, 0)
+        copied["other"] = dropped["other"] = 0
+        unverified = skipped_files = 0
+        dropped_keys: list[str] = []
+        wb = WriteBatch(raw_mode=True)
+        wopt = WriteOptions()
+        wopt.disable_wal = True  # the copy is flushed before it is swapped in
+
+        def take(key: bytes, value: bytes, verified: bool) -> None:
+            nonlocal wb
+            space = self._space_of(key)
+            name = space.name if space else "other"
+            check = self.checkers.get(name)
+            ok = check(key[len(space.prefix):], value) if check and space else verified
+            if not ok:
+                dropped[name] += 1
+                if len(dropped_keys) < 1000:
+                    dropped_keys.append(key.hex())
+                return
+            copied[name] += 1
+            wb.put(key, value)
+            if wb.size_in_bytes() > 16 << 20:
+                fresh.write(wb, wopt)
+                wb = WriteBatch(raw_mode=True)
+
+        checked = ReadOptions()
+        checked.fill_cache(False)
+        loose = ReadOptions()
+        loose.set_verify_checksums(False)
+        loose.fill_cache(False)
+        start = b""
+        while start is not None:
+            start = self._copy_verified(old, checked, start, take)
+            if start is None:
+                break
+            # Damage at or after ``start``: step through it unverified.
+            it = old.iter(loose)
+            it.seek(start)
+            resumed = None
+            while True:
+                try:
+                    if not it.valid():
+                        it.status()
+                        break
+                    key, value = it.key(), it.value()
+                except Exception:
+                    break
+                try:
+                    again = old.get(key, read_opt=checked)
+                except Exception:
+                    again = None
+                if again is not None:  # a good block again: verified reads from the next key
+                    take(key, again, verified=True)
+                    resumed = key + b"\x00"
+                    break
+                unverified += 1
+                take(key, value, verified=False)
+                it.next()
+            del it
+            if resumed is not None:
+                start = resumed
+                continue
+            # Unreadable even unverified (a damaged index or footer): skip to the end of
+            # the table file that holds ``start``, and go on after it.
+            start = self._past_file(old, start)
+            skipped_files += 1
+        fresh.write(wb, wopt)
+        return {"copied": copied, "dropped": dropped, "read_unverified": unverified,
+                "files_skipped": skipped_files, "dropped_keys": dropped_keys}
+
+    @staticmethod
+    def _copy_verified(old: Rdict, ropt: ReadOptions, start: bytes,
+                       take: Callable[[bytes, bytes, bool], None]) -> bytes | None:
+        """Copy from ``start`` with checksums verified; ``None`` when done, else the key
+        from which the rest must be read around damage."""
+        it = old.iter(ropt)
+        it.seek(start)
+        last = None
+        try:
+            while it.valid():
+                key = it.key()
+                value = it.value()
+                take(key, value, True)
+                last = key
+                it.next()
+            it.status()
+            return None
+        except Exception as exc:
+            if not _corruption(exc):
+                raise
+            return start if last is None else last + b"\x00"
+        finally:
+            del it
+
+    @staticmethod
+    def _past_file(old: Rdict, key: bytes) -> bytes | None:
+        """The first key after the table file whose range holds ``key`` (``None``: it was
+        the last)."""
+        ends = []
+        for f in old.live_files():
+            lo, hi = f.get("start_key"), f.get("end_key")
+            if isinstance(lo, bytes) and isinstance(hi, bytes) and lo <= key <= hi:
+                ends.append(hi)
+        if not ends:
+            return None
+        return max(ends) + b"\x00"
 
     def _scan(self, lo: bytes, hi: bytes | None, values: bool) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` in ``[lo, hi)``, reading in short pages.
@@ -525,6 +838,7 @@ class Datastore:
         :class:`StoreError` if the store is closed under it.
         """
         start = lo
+        salvaged = False
         while True:
             page: list[tuple[bytes, bytes]] = []
             db = self._db
@@ -548,6 +862,10 @@ class Datastore:
                 it.status()
                 del it
             except Exception as exc:
+                if _corruption(exc) and not salvaged:  # salvage, then go on in the copy
+                    salvaged = self._damaged = True
+                    self.salvage(f"a scan met a damaged table file: {exc}")
+                    continue
                 raise StoreError(f"datastore {self.path}: iteration failed: {exc}") from None
             yield from page
             if not more:
@@ -590,3 +908,58 @@ def _open_error(path: Path, exc: Exception) -> str:
             "stop the other p2pd, or point $P2PD_HOME at another directory"
         )
     return f"cannot open datastore {path}: {text}"
+
+
+#: Where a salvage builds the fresh database, beside the datastore directory, and the file
+#: that marks the copy complete (written after its flush, removed once it is in place).
+_FRESH = ".salvage"
+SALVAGE_MARK = "SALVAGED"
+
+
+#: Batches up to this size are kept to be written again after a salvage (Batch._ops).
+_RETRY_BATCH_BYTES = 1 << 20
+#: What :meth:`Datastore._probe` writes to learn which background error RocksDB has.
+_PROBE_KEY = SPACES["meta"] + b"probe"
+
+
+def _corruption(exc: BaseException) -> bool:
+    return "Corruption" in str(exc)
+
+
+def _background_errors(db: Rdict) -> int:
+    try:
+        return db.property_int_value("rocksdb.background-errors") or 0
+    except Exception:
+        return 0
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], Exception)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_salvage(path: Path) -> None:
+    """At open: a salvage's copy left beside the datastore. Complete (its mark written)
+    and the datastore gone: the crash came between the renames, so put it in place;
+    otherwise the copy was cut short and the old database is still there: drop the copy."""
+    fresh = path.with_name(path.name + _FRESH)
+    if not fresh.exists():
+        return
+    if (fresh / SALVAGE_MARK).exists() and not path.exists():
+        os.rename(fresh, path)
+        (path / SALVAGE_MARK).unlink(missing_ok=True)
+        log.warning("datastore %s: put the salvaged copy in place (p2pd stopped during the "
+                    "swap)", path)
+        return
+    shutil.rmtree(fresh, ignore_errors=True)

@@ -202,3 +202,87 @@ def test_compact_returns_the_space_of_deleted_keys_to_the_disk(datastore):
     assert datastore.disk_usage() < full - (7 << 20)
     assert datastore.pins.get(b"kept") == b"pin"
     assert datastore.blocks.count() == 0
+
+
+def _damaged_store(path: Path) -> tuple[dict[bytes, bytes], bytes]:
+    """A datastore of 40 blocks of 20 kB and their pins, one byte of block k010 flipped in
+    its table file; the blocks and the damaged key."""
+    import glob
+    import os
+
+    vals = {}
+    with Datastore.open(path) as ds:
+        for i in range(40):
+            k = b"k%03d" % i
+            vals[k] = os.urandom(20000)
+            ds.blocks.put(k, vals[k])
+            ds.pins.put(k, b"pin %d" % i)
+        ds.flush()
+    needle = vals[b"k010"][5000:5064]
+    for sst in glob.glob(str(path / "*.sst")):
+        raw = bytearray(Path(sst).read_bytes())
+        if (at := raw.find(needle)) >= 0:
+            raw[at] ^= 1
+            Path(sst).write_bytes(raw)
+            return vals, b"k010"
+    raise AssertionError("no table file holds the block")
+
+
+def test_a_write_that_meets_a_damaged_table_file_salvages_and_goes_through(tmp_path: Path):
+    path = tmp_path / "datastore"
+    vals, bad = _damaged_store(path)
+    with Datastore.open(path) as ds:
+        ds.checkers["blocks"] = lambda k, v: vals.get(k) == v
+        ds.blocks.put(b"new", b"x")  # in the memtable: the compaction below merges
+        ds.compact()  # meets the damage: RocksDB refuses writes from now on
+        ds.blocks.put(b"after", b"y")  # salvaged, then written
+        [report] = ds.salvages
+        assert report["dropped"]["blocks"] == 2  # k010, and b"new" (not in the checker's)
+        assert report["copied"]["pins"] == 40 and report["read_unverified"] >= 1
+        aside = Path(report["kept_aside"])
+        assert aside.parent == tmp_path and list(aside.glob("*.sst"))
+        assert ds.blocks.get(bad) is None
+        assert all(ds.blocks.get(k) == v for k, v in vals.items() if k != bad)
+        assert ds.blocks.get(b"after") == b"y"
+        ds.compact()
+        ds.blocks.put(b"later", b"z")  # the fresh database has no damage left
+        assert len(ds.salvages) == 1
+    with Datastore.open(path) as ds:
+        assert ds.blocks.get(b"after") == b"y" and ds.blocks.get(b"later") == b"z"
+        assert ds.pins.count() == 40 and ds.blocks.count() == 39 + 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["datastore", aside.name]
+
+
+def test_a_read_of_a_damaged_key_makes_the_next_write_salvage(tmp_path: Path):
+    path = tmp_path / "datastore"
+    vals, bad = _damaged_store(path)
+    with Datastore.open(path) as ds:
+        with pytest.raises(StoreError, match="Corruption"):
+            ds.blocks.get(bad)
+        assert ds.salvages == []
+        ds.pins.delete(b"k000")
+        [report] = ds.salvages
+        # no checker for blocks here: only what read back verified is kept
+        assert report["dropped"]["blocks"] == 1 and ds.blocks.count() == 39
+        assert ds.pins.count() == 39
+
+
+def test_a_salvage_cut_short_or_between_its_renames_is_finished_at_open(tmp_path: Path):
+    from p2pd.store.datastore import SALVAGE_MARK
+
+    path = tmp_path / "datastore"
+    with Datastore.open(path) as ds:
+        ds.blocks.put(b"a", b"1")
+    fresh = tmp_path / "datastore.salvage"
+    with Datastore.open(fresh) as ds:  # a copy without its mark: cut short
+        ds.blocks.put(b"a", b"partial")
+    with Datastore.open(path) as ds:
+        assert ds.blocks.get(b"a") == b"1"
+    assert not fresh.exists()
+    with Datastore.open(fresh) as ds:  # complete, and the old one renamed aside already
+        ds.blocks.put(b"a", b"salvaged")
+    (fresh / SALVAGE_MARK).write_text("{}")
+    path.rename(tmp_path / "datastore.damaged-x")
+    with Datastore.open(path) as ds:
+        assert ds.blocks.get(b"a") == b"salvaged"
+    assert not fresh.exists() and not (path / SALVAGE_MARK).exists()
