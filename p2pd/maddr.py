@@ -24,6 +24,8 @@ _PROTOCOLS: dict[int, tuple[str, int]] = {
     465: ("webtransport", 0), 477: ("ws", 0), 478: ("wss", 0), 480: ("http", 0),
 }
 _TEXT = {42, 53, 54, 55, 56, 449}
+#: what a unix path holds unescaped (urllib's quote with "/" safe, as py-multiaddr writes it)
+_PATH_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/"
 
 
 def to_text(raw: bytes) -> str | None:
@@ -59,6 +61,8 @@ def to_text(raw: bytes) -> str | None:
                 out.append(b58encode(value))
             elif code == 400:  # a path: go writes its leading "/", py-multiaddr not
                 text = value.decode()
+                if text.strip(_PATH_SAFE):  # py-multiaddr percent-escapes the rest
+                    return None
                 out.append(text[1:] if text.startswith("/") else text)
             elif code in _TEXT:
                 text = value.decode()

@@ -7,7 +7,8 @@ import multiaddr
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from p2pd.maddr import text, to_text
+from p2pd.maddr import text as maddr_text
+from p2pd.maddr import to_text
 
 _dns = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
 _component = st.one_of(
@@ -34,7 +35,10 @@ def test_text_is_py_multiaddrs_for_every_listed_protocol(parts):
         raw = multiaddr.Multiaddr(text).to_bytes()
     except Exception:
         return  # not a multiaddr py-multiaddr makes (e.g. /unix not last)
-    assert to_text(raw) == str(multiaddr.Multiaddr(raw))
+    expected = str(multiaddr.Multiaddr(raw))
+    got = to_text(raw)
+    assert got == expected or (got is None and "%" in expected)  # escaped: left to it
+    assert maddr_text(raw) == expected
 
 
 @given(st.binary(max_size=64))
@@ -48,10 +52,10 @@ def test_an_unlisted_protocol_is_left_to_py_multiaddr():
     raw = multiaddr.Multiaddr("/ip4/1.2.3.4/udp/1/quic-v1/webtransport/certhash/"
                               "uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE8g").to_bytes()
     assert to_text(raw) is None
-    assert text(raw) == str(multiaddr.Multiaddr(raw))  # text() asks py-multiaddr
+    assert maddr_text(raw) == str(multiaddr.Multiaddr(raw))  # text() asks py-multiaddr
 
 
 @given(st.binary(max_size=64))
 def test_text_always_gives_a_string(raw):
-    out = text(raw)
+    out = maddr_text(raw)
     assert out.startswith("/") or out == "0x" + raw.hex() or (out == "" and not raw)
