@@ -817,6 +817,16 @@ class Soak:
         checker.close()
         return lost
 
+    def died(self) -> dict[str, str]:
+        """Daemons that exited on their own (not stopped by the restarter): name -> exit
+        status and the tail of their stderr (the lab's logs go with its directory)."""
+        out = {}
+        for d in self.all_ours():
+            if not d.proc.running():
+                out[d.name] = (f"exit {d.proc.popen.returncode}: "
+                               + d.proc.errors()[-4000:])
+        return out
+
     def report(self, lost: list[str]) -> dict:
         s = self.stats
         stable = [d.name for d in self.all_ours() if d.restarts == 0]
@@ -833,6 +843,7 @@ class Soak:
             "pubsub": self.deliveries.report(self.links),
             "control_requests": s.control_requests, "control_failed": s.control_failed,
             "restarts": s.restarts, "kills": s.kills, "flaps": s.flaps,
+            "died": self.died(),
             "errors": s.errors[:50],
             "samples": self.samples, "stable": stable,
             "judged": {name: judge(self.samples.get(name, []))

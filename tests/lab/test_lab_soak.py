@@ -51,6 +51,7 @@ def test_a_soak_of_eight_daemons_with_restarts_and_flaps_keeps_resources_flat_an
     (tmp_path / "soak.json").write_text(json.dumps(report))  # the whole series, to look at
     brief = {k: v for k, v in report.items() if k not in ("samples",)}
     print(json.dumps(brief, indent=1))
+    assert report["died"] == {}, report["died"]  # every daemon ran to the end
     assert report["restarts"] >= 2 and report["flaps"] >= 4, brief
     assert report["adds"] >= 20 and report["lost"] == [], brief
     assert report["fetch_mismatch"] == 0, brief
