@@ -132,8 +132,10 @@ class UnaryHub:
     async def _inbound(self, stream) -> None:
         """A unary stream from a caller's daemon: hand the call to a client, answer once."""
         try:
-            with trio.fail_after(REQUEST_READ_TIMEOUT):
+            with trio.CancelScope(deadline=trio.current_time() + REQUEST_READ_TIMEOUT) as t:
                 frame = await read_frame(stream, self.max_msg_size)
+            if t.cancelled_caught:
+                raise trio.TooSlowError
             if frame is None:
                 raise wire.PersistentProtocolError("unary stream closed before a request")
             request = wire.decode_remote_call(frame)

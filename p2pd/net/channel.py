@@ -18,6 +18,7 @@ import trio
 from .multistream import Dialer, Listener, MultistreamError
 from .noise_wire import NoiseCipherPair, NoiseWireError
 from .noise_xx import FrameReader, Handshake, HandshakeError, Result, frame
+from .writelock import WriteLock
 
 #: Most bytes asked of the socket per read.
 RECV_SIZE = 256 * 1024
@@ -155,7 +156,7 @@ class SecureChannel:
         self.remote_muxers = result.remote_muxers
         self.is_initiator = is_initiator
         self._pending = bytearray()
-        self._send_lock = trio.Lock()
+        self._send_lock = WriteLock()
         self._eof = False
         # transport bytes that came with the last handshake read
         self._early_cipher = getattr(raw, "_early", b"")

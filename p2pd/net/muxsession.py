@@ -28,6 +28,7 @@ from .muxerrors import (
     MuxedStreamEOF,
     MuxedStreamReset,
 )
+from .writelock import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class MuxStream:
         self.is_initiator = is_initiator
         self._buffer = ReadBuffer()
         self._readable = trio.Event()
-        self._write_lock = trio.Lock()
+        self._write_lock = WriteLock()
         self.recv_closed = False  # the peer closed its side
         self.send_closed = False  # we closed ours
         self.reset_received = False  # reset by either side, or the connection died

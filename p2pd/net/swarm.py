@@ -1236,10 +1236,14 @@ class Swarm:
         stream = Stream(conn, mux)
         handlers = self.handlers
         try:
-            with trio.fail_after(self.options.negotiate_timeout):
+            # a plain scope, not fail_after (a generator context manager): once per stream
+            with trio.CancelScope(
+                    deadline=trio.current_time() + self.options.negotiate_timeout) as timer:
                 proto, answer = await negotiate_in_lazily(
                     stream, handlers.__contains__, lambda: list(handlers),
                     hold=isinstance(mux, MuxStream))
+            if timer.cancelled_caught:
+                raise trio.TooSlowError
             # our echo goes with the handler's first write (one frame with its answer), or
             # before the handler first waits to read
             stream._lazy_out = answer

@@ -32,6 +32,7 @@ from OpenSSL import SSL
 from ..errors import P2PDError
 from . import tlscert
 from .channel import RECV_SIZE, ChannelClosed
+from .writelock import WriteLock
 
 TLS = "/tls/1.0.0"
 ALPN_LIBP2P = b"libp2p"
@@ -175,7 +176,7 @@ class TlsChannel:
         self.remote_muxers: list[str] = []
         self._pending = bytearray()
         self._out: list[bytes] = []
-        self._send_lock = trio.Lock()
+        self._send_lock = WriteLock()
         self._eof = False
         self._closed = False
 
