@@ -294,6 +294,9 @@ class Datastore:
         #: RocksDB met ENOSPC and refuses writes until the database is reopened
         self._wedged = False
         self._reopen_lock = threading.Lock()
+        #: held around each write, and by a salvage from its copy to its swap: a write made
+        #: meanwhile would go to the database being copied, after the copy passed its key
+        self._write_lock = threading.Lock()
         #: times the database was reopened after ENOSPC: unlogged writes made before a
         #: reopen are gone (see :meth:`Blockstore.bulk`)
         self.reopens = 0
@@ -483,9 +486,10 @@ class Datastore:
 
     def _put(self, key: bytes, value: bytes) -> None:
         for attempt in (1, 2):
-            db = self._writable(len(key) + len(value))
+            self._writable(len(key) + len(value))
             try:
-                db.put(key, value, self._wopt)
+                with self._write_lock:  # the database after a salvage
+                    self._live().put(key, value, self._wopt)
                 return
             except Exception as exc:
                 if attempt == 1 and self._salvage_after(exc):
@@ -494,9 +498,10 @@ class Datastore:
 
     def _delete(self, key: bytes) -> None:
         for attempt in (1, 2):
-            db = self._writable(len(key), reserve=_DELETE_RESERVE)  # gc on a full disk
+            self._writable(len(key), reserve=_DELETE_RESERVE)  # gc on a full disk
             try:
-                db.delete(key, self._wopt)
+                with self._write_lock:  # the database after a salvage
+                    self._live().delete(key, self._wopt)
                 return
             except Exception as exc:
                 if attempt == 1 and self._salvage_after(exc):
@@ -507,10 +512,11 @@ class Datastore:
                rebuild: Callable[[], WriteBatch | None] | None = None) -> None:
         size = wb.size_in_bytes()
         for attempt in (1, 2):
-            db = self._writable(size + (0 if logged else self._unflushed),
-                                reserve=_DELETE_RESERVE if deletes_only else None)
+            self._writable(size + (0 if logged else self._unflushed),
+                           reserve=_DELETE_RESERVE if deletes_only else None)
             try:
-                db.write(wb, self._wopt if logged else self._unlogged)
+                with self._write_lock:  # the database after a salvage
+                    self._live().write(wb, self._wopt if logged else self._unlogged)
                 break
             except Exception as exc:
                 again = rebuild() if rebuild is not None and _corruption(exc) else None
@@ -568,7 +574,8 @@ class Datastore:
         the error as the reason, so a tiny write tells (a damaged file: salvage; ENOSPC:
         reopen once there is room; none: it recovered by itself)."""
         try:
-            db.put(_PROBE_KEY, b"", self._wopt)
+            with self._write_lock:
+                db.put(_PROBE_KEY, b"", self._wopt)
         except Exception as exc:
             if _corruption(exc):
                 self._damaged = True
@@ -658,10 +665,12 @@ class Datastore:
             except Exception as exc:
                 raise StoreError(f"datastore {self.path}: could not create {fresh_path} to "
                                  f"salvage into: {exc}; restart p2pd") from None
+            self._write_lock.acquire()
             try:
                 report = self._copy(old, fresh)
                 fresh.flush(True)
             except BaseException as exc:
+                self._write_lock.release()
                 with _quiet():
                     fresh.close()
                 shutil.rmtree(fresh_path, ignore_errors=True)
@@ -679,22 +688,26 @@ class Datastore:
                           seconds=round(time.monotonic() - started, 3))
             (fresh_path / SALVAGE_MARK).write_text(json.dumps(report))
             _fsync_dir(fresh_path)
-            with _quiet():  # "Corruption" from its background error: the files are released
-                old.close()
-            self._db = None
-            os.rename(self.path, aside)
-            os.rename(fresh_path, self.path)
-            _fsync_dir(self.path.parent)
             try:
-                self._db = Rdict(str(self.path), self._opts)
-            except Exception as exc:
-                raise StoreError(f"datastore {self.path}: could not open the salvaged "
-                                 f"database: {exc}; restart p2pd") from None
-            (self.path / SALVAGE_MARK).unlink(missing_ok=True)
-            self._bg_errors = _background_errors(self._db)
-            self._damaged = False
-            self._unflushed = 0  # copied, and flushed with the copy
-            self.salvages.append(report)
+                with _quiet():  # "Corruption" from its background error: files released
+                    old.close()
+                # Readers holding ``old`` meet its close and retry once the lock is free.
+                os.rename(self.path, aside)
+                os.rename(fresh_path, self.path)
+                _fsync_dir(self.path.parent)
+                try:
+                    self._db = Rdict(str(self.path), self._opts)
+                except Exception as exc:
+                    self._db = None
+                    raise StoreError(f"datastore {self.path}: could not open the salvaged "
+                                     f"database: {exc}; restart p2pd") from None
+                (self.path / SALVAGE_MARK).unlink(missing_ok=True)
+                self._bg_errors = _background_errors(self._db)
+                self._damaged = False
+                self._unflushed = 0  # copied, and flushed with the copy
+                self.salvages.append(report)
+            finally:
+                self._write_lock.release()
         dropped = {k: v for k, v in report["dropped"].items() if v}
         log.error("datastore %s: salvaged in %.1f s: %d keys copied, dropped %s; the damaged "
                   "database is kept in %s (delete it when done with it)", self.path,
@@ -862,6 +875,11 @@ class Datastore:
                 it.status()
                 del it
             except Exception as exc:
+                if self._db is not db or self._reopen_lock.locked():  # swapped under us
+                    with self._reopen_lock:
+                        pass
+                    if self._db is not db:
+                        continue
                 if _corruption(exc) and not salvaged:  # salvage, then go on in the copy
                     salvaged = self._damaged = True
                     self.salvage(f"a scan met a damaged table file: {exc}")

@@ -204,14 +204,17 @@ def test_compact_returns_the_space_of_deleted_keys_to_the_disk(datastore):
     assert datastore.blocks.count() == 0
 
 
-def _damaged_store(path: Path) -> tuple[dict[bytes, bytes], bytes]:
-    """A datastore of 40 blocks of 20 kB and their pins, one byte of block k010 flipped in
-    its table file; the blocks and the damaged key."""
+def _damaged_store(path: Path, peers: int = 0) -> tuple[dict[bytes, bytes], bytes]:
+    """A datastore of 40 blocks of 20 kB and their pins (and ``peers`` small entries), one
+    byte of block k010 flipped in its table file; the blocks and the damaged key."""
     import glob
     import os
 
     vals = {}
     with Datastore.open(path) as ds:
+        with ds.batch() as batch:
+            for i in range(peers):
+                batch.put(ds.peers, b"p%06d" % i, b"x" * 50)
         for i in range(40):
             k = b"k%03d" % i
             vals[k] = os.urandom(20000)
@@ -286,3 +289,43 @@ def test_a_salvage_cut_short_or_between_its_renames_is_finished_at_open(tmp_path
     with Datastore.open(path) as ds:
         assert ds.blocks.get(b"a") == b"salvaged"
     assert not fresh.exists() and not (path / SALVAGE_MARK).exists()
+
+
+def test_writes_from_another_thread_during_a_salvage_are_all_kept(tmp_path: Path):
+    import threading
+    import time
+
+    path = tmp_path / "datastore"
+    vals, bad = _damaged_store(path, peers=50_000)  # a copy long enough to write during
+    acked: list[bytes] = []
+    failed: list[Exception] = []
+    stop = threading.Event()
+    with Datastore.open(path) as ds:
+        def writer() -> None:
+            i = 0
+            while not stop.is_set():
+                key = b"w%06d" % i
+                try:
+                    ds.records.put(key, b"v" * 1000)
+                    acked.append(key)
+                except Exception as exc:
+                    failed.append(exc)
+                i += 1
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            while len(acked) < 20 and not failed:
+                time.sleep(0.001)
+            with pytest.raises(StoreError, match="Corruption"):
+                ds.blocks.get(bad)
+            while not ds.salvages:
+                ds.pins.put(b"trigger", b"x")  # the next write salvages
+        finally:
+            stop.set()
+            t.join()
+        assert not failed, failed[:3]
+        assert all(ds.records.get(k) == b"v" * 1000 for k in acked)
+    with Datastore.open(path) as ds:
+        assert all(ds.records.get(k) == b"v" * 1000 for k in acked)
+        assert ds.blocks.get(bad) is None and ds.blocks.count() == 39
