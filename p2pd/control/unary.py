@@ -43,6 +43,8 @@ READ_CHUNK = 64 << 10
 MAX_CALLS_IN_FLIGHT = 4096
 #: How long a handler's daemon waits for the caller's request on a fresh unary stream.
 REQUEST_READ_TIMEOUT = 60.0
+#: How long a write to a persistent client may take before its connection is given up.
+WRITE_TIMEOUT = 30.0
 
 
 class UnaryHub:
@@ -380,8 +382,8 @@ class PersistentConnection:
         Frames from calls that answer in the same scheduling round go out in one write
         (one system call and one wake-up of the client for many calls): the first
         sender yields once before writing, and frames handed over while a write is on
-        the socket join the next one. A failed or cancelled write fails every frame of
-        its batch and closes the connection.
+        the socket join the next one. A failed write (or one the client does not take
+        for :data:`WRITE_TIMEOUT`) fails every frame of its batch and closes the connection.
         """
         if self._send_error is not None:
             raise trio.BrokenResourceError(f"control connection write failed: {self._send_error!r}")
@@ -403,11 +405,19 @@ class PersistentConnection:
                 frames, self._out = self._out, []
                 sent, self._sent = self._sent, trio.Event()
                 try:
-                    await self.stream.send_all(frames[0] if len(frames) == 1
-                                               else b"".join(frames))
+                    # whole frames or none: the sender's cancellation (an inbound call's
+                    # stream ending) must not cut a frame, which would end the client's
+                    # connection; a client that does not read for WRITE_TIMEOUT is given up
+                    with trio.CancelScope(shield=True) as scope:
+                        scope.deadline = trio.current_time() + WRITE_TIMEOUT
+                        await self.stream.send_all(frames[0] if len(frames) == 1
+                                                   else b"".join(frames))
+                    if scope.cancelled_caught:
+                        raise TimeoutError(
+                            f"the client did not take its answers within {WRITE_TIMEOUT:g} s")
                 except BaseException as exc:
-                    # broken, or cancelled mid-write: the framing may be lost, so the
-                    # connection ends here (its reader sees it closed)
+                    # broken or stalled: the framing may be lost, so the connection ends
+                    # here (its reader sees it closed)
                     self._send_error = exc
                     self._out.clear()
                     self.stream.socket.close()
