@@ -213,6 +213,51 @@ def test_session_moves_away_from_a_slow_peer():
     assert s.peers[b"slow"].timeouts == 1
 
 
+def test_session_keeps_a_peer_that_delivers_from_a_deep_queue():
+    """32 wants queued at a provider on a slow uplink: one block every 0.5 s takes 16 s
+    for the last, far past the timeout, yet the peer is busy, not slow: no want of it
+    times out, and its latency is its time per block, not how long the queue was."""
+    blocks = [raw_block(1000, seed=i) for i in range(32)]
+    s = Session(min_timeout=2.0)
+    s.add_peer(b"p")
+    s.want([c for c, _ in blocks])
+    s.poll(0.0)
+    s.receive(b"p", BitswapMessage(haves=[c for c, _ in blocks]), 0.04)
+    out = s.poll(0.05)
+    assert len(out[b"p"].wants) == 32 and len(s.peers[b"p"].inflight) == 32
+    now = 0.05
+    for cid, data in blocks:
+        for _ in range(10):  # polled every 50 ms while the provider sends
+            now += 0.05
+            out = s.poll(now)
+            assert not out, out
+        wanted, _ = s.receive(b"p", BitswapMessage(blocks=[(cid, data)]), now)
+        assert wanted == [(cid, data)]
+    assert s.done and s.peers[b"p"].timeouts == 0
+    assert 0.4 < s.peers[b"p"].latency < 0.6
+
+
+def test_session_leaves_a_peer_that_went_silent_with_a_queue():
+    """The same queue, but the peer stops after 4 blocks: its other wants go to the peer
+    that has them once it was silent for the timeout (not at the first want's age)."""
+    blocks = [raw_block(1000, seed=i) for i in range(8)]
+    s = Session(min_timeout=2.0, max_inflight=8)
+    s.add_peer(b"p")
+    s.want([c for c, _ in blocks])
+    s.poll(0.0)
+    s.receive(b"p", BitswapMessage(haves=[c for c, _ in blocks]), 0.04)
+    s.poll(0.05)
+    for i, (cid, data) in enumerate(blocks[:4]):
+        s.receive(b"p", BitswapMessage(blocks=[(cid, data)]), 0.55 + 0.5 * i)
+    s.add_peer(b"q")
+    s.receive(b"q", BitswapMessage(haves=[c for c, _ in blocks]), 2.1)
+    assert not any(e.cancel for m in s.poll(3.9).values() for e in m.wants)  # 1.85 s silent
+    out = s.poll(4.2)  # 2.15 s silent
+    rest = {c for c, _ in blocks[4:]}
+    assert {e.cid for e in out[b"p"].wants if e.cancel} == rest
+    assert {e.cid for e in out[b"q"].wants if not e.cancel} == rest
+
+
 def test_session_reports_unwanted_blocks_and_cancels_elsewhere():
     c, d = raw_block(100)
     stray = raw_block(100)
