@@ -25,7 +25,7 @@ class OurNode:
         self.tmp = Path(tempfile.mkdtemp(prefix="p2pd-bb", dir="/tmp"))
         home = self.tmp / "home"
         home.mkdir(mode=0o700)
-        (home / "config.toml").write_text(DAEMON_CONFIG)
+        (home / "config.toml").write_text(DAEMON_CONFIG.format(security="noise"))  # as Helia
         self.proc = subprocess.Popen([sys.executable, "-m", "p2pd"], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True,
                                      env=dict(os.environ, P2PD_HOME=str(home)))
