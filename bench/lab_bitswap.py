@@ -20,8 +20,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bench.common import row
+from p2pd.blocks.cid import CID
+from p2pd.cli.client import ControlClient
+from p2pd.errors import P2PDError
+from p2pd.proto import daemon_pb2 as pb
 from tests.lab import Lab, Link, Nat, unavailable_reason
-from tests.lab.peers import LabDaemon, LabHelia
+from tests.lab.peers import LabDaemon, LabHelia, Stalled
 
 UPLINK = Link(rtt_ms=40, up_mbit=20, down_mbit=100)
 BENCH = "lab-bitswap"
@@ -43,11 +47,31 @@ def ours(path: Path, providers: int) -> float:
             n.cli("connect", fetcher.addr)
         fetcher.wait_peers({n.peer_id for n in nodes})
         out = lab.logdir / "fetched.bin"
+        # `p2pd get`'s request, sent from here: the time is the daemon's fetch and file
+        # write, as Helia's is its node's `cat`, without a CLI process starting (~0.8 s
+        # on the loaded machine, a tenth of a 3-provider 8 MiB fetch).
+        client = ControlClient.for_address(fetcher.control, timeout=960)
+        req = pb.Request(type=pb.Request.BLOCKS, blocks=pb.BlocksRequest(
+            type=pb.BlocksRequest.GET, cid=CID.decode(cids.pop()).to_bytes(), path=str(out),
+            timeout=_limit(path, providers)))
         t0 = time.perf_counter()
-        fetcher.cli("get", cids.pop(), "-o", str(out), "--timeout", "900", timeout=960)
+        try:
+            client.request_progress(req, lambda _r: None)
+        except P2PDError as exc:
+            raise Stalled(f"{exc} ({_got(out, path)})") from None
         seconds = time.perf_counter() - t0
         assert out.stat().st_size == path.stat().st_size
         return path.stat().st_size / seconds / (1 << 20)
+
+
+def _limit(path: Path, providers: int) -> int:
+    """Seconds a fetch may take: 4x the link-bound time (size / providers x 2.4 MiB/s)."""
+    return int(max(120, 4 * path.stat().st_size / (1 << 20) / 2.4 / providers))
+
+
+def _got(out: Path, path: Path) -> str:
+    have = out.stat().st_size if out.exists() else 0
+    return f"{have / (1 << 20):.1f} of {path.stat().st_size / (1 << 20):.0f} MiB written"
 
 
 def helia(path: Path, providers: int) -> float:
@@ -64,9 +88,14 @@ def helia(path: Path, providers: int) -> float:
         for n in nodes:
             fetcher.call(cmd="waitPeer", peer=n.peer_id, timeout=30000)
         out = lab.logdir / "fetched.bin"
-        # a link-bound fetch takes size / (providers x 2.4 MiB/s); give Helia 4x that
-        limit_ms = int(max(120, 4 * path.stat().st_size / (1 << 20) / 2.4 / providers) * 1000)
-        reply = fetcher.call(cmd="cat", cid=cids.pop(), out=str(out), timeout=limit_ms)
+        # Helia aborts its own fetch at the limit; a fetch stuck where the abort does not
+        # reach gets 30 s more, then the node is stopped (Stalled)
+        limit = _limit(path, providers)
+        try:
+            reply = fetcher.call(cmd="cat", cid=cids.pop(), out=str(out), timeout=limit * 1000,
+                                 limit=limit + 30)
+        except RuntimeError as exc:
+            raise Stalled(f"{exc} ({_got(out, path)})") from None
         assert reply["bytes"] == path.stat().st_size
         return path.stat().st_size / (reply["ms"] / 1000) / (1 << 20)
 
@@ -85,9 +114,10 @@ def run(quick: bool = False) -> Iterable[dict]:
                 try:
                     figures[name, providers] = fetch(path, providers)
                     _say(f"{name} from {providers}: {figures[name, providers]:.2f} MiB/s")
-                except RuntimeError as exc:  # a stalled fetch: said, and left out of the rows
+                except Stalled as exc:  # a stalled fetch: said, and left out of the rows
                     figures[name, providers] = None
-                    _say(f"{name} from {providers} FAILED: {str(exc)[:300]}")
+                    _say(f"{name} from {providers} STALLED (limit {_limit(path, providers)} s):"
+                         f" {str(exc)[:300]}")
     mib = size >> 20
     for providers in (1, 3):
         value, peer = figures["ours", providers], figures["helia", providers]

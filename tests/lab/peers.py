@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -144,10 +146,20 @@ class LabHelia:
         self.peer_id = info["peerId"]
         self.addr = f"/ip4/{node.addr}/tcp/{SWARM_PORT}/p2p/{self.peer_id}"
 
-    def call(self, **cmd) -> dict:
+    def call(self, *, limit: float | None = None, **cmd) -> dict:
+        """Send ``cmd``, return its reply. ``limit``: seconds to wait for the reply at most,
+        whatever the node does with its own ``timeout`` (a fetch stalled inside Helia
+        does not always see its abort signal); past it the node is stopped and
+        :class:`Stalled` raised."""
         self.proc.popen.stdin.write(json.dumps(cmd) + "\n")
         self.proc.popen.stdin.flush()
-        line = self.proc.popen.stdout.readline()
+        if limit is None and not hasattr(self, "_lines"):
+            line = self.proc.popen.stdout.readline()
+        else:
+            line = self._line_within(limit)
+            if line is None:
+                self.proc.stop()
+                raise Stalled(f"{self.kind} {cmd.get('cmd')}: no reply within {limit:g} s")
         if not line:
             raise RuntimeError(f"{self.kind} node exited: {self.proc.errors()[-3000:]}")
         reply = json.loads(line)
@@ -155,8 +167,28 @@ class LabHelia:
             raise RuntimeError(f"{self.kind} {cmd.get('cmd')}: {reply['error']}")
         return reply
 
+    def _line_within(self, seconds: float | None) -> str | None:
+        if not hasattr(self, "_lines"):  # one reader thread per node, from the first limit on
+            self._lines: queue.Queue[str] = queue.Queue()
+            out = self.proc.popen.stdout
+
+            def pump() -> None:
+                for line in iter(out.readline, ""):
+                    self._lines.put(line)
+                self._lines.put("")
+
+            threading.Thread(target=pump, daemon=True, name=f"{self.kind}-stdout").start()
+        try:
+            return self._lines.get(timeout=seconds)
+        except queue.Empty:
+            return None
+
     def close(self) -> None:
         self.proc.stop()
+
+
+class Stalled(RuntimeError):
+    """A lab node gave no reply within the limit set for it."""
 
 
 class LabJsNat(LabHelia):
