@@ -524,6 +524,9 @@ class Node:
     def peer_addrs(self, peer_raw: bytes) -> list[bytes]:
         return self.net.peer_addrs(peer_raw)
 
+    def live_addrs(self, peer_raw: bytes) -> list[bytes]:
+        return self.net.live_addrs(peer_raw)
+
     def knows_peer(self, peer_raw: bytes) -> bool:
         return self.net.knows_peer(peer_raw)
 

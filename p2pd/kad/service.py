@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ..net.addrs import dialable_from_here
 from ..net.ports import Host
 from ..net.streams import close_quietly, read_some, reset_quietly
 from ..stats import Histogram
@@ -345,7 +346,10 @@ class DHTService:
         out = []
         for peer in self.table.closest(target, 21):
             if peer != exclude and len(out) < 20:
-                out.append(PeerInfo(peer, self.host.peer_addrs(peer)))
+                # a connected peer's own word first: the peer store may still hold where it
+                # was before (a restart on another port, a new address after a reboot)
+                addrs = self.host.live_addrs(peer) or self.host.peer_addrs(peer)
+                out.append(PeerInfo(peer, addrs))
         return out
 
     # -- records -------------------------------------------------------------------------
@@ -448,20 +452,35 @@ class DHTService:
         return lambda: KadMessage(MessageType.FIND_NODE, key=key)
 
     async def find_peer(self, peer: bytes) -> list[bytes] | None:
-        addrs = self.host.peer_addrs(peer)
+        """Where ``peer`` can be dialled, or None.
+
+        A peer we are connected to is answered at once, with no query, from its own word
+        (identify) and where we reached it: go's FindPeer does the same (js answers from
+        whatever its peer store holds). Anyone else is looked up, whatever the peer store
+        remembers of it: addresses other peers gave us, those of an earlier run and those
+        of a connection that has ended may be stale (a home router that rebooted hands out
+        a new address), and answering with them would hide where the peer is now. The
+        lookup ends at the first peer that names it with addresses, or when it answers a
+        query of the lookup itself (then we are connected to it)."""
+        addrs = self.host.live_addrs(peer)
         if addrs:
             return addrs
         found: list[bytes] = []
 
-        def stop(_from: bytes, reply: KadMessage) -> bool:
+        def stop(sender: bytes, reply: KadMessage) -> bool:
+            if sender == peer:
+                return True
             for p in reply.closer:
-                if p.id == peer and p.addrs:
-                    found.extend(p.addrs)
-                    return True
+                if p.id == peer:
+                    # loopback addresses only from a peer on this machine: a remote peer's
+                    # 127.0.0.1 for it is no place to dial from here
+                    found.extend(dialable_from_here(p.addrs, self.host.live_addrs(sender)))
+                    if found:
+                        return True
             return False
 
         await self.lookup(key_for(peer), self._find_node(peer), stop)
-        return found or (self.host.peer_addrs(peer) or None)
+        return self.host.live_addrs(peer) or found or None
 
     async def find_providers(self, key: bytes, count: int = 20) -> list[PeerInfo]:
         out = {p.peer: PeerInfo(p.peer, self._provider_addrs(p.peer, p.addrs))

@@ -90,6 +90,23 @@ def split_ip(addr: bytes) -> tuple[IPAddress, bytes] | None:
     return ip, addr[pos + n :]
 
 
+def dialable_from_here(addrs: Sequence[bytes], via: Sequence[bytes] = ()) -> list[bytes]:
+    """Which of a peer's addresses a dial from this machine could use: never unspecified,
+    link-local or multicast ones (a peer listening on 0.0.0.0 may announce them), and
+    loopback ones only when one of ``via`` (the remote addresses of our connections to the
+    peer) is loopback, i.e. the peer runs on this machine. Non-IP addresses (dns, relay
+    circuits) are kept; the order is kept."""
+    local = any((s := split_ip(a)) is not None and classify(s[0]) == "loopback" for a in via)
+    out = []
+    for a in dict.fromkeys(bytes(a) for a in addrs):
+        split = split_ip(a)
+        kind = classify(split[0]) if split is not None else "other"
+        if kind == "unusable" or (kind == "loopback" and not local):
+            continue
+        out.append(a)
+    return out
+
+
 def with_ip(ip: IPAddress, rest: bytes) -> bytes:
     return (b"\x04" if ip.version == 4 else b"\x29") + ip.packed + rest
 

@@ -88,6 +88,10 @@ class Host(Protocol):
     def peer_addrs(self, peer: bytes) -> list[bytes]:
         """The addresses we know for ``peer`` (connected or not)."""
 
+    def live_addrs(self, peer: bytes) -> list[bytes]:
+        """Dialable addresses of a peer we are connected to, as the peer itself gave them
+        (identify) or as we reached it; [] when not connected."""
+
     def knows_peer(self, peer: bytes) -> bool: ...
 
     def remember_addrs(self, peer: bytes, addrs: Sequence[bytes]) -> None: ...

@@ -586,6 +586,9 @@ class PeerStore:
 
     def __init__(self, max_peers: int = 10_000, max_addrs: int = 32) -> None:
         self.addrs: dict[bytes, dict[bytes, None]] = {}
+        #: each peer's own word on where it listens (its latest identify), apart from what
+        #: others told us of it (a DHT answer, a provider record, an earlier run)
+        self.listen: dict[bytes, list[bytes]] = {}
         self.protocols: dict[bytes, list[str]] = {}
         self.keys: dict[bytes, bytes] = {}
         self.agents: dict[bytes, str] = {}
@@ -607,7 +610,7 @@ class PeerStore:
                     del known[next(iter(known))]
 
     def forget(self, peer: bytes) -> None:
-        for table in (self.addrs, self.protocols, self.keys, self.agents):
+        for table in (self.addrs, self.listen, self.protocols, self.keys, self.agents):
             table.pop(peer, None)
 
     def peer_addrs(self, peer: bytes) -> list[bytes]:
@@ -1319,6 +1322,11 @@ class Swarm:
             self.peerstore.agents[peer] = msg.agent_version[:256]
         addrs = [a for a in msg.listen_addrs if tcp_target(a) is not None or a]
         self.peerstore.add_addrs(peer, addrs)
+        if addrs:
+            self.peerstore.listen[peer] = [strip_p2p(bytes(a)) for a in addrs][
+                :self.peerstore.max_addrs]
+        else:
+            self.peerstore.listen.pop(peer, None)
         if msg.observed_addr:
             conn.observed_addr = msg.observed_addr
             if conn.transport != "relay":  # over a relay it names the relay's side

@@ -19,7 +19,7 @@ import trio
 from ..blocks.multibase import b58decode, b58encode
 from ..errors import NodeError
 from ..peerkeys import PeerKeyError, peer_id_from_public_key
-from .addrs import quic_target
+from .addrs import dialable_from_here, quic_target
 from .host import HostOptions
 from .ports import ConnectionListener, InboundHandler, PeerSummary
 from .swarm import (
@@ -233,6 +233,20 @@ class SwarmHost:
 
     def peer_addrs(self, peer_raw: bytes) -> list[bytes]:
         return self.swarm.peerstore.peer_addrs(check_peer_id(peer_raw))
+
+    def live_addrs(self, peer_raw: bytes) -> list[bytes]:
+        """Where a peer we are connected to can be dialled, on its own word: the listen
+        addresses of its latest identify (push included) and the address an outbound
+        connection of ours reached it at, those a dial from here could use; [] when we are
+        not connected (then what the peer store holds may be stale)."""
+        peer = check_peer_id(peer_raw)
+        conns = self.connections(peer)
+        if not conns:
+            return []
+        dialled = [c.remote_addr for c in conns if c.direction == "outbound"]
+        own = self.swarm.peerstore.listen.get(peer, [])
+        addrs = [a for a in dict.fromkeys([*own, *dialled]) if self.swarm._dialable(a)]
+        return dialable_from_here(addrs, [c.remote_addr for c in conns])
 
     def peer_agent(self, peer_raw: bytes) -> str:
         return self.swarm.peerstore.agents.get(check_peer_id(peer_raw), "")

@@ -146,6 +146,10 @@ class FakeHost:
     def peer_addrs(self, peer) -> list[bytes]:
         return list(self.known.get(peer, []))
 
+    def live_addrs(self, peer) -> list[bytes]:
+        target = self.network.hosts.get(peer)
+        return [target.addr] if target is not None and peer in self.connected else []
+
     def knows_peer(self, peer) -> bool:
         return peer in self.known
 

@@ -4,7 +4,7 @@ import ipaddress
 
 from multiaddr import Multiaddr
 
-from p2pd.net.addrs import ACTIVATION_THRESHOLD, AddressManager, classify
+from p2pd.net.addrs import ACTIVATION_THRESHOLD, AddressManager, classify, dialable_from_here
 
 
 def b(text: str) -> bytes:
@@ -211,3 +211,20 @@ def test_specific_listen_addresses_are_told_without_reading_the_interfaces():
     assert reads == []
     m.listen.append(b("/ip4/0.0.0.0/tcp/4002"))
     assert "/ip4/203.0.113.7/tcp/4002" in t(m.local()) and reads == [1]
+
+
+def test_a_peers_addresses_worth_dialling_from_here():
+    theirs = [b("/ip4/0.0.0.0/tcp/4001"), b("/ip4/127.0.0.1/tcp/4001"),
+              b("/ip4/198.51.100.9/tcp/4001"), b("/ip4/169.254.1.1/tcp/4001"),
+              b("/ip6/::1/tcp/4001"), b("/ip4/198.18.0.4/tcp/4001"),
+              b("/dns4/peer.example/tcp/4001"), b("/ip4/198.51.100.9/tcp/4001")]
+    # a peer across the network: its loopback and unusable addresses are no use here
+    remote = dialable_from_here(theirs, [b("/ip4/198.51.100.9/tcp/4001")])
+    assert t(remote) == ["/ip4/198.51.100.9/tcp/4001", "/ip4/198.18.0.4/tcp/4001",
+                         "/dns4/peer.example/tcp/4001"]
+    # a peer on this machine (we reach it over loopback): its loopback addresses count
+    local = dialable_from_here(theirs, [b("/ip4/127.0.0.1/tcp/50000")])
+    assert t(local) == ["/ip4/127.0.0.1/tcp/4001", "/ip4/198.51.100.9/tcp/4001",
+                        "/ip6/::1/tcp/4001", "/ip4/198.18.0.4/tcp/4001",
+                        "/dns4/peer.example/tcp/4001"]
+    assert dialable_from_here(theirs) == remote  # nothing known of the peer: as remote
