@@ -4,6 +4,7 @@ DNS through resolv.conf, and a teardown that leaves nothing behind (also after a
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import statistics
@@ -16,6 +17,7 @@ import pytest
 
 from lab import Lab, Link, Nat, check_address, remove_stale
 from lab.netns import delete_namespace, namespaces
+from lab.topology import PUBLIC_LANS
 
 UNSOLICITED_WAIT = 0.7
 
@@ -74,6 +76,23 @@ def test_udp_mapping_and_filtering_follow_the_nat_type(netlab, nat):
     assert _gets(client) is open_inbound
     sc.sendto(b"v", (ip_b, port_b))
     assert _gets(client) is open_inbound
+
+
+def test_public_lan_homes_are_reached_at_their_hosts_own_public_addresses(netlab):
+    # two homes on routed public /28s and a public host: each host is dialled at its own
+    # address (no NAT) from the internet and from the other home, and sees the dialler's
+    a = netlab.add_host("a")
+    one, two = (netlab.add_home(n, Nat.NONE, hosts=2, public_lan=True) for n in ("p1", "p2"))
+    hosts = [*one.hosts, *two.hosts]
+    assert all(ipaddress.ip_address(h.addr) in PUBLIC_LANS for h in hosts)
+    assert one.hosts[0].addr != two.hosts[0].addr
+    for src, dst in ((a, one.hosts[1]), (one.hosts[0], two.hosts[1]), (two.hosts[0], a)):
+        listener = _listener(netlab, dst, 6100)
+        s = _dial(netlab, src, (dst.addr, 6100))
+        conn, (seen, _) = listener.accept()
+        assert seen == src.addr
+        for sock in (conn, s, listener):
+            sock.close()
 
 
 def _listener(lab, node, port: int) -> socket.socket:

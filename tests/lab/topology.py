@@ -60,9 +60,12 @@ ALLOWED = tuple(
 INTERNET = tuple(
     ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
 )
-HOST_POOL = ("203.0.113.0/24", "192.0.2.0/24")
+HOST_POOL = ("203.0.113.0/24", "192.0.2.0/25")
 ROUTER_POOL = ("198.51.100.0/24",)
 HOME_LANS = ipaddress.ip_network("198.18.0.0/15")
+#: LANs of homes with public addresses (``add_home(..., public_lan=True)``, no NAT): the
+#: upper half of 192.0.2.0/24 in /28s, 8 homes of up to 13 hosts; public hosts stay below
+PUBLIC_LANS = ipaddress.ip_network("192.0.2.128/25")
 DNS_PORT = 53
 STUN_PORT = 3478
 
@@ -79,9 +82,9 @@ def check_address(addr: str) -> str:
 
 
 def _pool(nets: tuple[str, ...]):
-    for net in nets:
-        for n in range(10, 251):
-            yield str(ipaddress.ip_network(net).network_address + n)
+    for net in map(ipaddress.ip_network, nets):
+        for n in range(10, min(251, net.num_addresses - 1)):
+            yield str(net.network_address + n)
 
 
 @dataclass(eq=False)
@@ -163,6 +166,7 @@ class Lab:
         self._hosts = _pool(HOST_POOL)
         self._routers = _pool(ROUTER_POOL)
         self._lans = HOME_LANS.subnets(new_prefix=24)
+        self._public_lan_pool = PUBLIC_LANS.subnets(new_prefix=28)
         self._ports = itertools.count(1)
         self._started = False
         self._closed = False
@@ -300,17 +304,27 @@ class Lab:
         hosts: int = 1,
         link: Link | None = None,
         upnp_igd: bool = True,
+        public_lan: bool = False,
     ) -> Home:
         """A home: router ``name`` (public address 198.51.100.x) and ``hosts`` LAN hosts
         ``name-0``... on 198.18.k.0/24, the router doing ``nat``; ``link`` shapes its uplink.
-        A ``Nat.UPNP`` router offers UPnP IGD and NAT-PMP, or NAT-PMP only (``upnp_igd``)."""
+        A ``Nat.UPNP`` router offers UPnP IGD and NAT-PMP, or NAT-PMP only (``upnp_igd``).
+        ``public_lan`` (``Nat.NONE`` only): the LAN is a routed public /28 of 192.0.2.0/24
+        (an ISP's routed prefix; up to 13 hosts, 8 such homes), so the hosts' addresses are
+        public ones, not 198.18/15, which peers treat as a private LAN's."""
         nat = Nat(nat)
         self._role(name)
+        if public_lan and (nat is not Nat.NONE or hosts > 13):
+            raise ValueError("a public LAN is for a home without NAT, of up to 13 hosts")
         if not 0 <= hosts <= 200:
             raise ValueError("a home has 0-200 hosts")
+        try:
+            lan = next(self._public_lan_pool if public_lan else self._lans)
+        except StopIteration:
+            raise LabError("no home LAN left in the address plan") from None
+        first_host = 2 if public_lan else 10
         router_ns = self._namespace(self.prefix + name)
         router = self._attach(name, router_ns, next(self._routers), "wan0", link)
-        lan = next(self._lans)
         gateway = str(lan.network_address + 1)
         run("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=router_ns)
         ip_batch(
@@ -326,7 +340,7 @@ class Lab:
             host_name = f"{name}-{i}"
             self._role(host_name)
             ns = self._namespace(self.prefix + host_name)
-            addr = check_address(str(lan.network_address + 10 + i))
+            addr = check_address(str(lan.network_address + first_host + i))
             ip(
                 ns,
                 "link",
