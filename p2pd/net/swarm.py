@@ -902,14 +902,16 @@ class Swarm:
         self._register(conn, scope)
         return True
 
-    async def _tcp_connect(self, host: str, port: int, family: int) -> trio.SocketStream:
+    async def _tcp_connect(self, host: str, port: int, family: int, *,
+                           ephemeral: bool = False) -> trio.SocketStream:
         if family == socket.AF_UNSPEC or not _is_ip(host):
             infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
             if not infos:
                 raise OSError(f"{host} resolves to nothing")
             family, _, _, _, sockaddr = infos[0]
             host = sockaddr[0]
-        local_port = self._listen_ports.get(family) if self.options.reuse_port else None
+        reuse = self.options.reuse_port and not ephemeral
+        local_port = self._listen_ports.get(family) if reuse else None
         for bind_port in ([local_port, None] if local_port else [None]):
             sock = trio.socket.socket(family, socket.SOCK_STREAM)
             try:
@@ -933,7 +935,24 @@ class Swarm:
     def _dialable(self, addr: bytes) -> bool:
         return dial_target(addr) is not None or any(t.handles(addr) for t in self.transports)
 
-    async def _dial_one(self, peer: bytes, addr: bytes, initiator: bool = True) -> Connection:
+    async def _dial_one(self, peer: bytes, addr: bytes, initiator: bool = True, *,
+                        again: bool = False) -> Connection:
+        """One connection to ``peer`` at ``addr``. With ``again`` (an ordinary dial, not a
+        hole punch) a dial that left from the listen port and failed in the handshake is
+        tried once more from an ephemeral port: two peers dialling each other from their
+        listen ports at once (a DHT lookup each way) can have their SYNs cross, and TCP's
+        simultaneous open makes the two dials one connection on which both speak first."""
+        try:
+            return await self._dial_one_from(peer, addr, initiator, False)
+        except Exception as exc:
+            if not (again and getattr(exc, "from_listen_port", False)):
+                raise
+            log.debug("dial to %s from the listen port failed (%s); again from another",
+                      _show(addr), exc)
+            return await self._dial_one_from(peer, addr, initiator, True)
+
+    async def _dial_one_from(self, peer: bytes, addr: bytes, initiator: bool,
+                             ephemeral: bool) -> Connection:
         for transport in self.transports:
             if transport.handles(addr):
                 return await transport.dial(peer, addr)
@@ -945,7 +964,7 @@ class Swarm:
             if ws:
                 raw = await self._ws_connect(host, port)
             else:
-                stream = await self._tcp_connect(host, port, family)
+                stream = await self._tcp_connect(host, port, family, ephemeral=ephemeral)
                 raw = ByteStream(stream, stream.socket.getpeername(),
                                  stream.socket.getsockname())
             try:
@@ -954,9 +973,12 @@ class Swarm:
                 secure, muxer = await self._upgrade(raw, initiator, peer)
                 if secure.remote_peer != peer:  # a hole punch's server side checks here
                     raise HandshakeError("peer id mismatch")
-            except BaseException:
+            except BaseException as exc:
                 with trio.CancelScope(shield=True):
                     await raw.close()
+                if isinstance(exc, Exception) and not ws and isinstance(raw.local, tuple):
+                    # (a failed upgrade of a TCP dial that left from our listen port)
+                    exc.from_listen_port = raw.local[1] == self._listen_ports.get(family)
                 raise
         return Connection(peer, secure.remote_public_key, "outbound",
                           _addr_of(raw.remote, ws), _addr_of(raw.local, ws),
@@ -1076,7 +1098,7 @@ class Swarm:
 
         async def attempt(addr: bytes, failed: trio.Event) -> None:
             try:
-                conn = await self._dial_one(peer, addr)
+                conn = await self._dial_one(peer, addr, again=True)
             except Exception as exc:  # refused, timed out, or a peer that broke the upgrade
                 errors.append(f"{_show(addr)}: {exc or type(exc).__name__}")
                 self._failed(addr)
