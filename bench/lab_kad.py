@@ -1,12 +1,27 @@
 """Kademlia lookups on home-like links (the network lab, tests/lab; needs root).
 
-40 nodes spread over 8 home networks (5 each, public: the routers do not NAT, so every node
-can be dialled, as DHT servers are); each home's uplink has its own delay, 10-40 ms RTT,
-so two nodes in different homes are 20-80 ms apart. Each node connects to a hub and to its
-ring neighbour; after the tables settle, 10 CIDs are provided from random nodes and each is
-looked up (first provider) from a node in another home, and 10 random nodes are looked up
-(FIND_PEER) the same way. Ours: 40 p2pd daemons (-dht); peer: 40 js-libp2p
-@libp2p/kad-dht nodes (tests/interop/kad_node.mjs) placed the same way, in the same run.
+40 nodes spread over 8 home networks (5 each, public: the routers do not NAT and the LANs
+are routed public /28s of 192.0.2.128/25, so every node can be dialled and is told of at its
+own address, as DHT servers are; on 198.18/15, a private range, our nodes would keep their
+addresses to their own LAN); each home's uplink has its own delay, 10-40 ms RTT,
+so two nodes in different homes are 20-80 ms apart. Node 0 is the hub. Ours: 40 p2pd
+daemons (-dht) joining through the hub as their bootstrap peer (connect, then a lookup of
+themselves, as a home node joins through the public bootstrap peers); peer: 40 js-libp2p
+@libp2p/kad-dht nodes (tests/interop/kad_node.mjs) placed the same way, dialling the hub
+(their kad-dht then runs its own self-query and table refresh). Every node also connects
+to its ring neighbour. After the tables settle, each side is measured the same way:
+
+- FIND_PROVIDERS: a CID provided from a random node, looked up (first provider) from a
+  node in another home;
+- FIND_PEER of a connected peer: the asker is connected to the target (a node in another
+  home, picked among the asker's connections): both answer from what they hold, no query;
+- FIND_PEER by lookup: the asker is not connected to the target (another home). After the
+  settle nearly every node is connected to every other, so the asker first hangs up on a
+  target it is connected to. Ours looks such a peer up whatever its peer store holds; js is
+  asked with ``useCache: false`` so it does the same lookup rather than answer from its peer
+  store (how often its default would have done that is printed).
+
+Routing table sizes and connections per node are printed for both sides (who knows whom).
 Figures: median latency (lower is better).
 
 ``python -m bench lab-kad [--quick]`` (JSON lines on stdout).
@@ -23,6 +38,7 @@ import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from bench.common import row
 from p2pd.blocks import CID, Codec
@@ -44,7 +60,8 @@ def _say(text: str) -> None:
 def _homes(lab: Lab, per_home: int) -> list:
     hosts = []
     for i in range(HOMES):
-        home = lab.add_home(f"k{i}", Nat.NONE, hosts=per_home, link=Link(rtt_ms=10 + 30 * i / 7))
+        home = lab.add_home(f"k{i}", Nat.NONE, hosts=per_home, public_lan=True,
+                            link=Link(rtt_ms=10 + 30 * i / 7))
         hosts += home.hosts
     return hosts
 
@@ -80,39 +97,6 @@ def _dht_request(control: str, req: pb.DHTRequest) -> list[pb.DHTResponse]:
         s.close()
 
 
-def ours(lab: Lab, per_home: int, lookups: int, rng: random.Random) -> tuple[list, list]:
-    hosts = _homes(lab, per_home)
-    with ThreadPoolExecutor(8) as pool:
-        nodes = list(pool.map(lambda h: LabDaemon(lab, h, "-dht"), hosts))
-    clients = [ControlClient.for_address(n.control, 60) for n in nodes]
-    ids = [b58decode(n.peer_id) for n in nodes]
-    import multiaddr
-
-    addrs = [multiaddr.Multiaddr(f"/ip4/{n.node.addr}/tcp/{SWARM_PORT}").to_bytes()
-             for n in nodes]
-    for i in range(len(nodes)):
-        for j in {0, (i + 1) % len(nodes)} - {i}:
-            clients[i].connect(ids[j], [addrs[j]])
-    time.sleep(SETTLE)
-    providers, peers = [], []
-    for k in range(lookups):
-        cid = bytes(CID.for_block(f"lab kad {k} {rng.random()}".encode(), Codec.RAW))
-        a, b = _two_homes(rng, len(nodes), per_home)
-        clients[a].request(pb.Request(type=pb.Request.DHT, dht=pb.DHTRequest(
-            type=pb.DHTRequest.PROVIDE, cid=cid)))
-        t0 = time.perf_counter()
-        got = _dht_request(nodes[b].control, pb.DHTRequest(
-            type=pb.DHTRequest.FIND_PROVIDERS, cid=cid, count=1))
-        if not got:
-            raise RuntimeError("provider not found")
-        providers.append(time.perf_counter() - t0)
-        a, b = _two_homes(rng, len(nodes), per_home)
-        t0 = time.perf_counter()
-        _dht_request(nodes[b].control, pb.DHTRequest(type=pb.DHTRequest.FIND_PEER, peer=ids[a]))
-        peers.append(time.perf_counter() - t0)
-    return providers, peers
-
-
 class _JsKad:
     def __init__(self, lab: Lab, host) -> None:
         work = lab.logdir / f"kad-{host.name}"
@@ -139,28 +123,150 @@ class _JsKad:
         return reply
 
 
-def js(lab: Lab, per_home: int, lookups: int, rng: random.Random) -> tuple[list, list]:
-    hosts = _homes(lab, per_home)
-    with ThreadPoolExecutor(8) as pool:
-        nodes = list(pool.map(lambda h: _JsKad(lab, h), hosts))
-    for i, node in enumerate(nodes):
-        for j in {0, (i + 1) % len(nodes)} - {i}:
-            node.call(cmd="dial", addr=nodes[j].addr)
+class _Ours:
+    name = "ours"
+
+    def __init__(self, lab: Lab, hosts: list) -> None:
+        hub = LabDaemon(lab, hosts[0], "-dht")
+        join = ("-dht", "-bootstrap", "-bootstrapPeers", hub.addr)
+        with ThreadPoolExecutor(8) as pool:
+            rest = list(pool.map(lambda h: LabDaemon(lab, h, *join), hosts[1:]))
+        self.nodes = [hub, *rest]
+        self.clients = [ControlClient.for_address(n.control, 60) for n in self.nodes]
+        self.ids = [b58decode(n.peer_id) for n in self.nodes]
+        self.index = {p: i for i, p in enumerate(self.ids)}
+        import multiaddr
+
+        self.addrs = [multiaddr.Multiaddr(f"/ip4/{n.node.addr}/tcp/{SWARM_PORT}").to_bytes()
+                      for n in self.nodes]
+
+    def connect(self, i: int, j: int) -> None:
+        self.clients[i].connect(self.ids[j], [self.addrs[j]])
+
+    def connected(self, i: int) -> set[int]:
+        return {self.index[p.id] for p in self.clients[i].list_peers() if p.id in self.index}
+
+    def table(self, i: int) -> int:
+        return self.clients[i].status()["DHTTable"]
+
+    def hang_up(self, i: int, j: int) -> None:
+        self.clients[i].disconnect(self.ids[j])
+
+    def provide(self, i: int, cid: bytes) -> None:
+        self.clients[i].request(pb.Request(type=pb.Request.DHT, dht=pb.DHTRequest(
+            type=pb.DHTRequest.PROVIDE, cid=cid)))
+
+    def find_providers(self, i: int, cid: bytes) -> bool:
+        return bool(_dht_request(self.nodes[i].control, pb.DHTRequest(
+            type=pb.DHTRequest.FIND_PROVIDERS, cid=cid, count=1)))
+
+    def find_peer(self, i: int, j: int, lookup: bool) -> bool:
+        got = _dht_request(self.nodes[i].control, pb.DHTRequest(
+            type=pb.DHTRequest.FIND_PEER, peer=self.ids[j]))
+        return bool(got and got[0].peer.addrs)
+
+
+class _Js:
+    name = "js"
+
+    def __init__(self, lab: Lab, hosts: list) -> None:
+        with ThreadPoolExecutor(8) as pool:
+            self.nodes = list(pool.map(lambda h: _JsKad(lab, h), hosts))
+        self.index = {n.peer_id: i for i, n in enumerate(self.nodes)}
+        self.cache_hits = 0
+
+    def connect(self, i: int, j: int) -> None:
+        self.nodes[i].call(cmd="dial", addr=self.nodes[j].addr)
+
+    def connected(self, i: int) -> set[int]:
+        return {self.index[p] for p in self.nodes[i].call(cmd="peers")["peers"]
+                if p in self.index}
+
+    def table(self, i: int) -> int:
+        return len(self.nodes[i].call(cmd="table")["peers"])
+
+    def hang_up(self, i: int, j: int) -> None:
+        self.nodes[i].call(cmd="hangUp", peerId=self.nodes[j].peer_id)
+
+    def provide(self, i: int, cid: bytes) -> None:
+        self.nodes[i].call(cmd="provide", cid=str(CID.from_bytes(cid)), timeout=60000)
+
+    def find_providers(self, i: int, cid: bytes) -> bool:
+        return bool(self.nodes[i].call(cmd="findProviders", cid=str(CID.from_bytes(cid)),
+                                       timeout=60000)["providers"])
+
+    def find_peer(self, i: int, j: int, lookup: bool) -> bool:
+        reply = self.nodes[i].call(cmd="findPeer", peerId=self.nodes[j].peer_id,
+                                   useCache=not lookup, timeout=60000)
+        return bool(reply["addrs"])
+
+    def before_lookup(self, i: int, j: int) -> None:
+        """Count a target its default (useCache) would have answered from its peer store."""
+        if self.nodes[i].call(cmd="knows", peerId=self.nodes[j].peer_id)["knows"]:
+            self.cache_hits += 1
+
+
+def measure(side, per_home: int, lookups: int, rng: random.Random) -> dict[str, list]:
+    """The same steps for either side; latencies in seconds, failures counted apart."""
+    n = len(side.nodes)
+    for i in range(1, n):  # ours joined through the hub already: connected, a no-op
+        side.connect(i, 0)
+    for i in range(n):
+        j = (i + 1) % n
+        if j:
+            side.connect(i, j)
     time.sleep(SETTLE)
-    providers, peers = [], []
+    tables = [side.table(i) for i in range(n)]
+    conns = [len(side.connected(i)) for i in range(n)]
+    _say(f"{side.name}: routing table median {statistics.median(tables)} peers "
+         f"(min {min(tables)}, max {max(tables)}), connections median "
+         f"{statistics.median(conns)} (min {min(conns)}, max {max(conns)})")
+    out: dict[str, list] = {"find_providers": [], "find_peer_connected": [],
+                            "find_peer_lookup": [], "failed": []}
+
+    def timed(what: str, fn) -> None:
+        t0 = time.perf_counter()
+        try:
+            ok, why = fn(), "nothing found"
+        except (RuntimeError, OSError) as exc:
+            ok, why = False, str(exc)[:200]
+        took = time.perf_counter() - t0
+        if ok:
+            out[what].append(took)
+        else:
+            out["failed"].append(f"{what} after {took:.1f} s: {why}")
+
     for k in range(lookups):
-        cid = str(CID.for_block(f"lab kad {k} {rng.random()}".encode(), Codec.RAW))
-        a, b = _two_homes(rng, len(nodes), per_home)
-        nodes[a].call(cmd="provide", cid=cid, timeout=60000)
-        t0 = time.perf_counter()
-        if not nodes[b].call(cmd="findProviders", cid=cid, timeout=60000)["providers"]:
-            raise RuntimeError("provider not found")
-        providers.append(time.perf_counter() - t0)
-        a, b = _two_homes(rng, len(nodes), per_home)
-        t0 = time.perf_counter()
-        nodes[b].call(cmd="findPeer", peerId=nodes[a].peer_id, timeout=60000)
-        peers.append(time.perf_counter() - t0)
-    return providers, peers
+        cid = bytes(CID.for_block(f"lab kad {k} {rng.random()}".encode(), Codec.RAW))
+        a, b = _two_homes(rng, n, per_home)
+        side.provide(a, cid)
+        timed("find_providers", partial(side.find_providers, b, cid))
+        b, a = _pick(side, rng, n, per_home)
+        timed("find_peer_connected", partial(side.find_peer, b, a, lookup=False))
+        # a peer the asker is not connected to: in 40 nodes after the settle nearly everyone
+        # is connected to everyone, so the asker hangs up on a connected one first
+        b, a = _pick(side, rng, n, per_home)
+        side.hang_up(b, a)
+        deadline = time.monotonic() + 10
+        while a in side.connected(b):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{side.name}: node {b} still connected to {a}")
+            time.sleep(0.05)
+        if hasattr(side, "before_lookup"):
+            side.before_lookup(b, a)
+        timed("find_peer_lookup", partial(side.find_peer, b, a, lookup=True))
+    return out
+
+
+def _pick(side, rng: random.Random, n: int, per_home: int) -> tuple[int, int]:
+    """An asker and a target in another home that it is connected to."""
+    for _ in range(200):
+        b = rng.randrange(n)
+        have = side.connected(b)
+        others = [a for a in range(n) if a // per_home != b // per_home and a in have]
+        if others:
+            return b, rng.choice(others)
+    raise RuntimeError(f"{side.name}: no node is connected to one in another home")
 
 
 def _two_homes(rng: random.Random, n: int, per_home: int) -> tuple[int, int]:
@@ -176,14 +282,24 @@ def run(quick: bool = False) -> Iterable[dict]:
         raise SystemExit(f"lab-kad: {why}")
     per_home, lookups = (2, 4) if quick else (5, 10)
     n = per_home * HOMES
-    with Lab() as lab:
-        mine = ours(lab, per_home, lookups, random.Random(12))
-    _say(f"ours: providers {mine[0]}, peers {mine[1]}")
-    with Lab() as lab:
-        theirs = js(lab, per_home, lookups, random.Random(12))
-    _say(f"js: providers {theirs[0]}, peers {theirs[1]}")
+    results = {}
+    for kind in (_Ours, _Js):
+        t0 = time.monotonic()
+        with Lab() as lab:
+            side = kind(lab, _homes(lab, per_home))
+            results[side.name] = got = measure(side, per_home, lookups, random.Random(12))
+            if isinstance(side, _Js):
+                _say(f"js: {side.cache_hits} of {lookups} lookup targets were in its peer "
+                     "store with addresses (its default would answer from there)")
+        _say(f"{kind.name}: " + ", ".join(
+            f"{k} {[round(v * 1000) for v in got[k]]} ms" for k in got if k != "failed")
+            + f"; failed {got['failed']}; {time.monotonic() - t0:.0f} s")
     peer = f"{n} js-libp2p @libp2p/kad-dht nodes, same homes"
-    for i, what in enumerate(("find_providers", "find_peer")):
+    for what in ("find_providers", "find_peer_connected", "find_peer_lookup"):
+        mine, theirs = results["ours"][what], results["js"][what]
+        if not mine or not theirs:
+            _say(f"{what}: no successful lookups on one side; no row")
+            continue
         yield row("lab-kad", f"{what}_median_ms_{n}_nodes_8_homes_20_80ms",
-                  statistics.median(mine[i]) * 1000, "ms", peer,
-                  statistics.median(theirs[i]) * 1000, higher_is_better=False)
+                  statistics.median(mine) * 1000, "ms", peer,
+                  statistics.median(theirs) * 1000, higher_is_better=False)

@@ -260,6 +260,7 @@ class Node:
             "External": [str(text(a)) for a in addrs.confirmed],
             "Candidates": [str(text(a)) for a in addrs.candidates()],
             "DHTMode": ("server" if self.dht.server else "client") if self.dht else "off",
+            "DHTTable": len(self.dht.table) if self.dht else 0,  # peers in the routing table
             "AutoNAT": self.autonat.summary() if self.autonat is not None else None,
             "Reservations": [str(text(a)) for a in (self.relay.relay_addrs() if self.relay
                                                     else [])],

@@ -3,7 +3,11 @@
 //   {"cmd":"dial","addr":MA}              -> {"ok":true}
 //   {"cmd":"provide","cid":CID}           -> {"ok":true}
 //   {"cmd":"findProviders","cid":CID}     -> {"providers":[ID...]}
-//   {"cmd":"findPeer","peerId":ID}        -> {"addrs":[MA...]}
+//   {"cmd":"findPeer","peerId":ID}        -> {"addrs":[MA...]}  ("useCache":false: a lookup
+//                                            even when the peer store has addresses)
+//   {"cmd":"peers"}                       -> {"peers":[ID...]} (connected peers)
+//   {"cmd":"hangUp","peerId":ID}          -> {"ok":true} (closes the connections to it)
+//   {"cmd":"knows","peerId":ID}           -> {"knows":bool} (the peer store has addresses)
 //   {"cmd":"put","key":HEX,"value":HEX}   -> {"ok":true}
 //   {"cmd":"get","key":HEX}               -> {"value":HEX}
 //   {"cmd":"table"}                       -> {"peers":[ID...]} (routing table contents)
@@ -57,7 +61,8 @@ async function run (msg) {
       return { providers: out }
     }
     case 'findPeer': {
-      const info = await node.peerRouting.findPeer(peerIdFromString(msg.peerId), { signal })
+      const info = await node.peerRouting.findPeer(peerIdFromString(msg.peerId),
+        { signal, useCache: msg.useCache ?? true })
       return { addrs: info.multiaddrs.map(a => a.toString()) }
     }
     case 'put':
@@ -65,6 +70,16 @@ async function run (msg) {
       return { ok: true }
     case 'get':
       return { value: hex(await node.contentRouting.get(unhex(msg.key), { signal })) }
+    case 'peers':
+      return { peers: [...new Set(node.getConnections().map(c => c.remotePeer.toString()))] }
+    case 'hangUp':
+      await node.hangUp(peerIdFromString(msg.peerId), { signal })
+      return { ok: true }
+    case 'knows': {
+      const id = peerIdFromString(msg.peerId)
+      if (!(await node.peerStore.has(id))) return { knows: false }
+      return { knows: (await node.peerStore.get(id)).addresses.length > 0 }
+    }
     case 'table':
       return { peers: Array.from(node.services.dht.routingTable.kb.toIterable()).map(c => c.peerId.toString()) }
     default:
