@@ -554,10 +554,7 @@ class Datastore:
         reserve = self.reserve if reserve is None else min(reserve, self.reserve)
         if size > self._room - reserve:
             raise StoreFull(self._full_message(size, size + reserve))
-        bg = _background_errors(db)
-        if bg != self._bg_errors:  # a flush or compaction failed: damage, or a full disk
-            self._bg_errors = bg
-            self._probe(db)
+        self.check_damage()  # a flush or compaction failed: damage, or a full disk
         if self._damaged:
             self.salvage("a read or a compaction met a damaged table file")
             db = self._live()
@@ -569,13 +566,27 @@ class Datastore:
             db = self._reopen()
         return db
 
-    def _probe(self, db: Rdict) -> None:
+    def check_damage(self) -> bool:
+        """Whether a read or a background error met a damaged table file (a salvage is
+        due); cheap: a property read, and a tiny write only when RocksDB counts a new
+        background error."""
+        db = self._db
+        if db is None:
+            return False
+        bg = _background_errors(db)
+        del db  # nothing may hold the database while waiting for a salvage to swap it
+        if bg != self._bg_errors:
+            self._bg_errors = bg
+            self._probe()
+        return self._damaged and not self._wedged
+
+    def _probe(self) -> None:
         """A background error appeared: which one. RocksDB refuses writes after it, with
         the error as the reason, so a tiny write tells (a damaged file: salvage; ENOSPC:
         reopen once there is room; none: it recovered by itself)."""
         try:
             with self._write_lock:
-                db.put(_PROBE_KEY, b"", self._wopt)
+                self._live().put(_PROBE_KEY, b"", self._wopt)
         except Exception as exc:
             if _corruption(exc):
                 self._damaged = True
@@ -696,7 +707,7 @@ class Datastore:
                 os.rename(fresh_path, self.path)
                 _fsync_dir(self.path.parent)
                 try:
-                    self._db = Rdict(str(self.path), self._opts)
+                    self._db = _open_when_released(self.path, self._opts)
                 except Exception as exc:
                     self._db = None
                     raise StoreError(f"datastore {self.path}: could not open the salvaged "
@@ -861,6 +872,7 @@ class Datastore:
             ropt.set_iterate_lower_bound(start)
             if hi is not None:
                 ropt.set_iterate_upper_bound(hi)
+            it = None
             try:
                 it = db.iter(ropt)
                 it.seek(start)
@@ -875,6 +887,7 @@ class Datastore:
                 it.status()
                 del it
             except Exception as exc:
+                it = None  # a live iterator keeps the database (and its LOCK) open
                 if self._db is not db or self._reopen_lock.locked():  # swapped under us
                     with self._reopen_lock:
                         pass
@@ -957,6 +970,23 @@ class _quiet:
 
     def __exit__(self, *exc: object) -> bool:
         return exc[0] is not None and issubclass(exc[0], Exception)
+
+
+def _open_when_released(path: Path, opts: Options | None) -> Rdict:
+    """Open ``path``; while the process still holds the LOCK of the database that was
+    there (an iterator another thread is reading a page with keeps it open until it
+    drops it), try again for a few seconds."""
+    import gc
+
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            return Rdict(str(path), opts)
+        except Exception as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            gc.collect()
+            time.sleep(0.02)
 
 
 def _fsync_dir(path: Path) -> None:
