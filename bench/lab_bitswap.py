@@ -58,7 +58,7 @@ def ours(path: Path, providers: int) -> float:
         try:
             client.request_progress(req, lambda _r: None)
         except P2PDError as exc:
-            raise Stalled(f"{exc} ({_got(out, path)})") from None
+            raise _stalled(exc, out, path) from None
         seconds = time.perf_counter() - t0
         assert out.stat().st_size == path.stat().st_size
         return path.stat().st_size / seconds / (1 << 20)
@@ -69,9 +69,13 @@ def _limit(path: Path, providers: int) -> int:
     return int(max(120, 4 * path.stat().st_size / (1 << 20) / 2.4 / providers))
 
 
-def _got(out: Path, path: Path) -> str:
+def _stalled(exc: Exception, out: Path, path: Path) -> Stalled:
+    """``exc`` as a Stalled fetch that wrote ``.written`` bytes of the file."""
     have = out.stat().st_size if out.exists() else 0
-    return f"{have / (1 << 20):.1f} of {path.stat().st_size / (1 << 20):.0f} MiB written"
+    stalled = Stalled(
+        f"{exc} ({have / (1 << 20):.1f} of {path.stat().st_size / (1 << 20):.0f} MiB written)")
+    stalled.written = have
+    return stalled
 
 
 def helia(path: Path, providers: int) -> float:
@@ -95,7 +99,7 @@ def helia(path: Path, providers: int) -> float:
             reply = fetcher.call(cmd="cat", cid=cids.pop(), out=str(out), timeout=limit * 1000,
                                  limit=limit + 30)
         except RuntimeError as exc:
-            raise Stalled(f"{exc} ({_got(out, path)})") from None
+            raise _stalled(exc, out, path) from None
         assert reply["bytes"] == path.stat().st_size
         return path.stat().st_size / (reply["ms"] / 1000) / (1 << 20)
 
@@ -109,28 +113,32 @@ def run(quick: bool = False) -> Iterable[dict]:
         path = Path(tmp) / "file.bin"
         path.write_bytes(os.urandom(size))
         figures: dict[tuple[str, int], float | None] = {}
+        stalls: dict[tuple[str, int], str] = {}  # what a stalled fetch got in its limit
         for providers in (1, 3):  # ours and Helia's take turns
             for name, fetch in (("ours", ours), ("helia", helia)):
                 try:
                     figures[name, providers] = fetch(path, providers)
                     _say(f"{name} from {providers}: {figures[name, providers]:.2f} MiB/s")
-                except Stalled as exc:  # a stalled fetch: said, and left out of the rows
+                except Stalled as exc:  # said; no figure (a row against it says STALLED)
                     figures[name, providers] = None
-                    _say(f"{name} from {providers} STALLED (limit {_limit(path, providers)} s):"
+                    limit = _limit(path, providers)
+                    written = getattr(exc, "written", 0) / (1 << 20)
+                    stalls[name, providers] = (f"STALLED: {written:.1f} of {size >> 20} MiB "
+                                               f"within its {limit} s limit")
+                    _say(f"{name} from {providers} STALLED (limit {limit} s):"
                          f" {str(exc)[:300]}")
     mib = size >> 20
     for providers in (1, 3):
         value, peer = figures["ours", providers], figures["helia", providers]
+        metric = (f"fetch {mib} MiB from {providers} home provider(s), "
+                  "20 Mbit/s 40 ms uplinks, port-restricted NAT")
+        helia_label = f"Helia 7 from {providers} Helia home provider(s), same links"
         if value is not None and peer is not None:
-            yield row(
-                BENCH,
-                f"fetch {mib} MiB from {providers} home provider(s), "
-                "20 Mbit/s 40 ms uplinks, port-restricted NAT",
-                value,
-                "MiB/s",
-                f"Helia 7 from {providers} Helia home provider(s), same links",
-                peer,
-            )
+            yield row(BENCH, metric, value, "MiB/s", helia_label, peer)
+        elif value is not None:  # Helia stalled: the row says so, with no figure of Helia's
+            yield {**row(BENCH, metric, value, "MiB/s", helia_label, 0.0),
+                   "peer": f"{helia_label}: {stalls['helia', providers]}",
+                   "peer_value": None, "ratio": None}
     for name, label in (("ours", "p2pd"), ("helia", "Helia 7")):
         three, one = figures[name, 3], figures[name, 1]
         if three is not None and one is not None:
