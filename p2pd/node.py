@@ -549,6 +549,10 @@ class Node:
         """The remote multiaddr of the connection a stream runs on."""
         return self.net.stream_remote_addr(stream)
 
+    def stream_memory(self, stream):
+        """The stream's peer's memory share (p2pd/net/rcmgr.py) framed readers count in."""
+        return self.net.stream_memory(stream)
+
     def set_stream_handler(self, protocol: str, handler: InboundHandler) -> None:
         self.net.set_stream_handler(protocol, handler)  # identify push follows by itself
 

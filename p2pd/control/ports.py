@@ -80,6 +80,9 @@ class ControlNode(Protocol):
 
     def stream_remote_addr(self, stream: Any) -> bytes: ...
 
+    def stream_memory(self, stream: Any) -> Any:
+        """The stream's peer's memory share a reader counts a partial message in, or None."""
+
     # services (None when off)
     @property
     def dht(self) -> DHTPort | None: ...

@@ -112,7 +112,8 @@ class UnaryHub:
         try:
             try:
                 await stream.write(encode_message(request))
-                frame = await read_frame(stream, self.max_msg_size)
+                frame = await read_frame(stream, self.max_msg_size,
+                                         self.node.stream_memory(stream))
             except wire.PersistentProtocolError:
                 raise
             except Exception as exc:
@@ -135,7 +136,8 @@ class UnaryHub:
         """A unary stream from a caller's daemon: hand the call to a client, answer once."""
         try:
             with trio.CancelScope(deadline=trio.current_time() + REQUEST_READ_TIMEOUT) as t:
-                frame = await read_frame(stream, self.max_msg_size)
+                frame = await read_frame(stream, self.max_msg_size,
+                                         self.node.stream_memory(stream))
             if t.cancelled_caught:
                 raise trio.TooSlowError
             if frame is None:
@@ -434,24 +436,25 @@ class PersistentConnection:
             pass
 
 
-async def read_frame(stream, max_size: int) -> bytes | None:
+async def read_frame(stream, max_size: int, memory=None) -> bytes | None:
     """One varint-delimited frame from a libp2p stream; ``None`` at EOF before any byte.
+    ``memory``: the peer's share the partial frame counts in (p2pd/framing.py).
 
     Bytes after the frame are left unread on purpose: the only thing that follows on a
     unary stream is its end.
     """
-    decoder = wire.StreamFrameDecoder(max_size)
-    while True:
-        frame = decoder.next_frame()
-        if frame is not None:
-            return frame
-        data = await read_some(stream)
-        if not data:
-            if not decoder.buffered:
-                return None
-            decoder.receive_data(b"")
-            return decoder.next_frame()
-        decoder.receive_data(data)
+    with wire.StreamFrameDecoder(max_size, memory=memory) as decoder:
+        while True:
+            frame = decoder.next_frame()
+            if frame is not None:
+                return frame
+            data = await read_some(stream)
+            if not data:
+                if not decoder.buffered:
+                    return None
+                decoder.receive_data(b"")
+                return decoder.next_frame()
+            decoder.receive_data(data)
 
 
 async def _answer(stream, call_id: bytes, result: pb.CallUnaryResponse) -> None:

@@ -234,7 +234,7 @@ class BitswapService:
     # -- inbound ----------------------------------------------------------------------------
     async def _serve_stream(self, stream) -> None:
         peer = self.host.stream_peer(stream)
-        decoder = BitswapFrameDecoder()
+        decoder = BitswapFrameDecoder(memory=self.host.stream_memory(stream))
         try:
             while True:
                 frame = decoder.next_frame()
@@ -256,10 +256,12 @@ class BitswapService:
             self._penalise(peer, MALFORMED_PENALTY)
             await reset_quietly(stream)
             return
-        except Exception as exc:
+        except Exception as exc:  # a reset, or a partial message past the peer's share
             log.debug("bitswap stream from %s ended: %r", peer.hex()[:16], exc)
             await reset_quietly(stream)
             return
+        finally:
+            decoder.close()
         await close_quietly(stream)
 
     async def handle_message(self, peer: bytes, msg: BitswapMessage) -> None:

@@ -76,8 +76,8 @@ class BitswapFrameDecoder(FrameDecoder):
     __slots__ = ()
     error = BitswapWireError
 
-    def __init__(self, max_frame: int = MAX_MESSAGE) -> None:
-        super().__init__(max_frame)
+    def __init__(self, max_frame: int = MAX_MESSAGE, *, memory=None) -> None:
+        super().__init__(max_frame, memory=memory)
 
 
 # -- CID prefixes -----------------------------------------------------------------------

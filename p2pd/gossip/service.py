@@ -348,7 +348,7 @@ class PubsubService:
             await reset_quietly(stream)
             return
         self._ensure_outbound(peer)
-        decoder = PubsubFrameDecoder()
+        decoder = PubsubFrameDecoder(memory=self.host.stream_memory(stream))
         try:
             while True:
                 frame = decoder.next_frame()
@@ -369,9 +369,11 @@ class PubsubService:
             log.info("pubsub: malformed RPC from %s: %s", peer.hex()[:16], exc)
             self.router.score.add_penalty(peer)
             await reset_quietly(stream)
-        except Exception as exc:
+        except Exception as exc:  # a reset, or a partial RPC past the peer's memory share
             log.debug("pubsub stream from %s ended: %r", peer.hex()[:16], exc)
             await reset_quietly(stream)
+        finally:
+            decoder.close()
 
     def stats(self) -> dict:
         return {"peers": len(self.router.peers), "topics": self.topics(),

@@ -55,8 +55,8 @@ class PubsubFrameDecoder(FrameDecoder):
     __slots__ = ()
     error = PubsubWireError
 
-    def __init__(self, max_frame: int = MAX_RPC) -> None:
-        super().__init__(max_frame)
+    def __init__(self, max_frame: int = MAX_RPC, *, memory=None) -> None:
+        super().__init__(max_frame, memory=memory)
 
 
 @dataclass(slots=True)

@@ -286,7 +286,11 @@ class DHTService:
         await close_quietly(stream)
 
     async def _serve_requests(self, stream, sender: bytes) -> None:
-        decoder = KadFrameDecoder()
+        # what a partial request holds counts in the sender's memory share
+        with KadFrameDecoder(memory=self.host.stream_memory(stream)) as decoder:
+            await self._serve_frames(stream, sender, decoder)
+
+    async def _serve_frames(self, stream, sender: bytes, decoder: KadFrameDecoder) -> None:
         for _ in range(MAX_REQUESTS_PER_STREAM):
             frame = None
             with trio.move_on_after(STREAM_IDLE):
@@ -390,12 +394,12 @@ class DHTService:
                     await stream.write(encode_message(msg))
                     if msg.type == MessageType.ADD_PROVIDER:
                         return KadMessage(MessageType.ADD_PROVIDER)
-                    decoder = KadFrameDecoder()
-                    while (frame := decoder.next_frame()) is None:
-                        data = await read_some(stream)
-                        decoder.receive_data(data)
-                        if not data and decoder.next_frame() is None:
-                            raise KadWireError("stream closed before the answer")
+                    with KadFrameDecoder(memory=self.host.stream_memory(stream)) as decoder:
+                        while (frame := decoder.next_frame()) is None:
+                            data = await read_some(stream)
+                            decoder.receive_data(data)
+                            if not data and decoder.next_frame() is None:
+                                raise KadWireError("stream closed before the answer")
                     reply = decode_message(frame)
                 finally:
                     await close_quietly(stream)

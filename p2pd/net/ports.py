@@ -21,6 +21,17 @@ Stream = Any
 InboundHandler = Callable[[Stream], Awaitable[None]]
 
 
+class MemoryShare(Protocol):
+    """A peer's share of the memory budget (:class:`p2pd.net.rcmgr.PeerMemory`): what a
+    reader holds for one of its streams is reserved before it is kept."""
+
+    def reserve(self, n: int) -> bool: ...
+
+    def release(self, n: int) -> None: ...
+
+    def describe(self) -> str: ...
+
+
 @dataclass(slots=True)
 class PeerSummary:
     """A connected peer: its id and the remote addresses of its connections."""
@@ -74,6 +85,10 @@ class Host(Protocol):
 
     def stream_remote_addr(self, stream: Stream) -> bytes:
         """The remote multiaddr of the connection a stream runs on (``b""`` if unknown)."""
+
+    def stream_memory(self, stream: Stream) -> MemoryShare | None:
+        """Where a reader counts the bytes of a stream it holds (a partial message): the
+        stream's peer's share of the memory budget, or None (not counted)."""
 
     # -- connections and peers
     async def connect(self, peer: bytes, addrs: Sequence[bytes], timeout: float | None) -> None: ...

@@ -21,7 +21,10 @@ What is limited (:class:`Limits`, ``[limits]`` in the home config, docs/daemon.m
   unread, a stream reset once they pass it), so the data peers may push at us without our
   reading is bounded by it; and each peer's share of it (``memory_per_peer``, all its
   connections), so one peer cannot take the whole budget and leave none for the others'
-  streams.
+  streams. The framed readers above the streams (kad, gossip, Bitswap, identify, unary
+  calls between daemons) count the partial message they hold in the same share
+  (:meth:`MemoryBudget.for_buffers`, p2pd/framing.py) beyond its first 64 KiB, in
+  64 KiB steps.
 * QUIC handshakes: an Initial from a new address takes a pending slot (and passes the
   per-IP and rate limits) before aioquic does any handshake work (p2pd/net/quic_core.py);
   addresses that were not
@@ -162,7 +165,7 @@ class MemoryBudget:
     peer to ``per_peer`` bytes of it."""
 
     __slots__ = ("limit", "used", "peak", "refused", "growth_skipped", "per_peer",
-                 "peers", "refused_peer", "streams_reset")
+                 "peers", "refused_peer", "streams_reset", "buffers", "refused_buffers")
 
     def __init__(self, limit: int, per_peer: int = 0) -> None:
         self.limit = limit
@@ -178,10 +181,19 @@ class MemoryBudget:
         self.refused_peer = 0
         #: streams reset because what arrived unread on them passed the budget (QUIC)
         self.streams_reset = 0
+        #: bytes the framed readers above the streams hold (part of ``used``), and the
+        #: messages refused (their stream reset) for want of budget
+        self.buffers = 0
+        self.refused_buffers = 0
 
     def for_peer(self, peer: bytes) -> PeerMemory:
         """The budget as one peer's muxers see it (its share and the node's, both)."""
         return PeerMemory(self, peer)
+
+    def for_buffers(self, peer: bytes) -> PeerMemory:
+        """The budget as the framed readers of ``peer``'s streams see it: the same share,
+        counted apart as ``buffers`` (refusals in ``refused_buffers``)."""
+        return PeerMemory(self, peer, buffers=True)
 
     def reserve(self, n: int, *, growth: bool = False) -> bool:
         """Take ``n`` bytes if they fit in the budget; False (counted: a refused stream,
@@ -217,11 +229,13 @@ class PeerMemory:
     peer's share and in the node's budget, and must fit in both. Same methods as the
     budget, so a muxer is given either."""
 
-    __slots__ = ("budget", "peer")
+    __slots__ = ("budget", "peer", "buffers")
 
-    def __init__(self, budget: MemoryBudget, peer: bytes) -> None:
+    def __init__(self, budget: MemoryBudget, peer: bytes, *, buffers: bool = False) -> None:
         self.budget = budget
         self.peer = peer
+        #: a framed reader's view (counted in ``budget.buffers``)
+        self.buffers = buffers
 
     @property
     def used(self) -> int:
@@ -241,21 +255,31 @@ class PeerMemory:
             else:
                 b.refused += 1
                 b.refused_peer += 1
+                if self.buffers:
+                    b.refused_buffers += 1
             return False
         if not b.reserve(n, growth=growth):
+            if self.buffers and not growth:
+                b.refused_buffers += 1
             return False
         b.peers[self.peer] = used + n
+        if self.buffers:
+            b.buffers += n
         return True
 
     def force(self, n: int) -> None:
         b = self.budget
         b.force(n)
         b.peers[self.peer] = b.peers.get(self.peer, 0) + n
+        if self.buffers:
+            b.buffers += n
 
     def release(self, n: int) -> None:
         b = self.budget
         left = b.peers.get(self.peer, 0) - n
         b.release(n)
+        if self.buffers:
+            b.buffers = max(0, b.buffers - n)
         if left > 0:
             b.peers[self.peer] = left
         else:
@@ -542,6 +566,7 @@ class ResourceManager:
                 "memory": self.memory.used,
                 "memory_peak": self.memory.peak,
                 "memory_one_peer": max(self.memory.peers.values(), default=0),
+                "memory_buffers": self.memory.buffers,
                 "window_growth_skipped": self.memory.growth_skipped,
             },
             "Limits": asdict(self.limits),
@@ -549,6 +574,8 @@ class ResourceManager:
                         **({"memory": self.memory.refused} if self.memory.refused else {}),
                         **({"memory_per_peer": self.memory.refused_peer}
                            if self.memory.refused_peer else {}),
+                        **({"memory_buffers": self.memory.refused_buffers}
+                           if self.memory.refused_buffers else {}),
                         **({"memory_stream_reset": self.memory.streams_reset}
                            if self.memory.streams_reset else {})},
         }

@@ -1325,15 +1325,16 @@ class Swarm:
         await stream.write_and_close(self._identify_message(stream.conn).framed())
 
     async def _read_identify(self, stream: Stream) -> idproto.Identify:
-        decoder = FrameDecoder(idproto.MAX_MESSAGE)
-        while True:
-            frame = decoder.next_frame()
-            if frame is not None:
-                return idproto.decode(frame)
-            data = await stream.read()
-            if not data:
-                raise idproto.IdentifyError("the stream ended before the identify message")
-            decoder.receive_data(data)
+        with FrameDecoder(idproto.MAX_MESSAGE,
+                          memory=self.rcmgr.memory.for_buffers(stream.conn.peer)) as decoder:
+            while True:
+                frame = decoder.next_frame()
+                if frame is not None:
+                    return idproto.decode(frame)
+                data = await stream.read()
+                if not data:
+                    raise idproto.IdentifyError("the stream ended before the identify message")
+                decoder.receive_data(data)
 
     def _take_identify(self, conn: Connection, msg: idproto.Identify) -> None:
         peer = conn.peer

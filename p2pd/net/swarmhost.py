@@ -196,6 +196,9 @@ class SwarmHost:
     def stream_remote_addr(self, stream: Stream) -> bytes:
         return stream.conn.remote_addr
 
+    def stream_memory(self, stream: Stream):
+        return self.swarm.rcmgr.memory.for_buffers(stream.conn.peer)
+
     # -- connections ---------------------------------------------------------------------------
     async def connect(self, peer_raw: bytes, addrs: Sequence[bytes], timeout: float | None) -> None:
         peer = check_peer_id(peer_raw)

@@ -178,6 +178,9 @@ class FakeHost:
     def stream_peer(self, stream) -> bytes:
         return stream.remote
 
+    def stream_memory(self, stream):
+        return None  # nothing counted in the fake network
+
     def stream_remote_addr(self, stream) -> bytes:
         target = self.network.hosts.get(stream.remote)
         return target.addr if target is not None else b""

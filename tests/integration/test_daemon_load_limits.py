@@ -3,9 +3,10 @@
 A flood of connections from one IP (the per-IP limit and the rate cap hold, the control
 socket answers at once, a peer from another IP connects); a stream flood from one peer
 (its streams past the limit are reset, another peer's streams work); many streams with
-unread data (the muxer memory budget holds the daemon's RSS). Loopback is exempt from
-the per-IP limits by default, so these daemons turn that off; the flood comes from
-127.0.0.2 and 127.0.0.3, the honest peers from 127.0.0.1.
+unread data (the muxer memory budget holds the daemon's RSS); many Bitswap streams each
+holding part of a large message (the framed readers count in the peer's memory share).
+Loopback is exempt from the per-IP limits by default, so these daemons turn that off; the
+flood comes from 127.0.0.2 and 127.0.0.3, the honest peers from 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from p2pd.cli.client import ControlClient
 from p2pd.control.endpoint import parse_endpoint
 from p2pd.net.swarm import Identity, StreamError, StreamReset, Swarm, SwarmOptions, tcp_multiaddr
 from p2pd.peerkeys import peer_id_from_public_key
+from p2pd.varint import encode_uvarint
 
 ECHO = "/echo/1.0.0"
 
@@ -38,12 +40,13 @@ CONFIG = quiet_config("/ip4/127.0.0.1/tcp/0")
 class LimitedDaemon:
     """``p2pd`` in home mode with ``[limits]`` from the test (and flags such as -echo)."""
 
-    def __init__(self, limits: str = "", *flags: str, exempt_loopback: bool = False) -> None:
+    def __init__(self, limits: str = "", *flags: str, exempt_loopback: bool = False,
+                 config: str = CONFIG) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="p2pd-l-", dir="/tmp"))
         home = self.dir / "home"
         home.mkdir(mode=0o700)
         exempt = f"exempt_loopback = {str(exempt_loopback).lower()}\n"
-        (home / "config.toml").write_text(CONFIG + exempt + limits)
+        (home / "config.toml").write_text(config + exempt + limits)
         self.proc = subprocess.Popen([sys.executable, "-m", "p2pd", *flags],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=dict(os.environ, P2PD_HOME=str(home)))
@@ -248,6 +251,63 @@ async def test_streams_with_unread_data_stay_within_the_memory_budget():
     # what peers pushed at us without our reading is bounded by the budget (the echo's
     # pending answers and Python's allocator add about as much again)
     assert grown < 3 * budget, f"RSS grew {grown >> 20} MiB with a {budget >> 20} MiB budget"
+
+
+async def test_streams_holding_partial_large_messages_are_reset_past_the_peers_share():
+    """One peer opens 40 Bitswap streams and sends 1 MiB of a 4 MiB message on each, never
+    the rest: the daemon's readers count what they hold in that peer's 8 MiB memory share,
+    so the streams past it are reset (Refused memory_buffers) while the ones held keep
+    their partial message, and another peer's echo goes on."""
+    share = 8 << 20
+    bitswap_on = CONFIG.replace("[bitswap]\nenabled = false", "[bitswap]\nenabled = true")
+    d = await trio.to_thread.run_sync(lambda: LimitedDaemon(
+        f"memory_per_peer = {share}\n", "-echo", config=bitswap_on))
+    try:
+        async with trio.open_nursery() as nursery:
+            flooder = Swarm(identity(), SwarmOptions())
+            honest = Swarm(identity(), SwarmOptions())
+            await nursery.start(flooder.run, [])
+            await nursery.start(honest.run, [])
+            conn = await _connect(flooder, d)
+            await conn.identified.wait()
+            partial = encode_uvarint(4 << 20) + bytes(1 << 20)
+            reset = []
+
+            async def push(stream) -> None:
+                try:
+                    await stream.write(partial)
+                    await stream.read()  # the rest never comes: held, or reset
+                except (StreamError, StreamReset):
+                    reset.append(stream)
+
+            async with trio.open_nursery() as pushers:
+                for _ in range(40):
+                    try:
+                        stream = await conn.open_stream(["/ipfs/bitswap/1.2.0"], 10)
+                    except (StreamError, StreamReset):
+                        reset.append(None)
+                        continue
+                    pushers.start_soon(push, stream)
+                with trio.move_on_after(20):
+                    while len(reset) < 32:
+                        await trio.sleep(0.05)
+                await trio.sleep(0.5)  # what is held stays held
+                limits = await trio.to_thread.run_sync(d.limits)
+                other = await _connect(honest, d)
+                s = await other.open_stream([ECHO], 10)
+                blob = os.urandom(1 << 20)
+                assert await _echo(s, blob) == blob
+                pushers.cancel_scope.cancel()
+            use, refused = limits["Use"], limits["Refused"]
+            print(f"partial messages: {40 - len(reset)} of 40 streams held, "
+                  f"{use['memory_buffers'] >> 10} KiB buffered, peer holds "
+                  f"{use['memory_one_peer'] >> 10} KiB of {share >> 10}")
+            assert 1 <= 40 - len(reset) <= 8  # each held stream keeps more than 1 MiB
+            assert refused["memory_buffers"] >= len([r for r in reset if r is not None])
+            assert (1 << 20) <= use["memory_buffers"] <= use["memory_one_peer"] <= share
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.to_thread.run_sync(d.stop)
 
 
 async def test_a_thousand_inbound_connections_at_200_a_second_are_held_to_the_inbound_limit():

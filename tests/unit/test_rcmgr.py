@@ -3,10 +3,15 @@ scope gives back exactly what it took, refusals are counted."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p2pd.exchange.wire import BitswapFrameDecoder
+from p2pd.framing import MEMORY_STEP, encode_frame
+from p2pd.kad.wire import KadFrameDecoder
 from p2pd.net.rcmgr import (
     MAX_BUCKETS,
     LimitExceeded,
@@ -286,3 +291,82 @@ def test_unvalidated_sources_hold_at_most_half_the_pending_slots_and_a_retry_is_
     assert (rm.pending, rm.pending_unvalidated, rm.conns["inbound"]) == (0, 0, 0)
     assert rm.summary()["Use"]["pending_unvalidated"] == 0
 
+
+def test_framed_readers_count_in_the_peers_share_apart_and_their_refusals_are_counted():
+    rm = ResourceManager(Limits(memory=8 << 20, memory_per_peer=2 << 20))
+    muxer, reader = rm.memory.for_peer(b"a"), rm.memory.for_buffers(b"a")
+    assert muxer.reserve(1 << 20) and reader.reserve(1 << 20)
+    assert rm.memory.peers[b"a"] == 2 << 20 and rm.memory.buffers == 1 << 20
+    assert not reader.reserve(1)  # the peer's share is gone, muxer and reader alike
+    assert rm.memory.for_buffers(b"b").reserve(1 << 20)  # another peer still fits
+    use, refusals = rm.summary()["Use"], rm.summary()["Refused"]
+    assert use["memory_buffers"] == 2 << 20
+    assert refusals["memory_buffers"] == 1 and refusals["memory_per_peer"] == 1
+    reader.release(1 << 20)
+    rm.memory.for_buffers(b"b").release(1 << 20)
+    muxer.release(1 << 20)
+    assert rm.memory.used == 0 and rm.memory.buffers == 0 and not rm.memory.peers
+
+
+def test_a_framed_reader_counts_its_partial_message_in_steps_and_gives_it_back():
+    rm = ResourceManager(Limits(memory=64 << 20, memory_per_peer=4 << 20))
+    share = rm.memory.for_buffers(b"a")
+    with KadFrameDecoder(memory=share) as decoder:
+        decoder.receive_data(encode_frame(b"x" * 60_000))  # within the free first step
+        assert rm.memory.buffers == 0
+        assert decoder.next_frame() == b"x" * 60_000
+        big = encode_frame(os.urandom(3 << 20))
+        for i in range(0, len(big) - 1, 100_000):
+            decoder.receive_data(big[i : min(i + 100_000, len(big) - 1)])
+            held = rm.memory.buffers  # all but the first step, in steps
+            assert decoder.buffered - MEMORY_STEP <= held < decoder.buffered
+        assert decoder.next_frame() is None
+        decoder.receive_data(big[-1:])
+        assert len(decoder.next_frame()) == 3 << 20 and rm.memory.buffers == 0
+        decoder.receive_data(big[:1000])
+    assert rm.memory.used == 0 and not rm.memory.peers  # leaving the block gives it back
+
+
+def test_streams_holding_partial_large_messages_are_refused_past_the_peers_share():
+    rm = ResourceManager(Limits(memory=64 << 20, memory_per_peer=4 << 20))
+    partial = encode_frame(b"\0" * (4 << 20))[: (1 << 20) + 10]  # 1 MiB of a 4 MiB message
+    held, refused = [], 0
+    for _ in range(6):
+        decoder = BitswapFrameDecoder(memory=rm.memory.for_buffers(b"a"))
+        try:
+            decoder.receive_data(partial)
+            held.append(decoder)
+        except LimitExceeded as exc:
+            assert exc.limit == "memory" and "peer holds" in str(exc)
+            assert decoder.buffered == 0  # it keeps nothing once refused
+            refused += 1
+    assert (len(held), refused) == (4, 2)  # 1 MiB + 10 bytes, less the free step: 1 MiB
+    assert rm.summary()["Refused"]["memory_buffers"] == 2
+    other = KadFrameDecoder(memory=rm.memory.for_buffers(b"b"))
+    other.receive_data(partial)  # another peer's share is its own
+    for decoder in [*held, other]:
+        decoder.close()
+        decoder.close()
+    assert rm.memory.used == 0 and rm.memory.buffers == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=200_000), min_size=1, max_size=6),
+       st.lists(st.integers(1, 150_000), min_size=1, max_size=40))
+def test_any_cut_of_frames_holds_what_is_buffered_and_frees_it_all(payloads, cuts):
+    rm = ResourceManager(Limits(memory=64 << 20, memory_per_peer=0))
+    stream = b"".join(encode_frame(p) for p in payloads)
+    decoder = KadFrameDecoder(memory=rm.memory.for_buffers(b"a"))
+    got, pos, i = [], 0, 0
+    while pos < len(stream):
+        n = cuts[i % len(cuts)]
+        i += 1
+        decoder.receive_data(stream[pos : pos + n])
+        pos += n
+        while (frame := decoder.next_frame()) is not None:
+            got.append(frame)
+        held = rm.memory.buffers
+        assert decoder.buffered - MEMORY_STEP <= held < decoder.buffered + MEMORY_STEP
+    assert got == payloads and rm.memory.buffers == 0
+    decoder.close()
+    assert rm.memory.used == 0
