@@ -82,3 +82,22 @@ def test_helia_at_home_joins_by_dnsaddr_and_exchanges_files_with_our_home_daemon
     ours.cli("get", cid2, "-o", str(got), "--timeout", "60")
     assert _digest(got) == _digest(src2)
     assert helia.peer_id not in ours.peers()
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (INTEROP / "node_modules").is_dir(),
+    reason="needs node and `npm ci` in tests/interop",
+)
+def test_a_helia_call_with_no_reply_within_its_limit_is_stalled_and_the_node_stopped(netlab,
+                                                                                   tmp_path):
+    """What the lab-bitswap bench relies on for a fetch that hangs: the bench's own limit,
+    whatever Helia does with its abort signal. A cat of a block nobody has (Helia's own
+    timeout far away) gets no reply within 3 s: Stalled, the node stopped."""
+    from lab.peers import Stalled
+
+    helia = LabHelia(netlab, netlab.add_host("js"), [])
+    assert helia.call(cmd="peers", limit=30) == {"peers": []}  # a reply within the limit
+    nobody = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # sha-256 of "a"
+    with pytest.raises(Stalled, match="no reply within 3 s"):
+        helia.call(cmd="cat", cid=nobody, out=str(tmp_path / "x"), timeout=600_000, limit=3)
+    assert helia.proc.popen.poll() is not None
