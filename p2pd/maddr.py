@@ -1,17 +1,18 @@
-"""Binary multiaddrs to text without py-multiaddr.
+"""Multiaddrs between binary and text without py-multiaddr.
 
-``p2pd id`` and ``p2pd peers`` print the addresses the daemon sends, and the daemon its
-ready lines; importing py-multiaddr for that costs ~10-25 ms (netaddr), a sixth of the
-command's start. This covers the protocols a libp2p node announces (multiformats/multiaddr
-protocols.csv); :func:`text` asks py-multiaddr for any other.
+``p2pd id`` and ``p2pd peers`` print the addresses the daemon sends, and the daemon parses
+its listen addresses and prints its ready lines; importing py-multiaddr for that costs
+~10-40 ms (netaddr), a sixth of a command's start. This covers the protocols a libp2p node
+announces (multiformats/multiaddr protocols.csv); :func:`text` asks py-multiaddr for any
+other, and :func:`from_text` leaves anything it does not read exactly to py-multiaddr.
 """
 
 from __future__ import annotations
 
 import socket
 
-from .blocks.multibase import b58encode
-from .varint import decode_uvarint
+from .blocks.multibase import b58decode, b58encode
+from .varint import decode_uvarint, encode_uvarint
 
 #: code -> (name, value size in bytes: 0 none, -1 varint-length-prefixed)
 _PROTOCOLS: dict[int, tuple[str, int]] = {
@@ -86,3 +87,59 @@ def text(raw: bytes) -> str:
         return str(multiaddr.Multiaddr(raw))
     except Exception:
         return "0x" + bytes(raw).hex()
+
+
+_CODES = {name: (code, size) for code, (name, size) in _PROTOCOLS.items()}
+#: what from_text reads (the rest, e.g. /unix paths, /ipcidr and the names of /dns* and
+#: /sni, which py-multiaddr checks label by label, is py-multiaddr's)
+_FROM_TEXT = {4, 6, 41, 273, 421, 443, 448, 454, 460, 461, 465, 477, 478, 480, 290, 280, 281}
+
+
+def from_text(text: str) -> bytes | None:
+    """The binary form of ``/ip4/1.2.3.4/tcp/4001/p2p/12D3...``; None when ``text`` holds
+    anything not read exactly here (the caller asks py-multiaddr, which also says what is
+    wrong with a bad address)."""
+    if not text.startswith("/") or text.endswith("/") and text != "/":
+        return None
+    parts = text[1:].split("/")
+    out = bytearray()
+    i = 0
+    try:
+        while i < len(parts):
+            entry = _CODES.get(parts[i])
+            if entry is None or entry[0] not in _FROM_TEXT:
+                return None
+            code, size = entry
+            out += encode_uvarint(code)
+            i += 1
+            if not size:
+                continue
+            if i >= len(parts):
+                return None
+            value, i = parts[i], i + 1
+            if code == 4:
+                if value.count(".") != 3 or not all(p.isdigit() and p == str(int(p))
+                                                    for p in value.split(".")):
+                    return None
+                out += socket.inet_pton(socket.AF_INET, value)
+            elif code == 41:
+                if "%" in value or "." in value:
+                    return None
+                out += socket.inet_pton(socket.AF_INET6, value)
+            elif code in (6, 273):
+                if not value.isdigit() or value != str(int(value)) or int(value) > 65535:
+                    return None
+                out += int(value).to_bytes(2, "big")
+            elif code == 421:
+                if not (value.startswith("12D3Koo") or value.startswith("Qm")):
+                    return None  # a CID form: py-multiaddr's
+                raw = b58decode(value)
+                if not (raw[:2] == b"\x12\x20" and len(raw) == 34
+                        or raw[:1] == b"\x00" and len(raw) > 2 and raw[1] == len(raw) - 2):
+                    return None  # not a sha256 or identity multihash
+                out += encode_uvarint(len(raw)) + raw
+            else:
+                return None
+    except (ValueError, OSError):
+        return None
+    return bytes(out) if out else None

@@ -370,7 +370,12 @@ def _addr_order(addr: bytes) -> int:
 
 
 def _swarm_addr(text: str) -> bytes:
-    import multiaddr
+    from ..maddr import from_text
+
+    raw = from_text(text)
+    if raw is not None:
+        return raw
+    import multiaddr  # what maddr does not read, and the message for a bad address
 
     try:
         return multiaddr.Multiaddr(text).to_bytes()

@@ -1,5 +1,5 @@
-"""p2pd.maddr (binary multiaddrs to text for the CLI) says what py-multiaddr says, or
-None; never another exception."""
+"""p2pd.maddr (multiaddrs between binary and text without py-multiaddr) says what
+py-multiaddr says, or None; never another exception."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import multiaddr
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from p2pd.maddr import from_text, to_text
 from p2pd.maddr import text as maddr_text
-from p2pd.maddr import to_text
 
 _dns = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True)
 _component = st.one_of(
@@ -59,3 +59,25 @@ def test_an_unlisted_protocol_is_left_to_py_multiaddr():
 def test_text_always_gives_a_string(raw):
     out = maddr_text(raw)
     assert out.startswith("/") or out == "0x" + raw.hex() or (out == "" and not raw)
+
+
+@given(st.lists(_component, min_size=1, max_size=5))
+@example(["/ip4/127.0.0.1", "/tcp/0"])
+@example(["/ip6/::ffff:1.2.3.4", "/udp/1", "/quic-v1"])
+def test_from_text_is_py_multiaddrs_or_none(parts):
+    text = "".join(parts)
+    raw = from_text(text)
+    if raw is None:
+        return
+    assert raw == multiaddr.Multiaddr(text).to_bytes()
+
+
+@given(st.text(max_size=60))
+@example("/ip4/1.2.3/tcp/1")
+@example("/ip4/01.2.3.4/tcp/1")
+@example("/ip4/1.2.3.4/tcp/65536")
+@example("/tcp/")
+def test_from_text_reads_only_what_py_multiaddr_reads_the_same(text):
+    raw = from_text(text)
+    if raw is not None:
+        assert raw == multiaddr.Multiaddr(text).to_bytes()
