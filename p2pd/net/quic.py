@@ -242,14 +242,7 @@ class QuicMuxStream:
         self._on_reset("stream was reset locally")
         if session._dead:
             return
-        try:
-            if not self.send_closed:
-                session.quic.reset_stream(self.stream_id, 0)
-            if not self.recv_closed:
-                session.quic.stop_stream(self.stream_id, 0)
-        except Exception:
-            pass
-        session.kick()
+        session._abandon_stream(self, stop_reading=not self.recv_closed)
 
     def get_remote_address(self):
         return self.muxed_conn.remote_sockaddr
@@ -363,10 +356,16 @@ class QuicSession:
         log.info("QUIC: peer %s: stream %d reset: resource limit memory (%s)",
                  (self.peer or b"").hex()[:16], stream.stream_id, self.memory.describe())
         stream._on_reset("resource limit memory: the peer's unread data passed its share")
+        self._abandon_stream(stream, stop_reading=True)
+
+    def _abandon_stream(self, stream: QuicMuxStream, *, stop_reading: bool) -> None:
+        """Tell the peer we give ``stream`` up: RESET_STREAM for our side unless it is
+        closed, and STOP_SENDING for theirs when ``stop_reading``."""
         try:
-            self.quic.stop_stream(stream.stream_id, 0)
             if not stream.send_closed:
                 self.quic.reset_stream(stream.stream_id, 0)
+            if stop_reading:
+                self.quic.stop_stream(stream.stream_id, 0)
         except Exception:
             pass
         self.kick()
