@@ -1,2 +1,3 @@
-"""Networking: the host over py-libp2p (transports, swarm, identify, ping) with our own
-Noise transport channel and Yamux muxer, perf, dnsaddr."""
+"""Networking, our own: the swarm (TCP, WebSocket, QUIC and relayed connections; Noise or
+TLS, Yamux or mplex; identify, ping), the resource manager, NAT traversal (AutoNAT,
+circuit relay v2, DCUtR, UPnP/NAT-PMP), perf and dnsaddr; the Host port the services see."""
