@@ -258,6 +258,8 @@ async def _serve(
                     from .http.service import start_http
 
                     await start_http(nursery, node, config)
+                log.debug("ready: control %s, swarm %s", endpoint.multiaddr(),
+                          " ".join(node.listen_addrs()) or "none")
                 if not config.quiet:
                     _print_ready(endpoint.multiaddr(), node)
                 async for signum in signals:
