@@ -136,7 +136,7 @@ class Dialer:
             if text is None:
                 break
             proposed = self.protocols[self._next - 1]
-            if text == proposed:
+            if text == proposed and text != NA:  # "na" is the refusal, never a protocol
                 self.protocol = proposed
                 self.leftover = self._reader.take_rest()
             elif text == NA:

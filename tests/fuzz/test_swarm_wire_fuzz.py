@@ -12,6 +12,8 @@ from p2pd.net.swarm import split_multiaddr, tcp_target
 
 chunks = st.lists(st.binary(max_size=64), max_size=8)
 protocol_ids = st.text(min_size=1, max_size=20).filter(lambda t: "\n" not in t)
+#: what a listener may serve: "na" (the refusal) and "ls" (the listing) are the protocol's own
+served_ids = protocol_ids.filter(lambda t: t not in ("na", "ls"))
 
 
 @given(chunks)
@@ -36,7 +38,7 @@ def test_dialer_raises_only_multistream_errors(protos, pieces):
         pass
 
 
-@given(st.lists(protocol_ids, min_size=1, max_size=5), st.integers(1, 7))
+@given(st.lists(served_ids, min_size=1, max_size=5), st.integers(1, 7))
 def test_negotiation_in_any_cut_agrees(protos, cut):
     supported = set(protos[-1:])
     d, li = Dialer(protos), Listener(supported)
@@ -51,6 +53,19 @@ def test_negotiation_in_any_cut_agrees(protos, cut):
         if d.done:
             break
     assert d.protocol == li.protocol == next(p for p in protos if p in supported)
+
+
+def test_proposing_na_is_refused_not_agreed():
+    """hypothesis found a dialer proposing "na" take the listener's refusal ("na") for
+    its agreement; the listener never serves it."""
+    d, li = Dialer(["na"]), Listener({"na"})
+    a = d.start()
+    b = li.start() + li.receive(a)
+    try:
+        d.receive(b)
+    except MultistreamError:
+        pass
+    assert d.protocol is None and li.protocol is None
 
 
 @given(st.binary(max_size=300))
