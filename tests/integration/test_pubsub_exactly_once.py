@@ -136,6 +136,10 @@ async def test_each_message_arrives_once_per_subscription_across_reconnect_and_r
             # 3. a publishes and is killed; back with the same identity within the
             # message cache's window (5 heartbeats), a new subscriber, rejoined
             before = await publish_round({"a": a}, "last words")
+
+            async def peers_have_them() -> bool:  # killed earlier, a could take them along
+                return all(before <= set(x.got) for x in (sb, sc))
+            await wait_until(peers_have_them, what="b and c got a's last words")
             a.stop(signal.SIGKILL)
             a2 = Daemon("-pubsub", "-id", str(key))
             assert a2.peer_id == a.peer_id
