@@ -168,17 +168,24 @@ async def _echo(stream, payload: bytes) -> bytes:
     return bytes(got)
 
 
+async def _flooder_and_honest(nursery, d: LimitedDaemon):
+    """Two swarms of their own identity: the flooder's identified connection to ``d``,
+    and the honest swarm (not yet connected)."""
+    flooder = Swarm(identity(), SwarmOptions())
+    honest = Swarm(identity(), SwarmOptions())
+    await nursery.start(flooder.run, [])
+    await nursery.start(honest.run, [])
+    conn = await _connect(flooder, d)
+    await conn.identified.wait()
+    return conn, honest
+
+
 async def test_a_stream_flood_from_one_peer_is_reset_past_its_limit_and_others_go_on():
     d = await trio.to_thread.run_sync(
         lambda: LimitedDaemon("max_streams_inbound_per_peer = 64\n", "-echo"))
     try:
         async with trio.open_nursery() as nursery:
-            flooder = Swarm(identity(), SwarmOptions())
-            honest = Swarm(identity(), SwarmOptions())
-            await nursery.start(flooder.run, [])
-            await nursery.start(honest.run, [])
-            conn = await _connect(flooder, d)
-            await conn.identified.wait()
+            conn, honest = await _flooder_and_honest(nursery, d)
             opened, refused = [], 0
             started = trio.current_time()
             for _ in range(300):
@@ -268,12 +275,7 @@ async def test_streams_holding_partial_large_messages_are_reset_past_the_peers_s
         f"memory_per_peer = {share}\n", "-echo", config=bitswap_on))
     try:
         async with trio.open_nursery() as nursery:
-            flooder = Swarm(identity(), SwarmOptions())
-            honest = Swarm(identity(), SwarmOptions())
-            await nursery.start(flooder.run, [])
-            await nursery.start(honest.run, [])
-            conn = await _connect(flooder, d)
-            await conn.identified.wait()
+            conn, honest = await _flooder_and_honest(nursery, d)
             partial = encode_uvarint(4 << 20) + bytes(1 << 20)
             reset = []
 
